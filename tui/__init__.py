@@ -1,0 +1,1 @@
+"""recursa.tui: the Textual terminal UI and the `recursa` command line."""
