@@ -33,3 +33,7 @@ class SchemaError(StoreError):
 
 class DatabaseUnavailableError(StoreError):
     """The database cannot be opened: unreachable server, unwritable or corrupt file."""
+
+
+class CompactionConflict(StoreError):
+    """A summary was not stored: another writer compacted first, or coverage did not advance."""
