@@ -149,6 +149,12 @@ def upgrade(url: str | None = None) -> str:
 
 def current_revision(url: str | None = None) -> str | None:
     """The database's schema revision, or None when it has no schema yet."""
+    from recursa.memory.engine import sqlite_path
+
+    parsed = parse_url(url or default_db_url())
+    path = sqlite_path(parsed) if parsed.get_backend_name() == "sqlite" else None
+    if path is not None and not path.exists():
+        return None  # asking must not create the file
     engine = _engine_for(url)
     try:
         with translate_errors(engine.url), engine.connect() as conn:

@@ -949,7 +949,8 @@ class Store:
         "all" needs every word, "any" at least one. `through_seq` keeps messages
         with seq <= through_seq and summaries covering no further.
         """
-        _text("query", query, allow_empty=True)
+        if not isinstance(query, str):
+            raise InvalidInputError(f"query must be a string, not {type(query).__name__}.")
         _choice("match", match, frozenset({"all", "any"}))
         _optional_int("conversation_id", conversation_id)
         _optional_int("through_seq", through_seq)

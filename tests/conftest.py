@@ -7,9 +7,18 @@ kept between runs under .cache/) so the default model is converted once.
 
 from __future__ import annotations
 
+import os
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
+from sqlalchemy.pool import NullPool
+
+if TYPE_CHECKING:
+    from recursa.memory.store import Store
 
 REPO = Path(__file__).resolve().parent.parent
 SHARED_CACHE = REPO / ".cache" / "test-cache"
@@ -24,3 +33,77 @@ def recursa_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     monkeypatch.setenv("RECURSA_CACHE_DIR", str(SHARED_CACHE))
     monkeypatch.delenv("RECURSA_DB_URL", raising=False)
     return home
+
+
+# --- databases ------------------------------------------------------------------------
+#
+# `db_url` runs a test once on SQLite (a fresh file under tmp_path) and once on
+# PostgreSQL (a fresh database created for that one test and dropped after it),
+# so tests never see each other's rows. The PostgreSQL run is marked `postgres`
+# (deselect with -m "not postgres") and needs RECURSA_TEST_POSTGRES_URL, e.g.
+# postgresql+psycopg://user@127.0.0.1:5432/test: unset, it is skipped with the
+# reason shown; set but unreachable, it fails (CI sets it and must not skip).
+# `store` is `Store.open(db_url)` (schema upgraded to head), closed after the test.
+
+POSTGRES_ENV = "RECURSA_TEST_POSTGRES_URL"
+
+
+def postgres_base_url() -> str | None:
+    """The PostgreSQL URL the tests were given, or None."""
+    return os.environ.get(POSTGRES_ENV) or None
+
+
+@contextmanager
+def fresh_postgres_database(base_url: str) -> Iterator[str]:
+    """Create an empty database next to `base_url`'s, yield its URL, drop it afterwards."""
+    from sqlalchemy import create_engine
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import OperationalError
+
+    base = make_url(base_url)
+    if base.drivername == "postgresql":
+        base = base.set(drivername="postgresql+psycopg")
+    name = f"recursa_test_{uuid.uuid4().hex[:16]}"
+    # CREATE/DROP DATABASE cannot run inside a transaction.
+    admin = create_engine(base, isolation_level="AUTOCOMMIT", poolclass=NullPool)
+    try:
+        with admin.connect() as conn:
+            conn.exec_driver_sql(f'CREATE DATABASE "{name}"')
+    except OperationalError as exc:
+        admin.dispose()
+        pytest.fail(
+            f"{POSTGRES_ENV} is set to {base.render_as_string(hide_password=True)} but the "
+            f"server is unreachable: {exc.orig}",
+            pytrace=False,
+        )
+    try:
+        yield base.set(database=name).render_as_string(hide_password=False)
+    finally:
+        with admin.connect() as conn:
+            conn.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        admin.dispose()
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """A URL of an empty database: SQLite file, then a fresh PostgreSQL database."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'store.db'}"
+        return
+    base = postgres_base_url()
+    if base is None:
+        pytest.skip(f"PostgreSQL tests skipped: set {POSTGRES_ENV} to run them")
+    with fresh_postgres_database(base) as url:
+        yield url
+
+
+@pytest.fixture
+def store(db_url: str) -> Iterator[Store]:
+    """An open Store on `db_url` (both databases), closed after the test."""
+    from recursa.memory.store import Store
+
+    opened = Store.open(db_url)
+    try:
+        yield opened
+    finally:
+        opened.close()
