@@ -1,0 +1,269 @@
+"""Typed settings for the dialogue manager: one root with nested sections.
+
+Sources, highest priority first: values passed in code (``Agent.open(**settings)``),
+environment variables (``RECURSA_`` prefix, ``__`` between nested names, e.g.
+``RECURSA_BUDGET__MAX_PROMPT_TOKENS=512``), the TOML file at
+``recursa.memory.locations.config_path()``, then the defaults below. Nothing is
+read at import time: ``Settings.load()`` reads the sources when it is called.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+from recursa.agent.errors import ConfigError
+from recursa.agent.runtime.protocol import GenerationParams
+from recursa.memory import locations
+
+Policy = Literal["window", "summary", "summary+recall"]
+POLICIES: tuple[str, ...] = ("window", "summary", "summary+recall")
+
+
+class BudgetSettings(BaseModel):
+    """How the prompt budget is computed and shared between the prompt's sections."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    max_prompt_tokens: int | None = Field(
+        None,
+        ge=16,
+        description="Caps the prompt budget below what the model's context window allows "
+        "(None: no cap beyond the window).",
+    )
+    reply_reserve: int = Field(
+        256, ge=1, description="Tokens of the context window kept free for the reply."
+    )
+    safety_margin: int = Field(
+        16, ge=0, description="Extra tokens kept free, against template or tokenizer surprises."
+    )
+    summary_share: float = Field(
+        0.25,
+        ge=0.0,
+        le=1.0,
+        description="Share of the flexible budget (budget minus system prompt) the summary "
+        "may use; a longer summary is condensed.",
+    )
+    recall_share: float = Field(
+        0.15,
+        ge=0.0,
+        le=1.0,
+        description="Share of the flexible budget recalled excerpts may use when the window "
+        "leaves no spare room to lend.",
+    )
+    window_share: float = Field(
+        0.45,
+        gt=0.0,
+        le=1.0,
+        description="Share of the flexible budget the verbatim window may grow to before it "
+        "is compacted (the high-water mark). The rest of the budget is room for the new "
+        "message.",
+    )
+    low_water: float = Field(
+        0.5,
+        gt=0.0,
+        lt=1.0,
+        description="Compaction evicts the oldest exchanges until the window is at most this "
+        "fraction of its share (hysteresis: compaction then stays away for several turns).",
+    )
+
+    @model_validator(mode="after")
+    def _shares_fit(self) -> BudgetSettings:
+        total = self.summary_share + self.recall_share + self.window_share
+        if total > 1.0 + 1e-9:
+            raise ValueError(
+                f"summary_share + recall_share + window_share is {total:.2f}; "
+                "it must be at most 1.0 (the rest is room for the new message)"
+            )
+        return self
+
+
+class GenerationSettings(BaseModel):
+    """Default generation parameters for replies (greedy decoding by default)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    max_new_tokens: int = Field(256, ge=1, description="Upper bound on a reply's tokens.")
+    temperature: float = Field(0.0, ge=0.0, le=5.0, description="0 means greedy decoding.")
+    top_p: float = Field(1.0, gt=0.0, le=1.0, description="Nucleus sampling mass.")
+    seed: int | None = Field(None, description="Sampling seed (None: unseeded).")
+    repetition_penalty: float = Field(
+        1.1, ge=1.0, le=3.0, description="Penalty on already-seen tokens (1.0 = off)."
+    )
+    stop: tuple[str, ...] = Field((), description="Generation ends before any of these.")
+
+    def params(self, **overrides: Any) -> GenerationParams:
+        """These defaults as runtime `GenerationParams`, with optional overrides."""
+        data = self.model_dump()
+        data.update({k: v for k, v in overrides.items() if v is not None})
+        return GenerationParams(**data)
+
+
+class SummarizerSettings(BaseModel):
+    """How evicted turns are folded into the running summary."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    model: str | None = Field(
+        None, description="Model spec of the summarizer (None: the conversation's own model)."
+    )
+    max_new_tokens: int = Field(
+        96, ge=8, description="Upper bound on the tokens of one summarization reply."
+    )
+    template_version: str = Field(
+        "v1", description="Version of the summarizer prompt templates (agent/prompts/*.toml)."
+    )
+    repetition_penalty: float = Field(
+        1.2, ge=1.0, le=3.0, description="Penalty against loops in small models' summaries."
+    )
+
+
+class RecallSettings(BaseModel):
+    """How archived turns relevant to the new message are found."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    max_hits: int = Field(8, ge=0, description="At most this many recalled excerpts.")
+    max_excerpt_tokens: int = Field(
+        96, ge=8, description="A recalled message longer than this is shown as an excerpt."
+    )
+
+
+class RuntimeSettings(BaseModel):
+    """Options passed to the model runtime when it is opened."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    device: Literal["cpu", "cuda", "auto"] = Field("cpu", description="Where a local model runs.")
+    threads: int | None = Field(None, ge=1, description="CPU threads (None: the runtime picks).")
+    context_window: int | None = Field(
+        None, ge=64, description="Override the model's context window (None: the model's own)."
+    )
+
+
+class Settings(BaseSettings):
+    """The root of recursa's settings."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="RECURSA_",
+        env_nested_delimiter="__",
+        extra="forbid",
+        validate_default=True,
+    )
+
+    model: str = Field("smollm2-135m", description="The chat model's spec (see `recursa models`).")
+    db_url: str | None = Field(
+        None, description="SQLAlchemy database URL (None: the embedded SQLite database)."
+    )
+    policy: Policy = Field(
+        "summary+recall",
+        description="Prompt memory policy: 'window' (plain sliding window), 'summary' "
+        "(running summary + window) or 'summary+recall' (also recall archived turns).",
+    )
+    system_prompt: str = Field(
+        "You are a helpful assistant.",
+        description="System prompt of conversations that do not set their own.",
+    )
+    budget: BudgetSettings = Field(default_factory=BudgetSettings)
+    generation: GenerationSettings = Field(default_factory=GenerationSettings)
+    summarizer: SummarizerSettings = Field(default_factory=SummarizerSettings)
+    recall: RecallSettings = Field(default_factory=RecallSettings)
+    runtime: RuntimeSettings = Field(default_factory=RuntimeSettings)
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        # The config path is resolved now, not at import, so RECURSA_HOME set later counts.
+        toml = TomlConfigSettingsSource(settings_cls, toml_file=locations.config_path())
+        return (init_settings, env_settings, toml)
+
+    @classmethod
+    def load(cls, overrides: Mapping[str, Any] | None = None, **kwargs: Any) -> Settings:
+        """Read the sources and apply overrides; flat names of section fields are accepted.
+
+        ``Settings.load(max_prompt_tokens=512, policy="window")`` is the same as
+        ``Settings.load(budget={"max_prompt_tokens": 512}, policy="window")``.
+        Raises ConfigError naming the bad setting.
+        """
+        data = nest_overrides({**(overrides or {}), **kwargs})
+        try:
+            return cls(**data)
+        except ValidationError as exc:
+            raise ConfigError(_describe(exc, where=str(locations.config_path()))) from exc
+
+    def merged(self, overrides: Mapping[str, Any] | None) -> Settings:
+        """A copy with per-conversation overrides applied (flat or nested names)."""
+        if not overrides:
+            return self
+        data = self.model_dump()
+        for key, value in nest_overrides(overrides).items():
+            if isinstance(value, dict) and isinstance(data.get(key), dict):
+                data[key] = {**data[key], **value}
+            else:
+                data[key] = value
+        try:
+            # model_validate skips the env/TOML sources: only these values count.
+            return Settings.model_validate(data)
+        except ValidationError as exc:
+            raise ConfigError(_describe(exc, where="conversation settings")) from exc
+
+
+_SECTIONS: dict[str, type[BaseModel]] = {
+    "budget": BudgetSettings,
+    "generation": GenerationSettings,
+    "summarizer": SummarizerSettings,
+    "recall": RecallSettings,
+    "runtime": RuntimeSettings,
+}
+_ROOT_FIELDS = {"model", "db_url", "policy", "system_prompt", *_SECTIONS}
+# Flat names that are unambiguous: the first section that defines one owns it.
+_FLAT: dict[str, str] = {}
+for _section in ("budget", "generation", "recall", "runtime"):
+    for _name in _SECTIONS[_section].model_fields:
+        _FLAT.setdefault(_name, _section)
+
+
+def nest_overrides(values: Mapping[str, Any]) -> dict[str, Any]:
+    """Turn flat section-field names into nested dicts; unknown names raise ConfigError."""
+    out: dict[str, Any] = {}
+    for key, value in values.items():
+        if key in _ROOT_FIELDS:
+            if key in _SECTIONS and isinstance(value, BaseModel):
+                value = value.model_dump()
+            if key in _SECTIONS and isinstance(value, Mapping):
+                out.setdefault(key, {}).update(value)
+            else:
+                out[key] = value
+        elif key in _FLAT:
+            out.setdefault(_FLAT[key], {})[key] = value
+        else:
+            known = sorted(_ROOT_FIELDS | set(_FLAT))
+            raise ConfigError(f"Unknown setting {key!r}. Known settings: {', '.join(known)}.")
+    return out
+
+
+def _describe(exc: ValidationError, *, where: str) -> str:
+    parts = []
+    for err in exc.errors():
+        loc = ".".join(str(p) for p in err["loc"])
+        parts.append(f"{loc}: {err['msg']}")
+    return f"Invalid settings ({where}): " + "; ".join(parts)
+
+
+def config_file() -> Path:
+    """The TOML file settings are read from (it may not exist)."""
+    return locations.config_path()
