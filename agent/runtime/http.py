@@ -14,9 +14,12 @@ arrived: a reply is never stitched together from two attempts.
 
 from __future__ import annotations
 
+import contextlib
 import email.utils
 import json
 import os
+import socket
+import threading
 import time
 from collections.abc import Generator, Iterator, Sequence
 from typing import Any
@@ -328,6 +331,14 @@ class OpenAIRuntime:
         first: float | None = None
         finish: FinishReason | None = None
         server_usage: dict[str, Any] | None = None
+        finished = threading.Event()
+        watcher = threading.Thread(
+            target=_close_on_cancel,
+            args=(response, cancel, finished),
+            name="recursa-http-cancel",
+            daemon=True,
+        )
+        watcher.start()
         try:
             if not response.headers.get("content-type", "").startswith("text/event-stream"):
                 # The server ignored stream=true and answered with one JSON body.
@@ -364,6 +375,8 @@ class OpenAIRuntime:
                 if cancel.cancelled:
                     finish = "cancelled"
                     break
+            if cancel.cancelled:
+                finish = "cancelled"
             if not done and finish is None:
                 raise ModelServerError(
                     f"The stream from {self.base_url} ended before the reply was complete "
@@ -372,24 +385,31 @@ class OpenAIRuntime:
                     "have crashed or a proxy cut the connection; try again and check the "
                     "server's logs."
                 )
-        except httpx.TimeoutException as exc:
-            raise ModelServerError(
-                f"The server at {self.base_url} stopped sending mid-reply for "
-                f"{self.options.timeout_s:g} s (after {len(''.join(parts))} characters). "
-                "Check the server, or raise the timeout (RuntimeOptions.timeout_s)."
-            ) from exc
         except httpx.TransportError as exc:
-            raise ModelServerError(
-                f"The connection to {self.base_url} broke mid-reply after "
-                f"{len(''.join(parts))} characters ({type(exc).__name__}: {exc}). "
-                "The partial reply was not kept as complete; try again."
-            ) from exc
+            if not cancel.cancelled:
+                raise self._broken_stream_error(exc, len("".join(parts))) from exc
+            # The cancel watcher shut the socket down under a blocked read.
+            finish = "cancelled"
         finally:
+            finished.set()
             # Closing an unfinished response drops the connection, which tells the
             # server to stop generating (this is how cancellation reaches it).
             response.close()
         text = "".join(parts)
         return self._usage(local_count, server_usage, text, finish or "stop", start, first, params)
+
+    def _broken_stream_error(self, exc: httpx.TransportError, received: int) -> ModelServerError:
+        if isinstance(exc, httpx.TimeoutException):
+            return ModelServerError(
+                f"The server at {self.base_url} stopped sending mid-reply for "
+                f"{self.options.timeout_s:g} s (after {received} characters). "
+                "Check the server, or raise the timeout (RuntimeOptions.timeout_s)."
+            )
+        return ModelServerError(
+            f"The connection to {self.base_url} broke mid-reply after {received} "
+            f"characters ({type(exc).__name__}: {exc}). The partial reply was not kept "
+            "as complete; try again."
+        )
 
     def _chunks(self, response: httpx.Response) -> Iterator[dict[str, Any] | None]:
         """The JSON chunks of an SSE chat stream; None marks `[DONE]`."""
@@ -575,6 +595,27 @@ class OpenAIRuntime:
             return "The server lists no models."
         shown = ", ".join(models[:20]) + (" ..." if len(models) > 20 else "")
         return f"Models it serves: {shown}. Use one of them: openai:<model>@{self.base_url}."
+
+
+def _close_on_cancel(
+    response: httpx.Response, cancel: CancelToken, finished: threading.Event
+) -> None:
+    """Shut the response's socket down as soon as `cancel` fires.
+
+    The reading thread may be blocked waiting for the server's next bytes (a long
+    prefill, a stalled server); closing a socket does not wake a blocked read, but
+    shutting it down does, so a cancel takes effect at once instead of at the
+    next token.
+    """
+    while not finished.wait(_CANCEL_POLL_S):
+        if cancel.cancelled:
+            stream = response.extensions.get("network_stream")
+            sock = stream.get_extra_info("socket") if stream is not None else None
+            if isinstance(sock, socket.socket):
+                # OSError: the reader finished and closed it at the same moment.
+                with contextlib.suppress(OSError):
+                    sock.shutdown(socket.SHUT_RDWR)
+            return
 
 
 def _int_or_none(value: Any) -> int | None:

@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import json
 import re
+import select
+import socket
 import threading
 import time
 from collections.abc import Iterator
@@ -23,6 +25,7 @@ from typing import Any
 from recursa.memory.tokens import TiktokenCounter
 
 API_PREFIX = "/v1"
+STALL_S = 30.0  # how long a stalled stream stays silent before the server gives up
 
 
 @dataclass
@@ -45,6 +48,7 @@ class Behaviour:
     ignore_stream: bool = False  # answer JSON even when a stream was asked for
     reject_stream_options: bool = False  # 400 on the stream_options field
     chunk_delay_s: float = 0.0  # pause between streamed chunks
+    stall_after_chunks: int | None = None  # go silent (until the client leaves or STALL_S)
     omit_usage: bool = False  # never report usage
 
 
@@ -293,6 +297,9 @@ class _Handler(BaseHTTPRequestHandler):
                     )
                     self._write_chunk(b"")
                     return
+                if b.stall_after_chunks is not None and sent >= b.stall_after_chunks:
+                    self._stall(sent)
+                    return
                 if b.chunk_delay_s:
                     time.sleep(b.chunk_delay_s)
                 self._write_chunk(chunk({"content": word}, None))
@@ -311,6 +318,17 @@ class _Handler(BaseHTTPRequestHandler):
             self.state.chunks_sent_before_disconnect = sent
             self.state.disconnected.set()
             self.close_connection = True
+
+    def _stall(self, sent: int) -> None:
+        """Send nothing more, like a server stuck in a long prefill, until the client leaves."""
+        deadline = time.monotonic() + STALL_S
+        while time.monotonic() < deadline:
+            readable, _, _ = select.select([self.connection], [], [], 0.05)
+            if readable and self.connection.recv(1, socket.MSG_PEEK) == b"":
+                self.state.chunks_sent_before_disconnect = sent
+                self.state.disconnected.set()
+                break
+        self.close_connection = True
 
 
 class _Server(ThreadingHTTPServer):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import socket
+import threading
 from collections.abc import Iterator
 
 import pytest
@@ -389,6 +390,28 @@ def test_cancel_mid_stream_closes_the_connection(
     server.behaviour.reply = "again"
     server.behaviour.chunk_delay_s = 0.0
     assert runtime.stream(MESSAGES).complete().text == "again"
+
+
+def test_cancel_from_another_thread_wakes_a_stalled_read(server: OpenAIServer) -> None:
+    """A cancel while the server sends nothing (a long prefill) ends the stream at once."""
+    server.behaviour.stall_after_chunks = 2
+    # The read timeout outlasts the server's 30 s stall, so the server can only see the
+    # client leave mid-stall if the cancel itself broke the blocked read.
+    runtime = OpenAIRuntime(
+        "test-model", server.base_url, options=FAST.model_copy(update={"timeout_s": 120})
+    )
+    stream = runtime.stream(MESSAGES)
+    received = [next(stream), next(stream)]
+    canceller = threading.Timer(0.2, stream.cancel)
+    canceller.start()
+    received.extend(stream)  # blocks in a read until the cancel shuts the socket down
+    canceller.join()
+    assert len(received) == 2
+    assert stream.usage is not None and stream.usage.finish_reason == "cancelled"
+    assert server.state.disconnected.wait(timeout=30)
+    server.behaviour.stall_after_chunks = None
+    assert runtime.stream(MESSAGES).complete().text == server.behaviour.reply
+    runtime.close()
 
 
 def test_cancel_before_start_sends_nothing(runtime: OpenAIRuntime, server: OpenAIServer) -> None:
