@@ -127,6 +127,11 @@ def _text(name: str, value: object, *, allow_empty: bool = False) -> str:
             f"{name} contains a NUL character (U+0000), which the database cannot store: "
             "remove it (other control characters are kept as they are)."
         )
+    if _has_surrogate(value):
+        raise InvalidInputError(
+            f"{name} contains an unpaired surrogate code point, which is not valid Unicode "
+            "text: decode the input with errors='replace' before passing it."
+        )
     if not allow_empty and not value.strip():
         raise InvalidInputError(f"{name} is empty: give some text.")
     return value
@@ -146,7 +151,7 @@ def _json(name: str, value: object, expected: type[_T]) -> _T:
     plain: Any = dict(value) if isinstance(value, Mapping) else value
     try:
         encoded = json.dumps(plain, allow_nan=False, ensure_ascii=False)
-    except (TypeError, ValueError) as exc:
+    except (TypeError, ValueError, RecursionError) as exc:
         raise InvalidInputError(
             f"{name} is not JSON-serializable ({exc}): use dicts with string keys, lists, "
             "strings, finite numbers, booleans and None."
@@ -154,16 +159,25 @@ def _json(name: str, value: object, expected: type[_T]) -> _T:
     decoded = json.loads(encoded)
     if decoded != plain or _has_nul(decoded):
         raise InvalidInputError(
-            f"{name} would not be stored exactly (tuples, non-string keys or NUL "
-            "characters change on the way through JSON): use dicts with string keys, lists, "
+            f"{name} would not be stored exactly (tuples, non-string keys, NUL characters "
+            "or unpaired surrogates change on the way through JSON): use dicts with string keys, lists, "
             "strings without NUL, finite numbers, booleans and None."
         )
     return decoded  # type: ignore[no-any-return]
 
 
+def _has_surrogate(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return True
+    return False
+
+
 def _has_nul(value: Any) -> bool:
+    """True if a string in this JSON value holds NUL or an unpaired surrogate."""
     if isinstance(value, str):
-        return "\x00" in value
+        return "\x00" in value or _has_surrogate(value)
     if isinstance(value, dict):
         return any(_has_nul(k) or _has_nul(v) for k, v in value.items())
     if isinstance(value, list):
