@@ -12,6 +12,7 @@ import pytest
 from openai_server import OpenAIServer, serve
 from recursa.agent.errors import MissingDependencyError, ModelNotFoundError
 from recursa.agent.runtime.http import OpenAIRuntime
+from recursa.agent.runtime.protocol import GenerationParams, Runtime
 from recursa.agent.runtime.registry import (
     DEFAULT_MODEL,
     OPENAI_DEFAULT_BASE_URL,
@@ -341,3 +342,21 @@ def test_registry_import_and_listing_do_not_import_torch() -> None:
         [sys.executable, "-c", code], capture_output=True, text=True, timeout=120
     )
     assert result.returncode == 0, result.stderr
+
+
+@pytest.mark.model
+def test_default_spec_opens_the_local_smollm2() -> None:
+    """open_runtime() with no spec loads SmolLM2 through the local runtime and generates."""
+    runtime = open_runtime(options=RuntimeOptions(threads=1))
+    try:
+        assert isinstance(runtime, Runtime)
+        assert runtime.name == DEFAULT_MODEL
+        completion = runtime.stream(
+            [{"role": "user", "content": "Say hi."}], GenerationParams(max_new_tokens=2)
+        ).complete()
+        assert completion.text
+        assert completion.usage.prompt_tokens == runtime.count_tokens(
+            [{"role": "user", "content": "Say hi."}]
+        )
+    finally:
+        runtime.close()
