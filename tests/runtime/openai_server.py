@@ -50,6 +50,7 @@ class Behaviour:
     chunk_delay_s: float = 0.0  # pause between streamed chunks
     stall_after_chunks: int | None = None  # go silent (until the client leaves or STALL_S)
     omit_usage: bool = False  # never report usage
+    cached_tokens: int | None = None  # report prompt_tokens_details.cached_tokens
 
 
 @dataclass
@@ -227,11 +228,13 @@ class _Handler(BaseHTTPRequestHandler):
         prompt_tokens = int(
             self.state.counter.count_messages(body["messages"]) * b.prompt_token_ratio
         )
-        usage = {
+        usage: dict[str, Any] = {
             "prompt_tokens": prompt_tokens,
             "completion_tokens": len(words),
             "total_tokens": prompt_tokens + len(words),
         }
+        if b.cached_tokens is not None:
+            usage["prompt_tokens_details"] = {"cached_tokens": b.cached_tokens}
         if not body.get("stream") or b.ignore_stream:
             reply: dict[str, Any] = {
                 "id": "chatcmpl-test",
@@ -260,7 +263,7 @@ class _Handler(BaseHTTPRequestHandler):
         return f"data: {json.dumps(payload)}\n\n".encode()
 
     def _stream(
-        self, model: str, words: list[str], finish: str, usage: dict[str, int] | None
+        self, model: str, words: list[str], finish: str, usage: dict[str, Any] | None
     ) -> None:
         b = self.state.behaviour
         self.send_response(200)

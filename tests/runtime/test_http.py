@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import email.utils
 import socket
 import threading
+import time
 from collections.abc import Iterator
 
 import pytest
@@ -164,6 +166,17 @@ def test_runtime_is_reusable_across_calls(runtime: OpenAIRuntime) -> None:
     assert len(set(texts)) == 1
 
 
+def test_server_prefix_cache_hits_are_reported_as_reused_tokens(
+    runtime: OpenAIRuntime, server: OpenAIServer
+) -> None:
+    """prompt_tokens_details.cached_tokens becomes reused_tokens; the rest is prefill."""
+    server.behaviour.cached_tokens = 8
+    usage = runtime.stream(MESSAGES).complete().usage
+    assert usage.server_prompt_tokens is not None
+    assert usage.reused_tokens == 8
+    assert usage.prefill_tokens == usage.server_prompt_tokens - 8
+
+
 # -- truncation ----------------------------------------------------------------
 
 
@@ -269,6 +282,17 @@ def test_429_with_retry_after_is_retried(runtime: OpenAIRuntime, server: OpenAIS
     server.behaviour.fail_times = 1
     server.behaviour.fail_status = 429
     server.behaviour.retry_after = "0"
+    assert runtime.stream(MESSAGES).complete().text == server.behaviour.reply
+    assert len(server.state.chat_requests()) == 2
+
+
+def test_retry_after_as_an_http_date_is_understood(
+    runtime: OpenAIRuntime, server: OpenAIServer
+) -> None:
+    """Retry-After may be an HTTP date; one already past means retry now."""
+    server.behaviour.fail_times = 1
+    server.behaviour.fail_status = 503
+    server.behaviour.retry_after = email.utils.formatdate(time.time() - 5, usegmt=True)
     assert runtime.stream(MESSAGES).complete().text == server.behaviour.reply
     assert len(server.state.chat_requests()) == 2
 
