@@ -86,7 +86,6 @@ class OpenAIRuntime:
         options: RuntimeOptions | None = None,
         name: str | None = None,
         counter: TiktokenCounter | None = None,
-        transport: httpx.BaseTransport | None = None,
     ) -> None:
         if not model:
             raise ModelServerError("An OpenAI model name is required, e.g. 'gpt-4o-mini'.")
@@ -96,7 +95,7 @@ class OpenAIRuntime:
         self._name = name or f"openai:{model}@{self.base_url}"
         self._counter = counter or TiktokenCounter()
         timeout = httpx.Timeout(self.options.timeout_s, connect=min(self.options.timeout_s, 10.0))
-        self._client = httpx.Client(timeout=timeout, transport=transport)
+        self._client = httpx.Client(timeout=timeout)
 
     def __repr__(self) -> str:
         return f"OpenAIRuntime(model={self.model!r}, base_url={self.base_url!r})"
@@ -158,9 +157,12 @@ class OpenAIRuntime:
                 text="", usage=self._usage(local_count, None, "", "cancelled", start, None, params)
             )
         try:
-            body = self._json_body(response, response.read())
+            content = response.read()
+        except httpx.TransportError as exc:
+            raise self._broken_stream_error(exc, 0) from exc
         finally:
             response.close()
+        body = self._json_body(response, content)
         text, finish = self._parse_message(body)
         usage = self._usage(local_count, body.get("usage"), text, finish, start, None, params)
         return Completion(text=text, usage=usage)
