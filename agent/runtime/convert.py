@@ -1,0 +1,192 @@
+"""One-time conversion of a GGUF model into a safetensors folder in the user cache.
+
+Reading a GGUF with transformers is slow (most of it is parsing the tokenizer's
+metadata item by item), so the first load converts it into a plain
+safetensors checkpoint plus tokenizer files, and later loads read that.
+
+The conversion is atomic: everything is written into a temporary folder next to
+the final one and renamed into place only when complete, together with a
+manifest of the files and their sizes. A folder whose manifest is missing or
+whose files do not match it (a truncated copy, a crash, a disk filled up) is
+treated as absent and rebuilt.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import struct
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from recursa.agent.errors import MissingDependencyError, ModelError, ModelNotFoundError
+from recursa.memory import locations
+
+ProgressCallback = Callable[[str, float | None], None]
+
+MANIFEST = "recursa-cache.json"
+CACHE_FORMAT = 1
+_FINGERPRINT_BYTES = 4 * 1024 * 1024
+_LOCAL_INSTALL = 'pip install "recursa[local]"'
+
+
+@dataclass(frozen=True)
+class CachedModel:
+    """A converted model folder and whether this call had to build it."""
+
+    path: Path
+    converted: bool
+
+
+def gguf_fingerprint(gguf: Path) -> str:
+    """A short content key for a GGUF: its size and the first and last 4 MiB.
+
+    Hashing the whole file would cost more than the cached load it keys; the
+    head holds the metadata and the tail the last tensors, so a different model
+    or a different quantization changes the key.
+    """
+    size = gguf.stat().st_size
+    digest = hashlib.sha256(str(size).encode())
+    with gguf.open("rb") as f:
+        digest.update(f.read(_FINGERPRINT_BYTES))
+        if size > _FINGERPRINT_BYTES:
+            f.seek(max(_FINGERPRINT_BYTES, size - _FINGERPRINT_BYTES))
+            digest.update(f.read())
+    return digest.hexdigest()[:16]
+
+
+def cache_folder(gguf: Path, cache_root: Path | None = None) -> Path:
+    """Where the converted copy of `gguf` lives (it may not exist yet)."""
+    root = cache_root if cache_root is not None else locations.cache_dir() / "models"
+    return root / f"{gguf.stem}-{gguf_fingerprint(gguf)}"
+
+
+def is_valid_cache(folder: Path) -> bool:
+    """True when `folder` holds a complete conversion: manifest present, every file intact."""
+    manifest_path = folder / MANIFEST
+    try:
+        manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    if not isinstance(manifest, dict) or manifest.get("format") != CACHE_FORMAT:
+        return False
+    files = manifest.get("files")
+    if not isinstance(files, dict) or not files:
+        return False
+    for name, size in files.items():
+        path = folder / name
+        try:
+            if path.stat().st_size != size:
+                return False
+        except OSError:
+            return False
+        if name.endswith(".safetensors") and not _safetensors_header_ok(path, size):
+            return False
+    return True
+
+
+def _safetensors_header_ok(path: Path, size: int) -> bool:
+    """Checks that the header parses and that its tensors end exactly at the file's end."""
+    try:
+        with path.open("rb") as f:
+            (header_len,) = struct.unpack("<Q", f.read(8))
+            if header_len <= 0 or 8 + header_len > size:
+                return False
+            header = json.loads(f.read(header_len))
+    except (OSError, ValueError, struct.error):
+        return False
+    ends = [v["data_offsets"][1] for k, v in header.items() if k != "__metadata__"]
+    return bool(ends) and 8 + header_len + max(ends) == size
+
+
+def ensure_converted(
+    gguf: Path,
+    *,
+    cache_root: Path | None = None,
+    progress: ProgressCallback | None = None,
+) -> CachedModel:
+    """The converted folder for `gguf`, converting it first when no valid copy exists."""
+    gguf = Path(gguf)
+    if not gguf.is_file():
+        raise ModelNotFoundError(f"GGUF file not found: {gguf}. Check the path.")
+    final = cache_folder(gguf, cache_root)
+    if is_valid_cache(final):
+        return CachedModel(final, converted=False)
+    report = progress or (lambda _m, _f: None)
+    report(f"Converting {gguf.name} for fast loading (one time, about 15-30 s)", 0.0)
+    final.parent.mkdir(parents=True, exist_ok=True)
+    tmp = final.parent / f".tmp-{final.name}-{os.getpid()}-{time.monotonic_ns()}"
+    try:
+        _convert_into(gguf, tmp, report)
+        _write_manifest(tmp, gguf)
+        _install(tmp, final)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
+    if not is_valid_cache(final):
+        raise ModelError(f"The converted model in {final} is incomplete; delete it and retry.")
+    report("Conversion finished", 1.0)
+    return CachedModel(final, converted=True)
+
+
+def _convert_into(gguf: Path, out: Path, report: ProgressCallback) -> None:
+    try:
+        import torch  # noqa: F401  (checked here so the message names the fix)
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+    except ImportError as exc:
+        raise MissingDependencyError(
+            f"Loading a GGUF model needs torch and transformers ({exc}). "
+            f"Install them with: {_LOCAL_INSTALL}"
+        ) from exc
+    for module in ("gguf", "accelerate"):
+        try:
+            __import__(module)
+        except ImportError as exc:
+            raise MissingDependencyError(
+                f"Loading a GGUF model needs the '{module}' package. "
+                f"Install it with: pip install {module}  (or {_LOCAL_INSTALL})"
+            ) from exc
+    folder, name = str(gguf.parent), gguf.name
+    report("Reading the tokenizer from the GGUF", 0.05)
+    tokenizer = AutoTokenizer.from_pretrained(folder, gguf_file=name)
+    report("Dequantizing the weights", 0.35)
+    model = AutoModelForCausalLM.from_pretrained(folder, gguf_file=name)
+    # save_pretrained refuses a model that still carries the GGUF quantizer; the
+    # weights are already dequantized, so dropping it yields a plain checkpoint.
+    model.hf_quantizer = None  # type: ignore[assignment]
+    if hasattr(model.config, "quantization_config"):
+        del model.config.quantization_config
+    report("Writing the safetensors copy", 0.75)
+    out.mkdir(parents=True)
+    model.save_pretrained(out, safe_serialization=True)
+    tokenizer.save_pretrained(out)
+    report("Checking the written files", 0.95)
+
+
+def _write_manifest(folder: Path, gguf: Path) -> None:
+    files = {p.name: p.stat().st_size for p in sorted(folder.iterdir()) if p.is_file()}
+    manifest = {"format": CACHE_FORMAT, "source": gguf.name, "files": files}
+    path = folder / MANIFEST
+    with path.open("w", encoding="utf-8") as f:
+        json.dump(manifest, f, indent=1)
+        f.flush()
+        os.fsync(f.fileno())
+
+
+def _install(tmp: Path, final: Path) -> None:
+    """Renames the finished folder into place, replacing a broken one if present."""
+    if final.exists():
+        if is_valid_cache(final):
+            return  # another process finished first; its copy is as good as ours
+        trash = final.parent / f".trash-{final.name}-{os.getpid()}-{time.monotonic_ns()}"
+        os.rename(final, trash)
+        shutil.rmtree(trash, ignore_errors=True)
+    try:
+        os.rename(tmp, final)
+    except OSError:
+        if not is_valid_cache(final):
+            raise

@@ -1,0 +1,484 @@
+"""The local runtime: a causal LM run in this process with torch, with KV prefix reuse.
+
+`load_local()` loads a model from a folder, a GGUF file (converted once into a
+safetensors cache, see `convert`) or a Hugging Face id already in the local hub
+cache. `LocalRuntime.stream()` decodes token by token in a lean loop; with a
+`cache_key` it keeps that conversation's KV cache and the token ids it covers,
+and the next call prefills only what follows the longest common token prefix.
+
+torch and transformers are imported inside the functions that need them, so
+importing this module (or `recursa.agent.runtime`) stays cheap.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Generator, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Protocol
+
+from recursa.agent.errors import (
+    InvalidInputError,
+    MissingDependencyError,
+    ModelError,
+    ModelNotFoundError,
+)
+from recursa.agent.runtime.convert import ProgressCallback, ensure_converted
+from recursa.agent.runtime.protocol import (
+    CancelToken,
+    ChatMessage,
+    FinishReason,
+    GenerationParams,
+    TextStream,
+    Usage,
+)
+
+if TYPE_CHECKING:
+    import torch
+
+_LOCAL_INSTALL = 'pip install "recursa[local]"'
+# Prefill runs in chunks so a cancel is noticed within one chunk, not after the whole prompt.
+_PREFILL_CHUNK = 512
+DEFAULT_MAX_CACHED = 4
+DTYPES = ("float32", "bfloat16", "float16")
+
+
+class LocalOptions(Protocol):
+    """The fields of the registry's RuntimeOptions this runtime reads."""
+
+    device: str
+    threads: int | None
+    context_window: int | None
+
+
+@dataclass(frozen=True)
+class LoadInfo:
+    """How a local model was loaded; `from_cache` is True when a converted copy was reused."""
+
+    source: str
+    path: str
+    converted: bool
+    from_cache: bool
+    engine: str
+    device: str
+    dtype: str
+    load_s: float
+
+
+def _require_torch() -> tuple[Any, Any]:
+    try:
+        import torch
+        import transformers
+    except ImportError as exc:
+        raise MissingDependencyError(
+            f"The local runtime needs torch and transformers ({exc}). "
+            f"Install them with: {_LOCAL_INSTALL}"
+        ) from exc
+    return torch, transformers
+
+
+def _option(options: Any, field: str, default: Any) -> Any:
+    value = getattr(options, field, None) if options is not None else None
+    return default if value is None else value
+
+
+def _pick_device(torch: Any, wanted: str) -> Any:
+    if wanted == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if wanted == "cuda" and not torch.cuda.is_available():
+        raise ModelError(
+            "device='cuda' was asked for but torch sees no CUDA device. Install a CUDA "
+            "build of torch, or use device='cpu' (or 'auto')."
+        )
+    if wanted not in ("cpu", "cuda"):
+        raise InvalidInputError(f"Unknown device {wanted!r}; use 'cpu', 'cuda' or 'auto'.")
+    return torch.device(wanted)
+
+
+def load_local(
+    source: str | Path | None = None,
+    *,
+    gguf_file: str | None = None,
+    name: str | None = None,
+    options: LocalOptions | Any | None = None,
+    progress: ProgressCallback | None = None,
+    dtype: str | None = None,
+    max_cached_conversations: int = DEFAULT_MAX_CACHED,
+) -> LocalRuntime:
+    """Load a local model and wrap it in a `LocalRuntime`.
+
+    `source`: a model folder, a `.gguf` file, a folder plus `gguf_file`, or a
+    Hugging Face id that is already in the local hub cache (nothing is
+    downloaded). None means the embedded default, SmolLM2-135M-Instruct.
+    `dtype`: "float32", "bfloat16" or "float16"; None picks float32 on CPU and
+    bfloat16 on CUDA.
+    """
+    torch, transformers = _require_torch()
+    started = time.perf_counter()
+    if source is None:
+        from recursa.agent.runtime.default_model import default_gguf_path
+
+        source = default_gguf_path()
+    source_text = str(source)
+    path = Path(source).expanduser()
+    if gguf_file is not None:
+        path = path / gguf_file
+    converted = False
+    from_cache = False
+    if path.suffix == ".gguf":
+        if not path.is_file():
+            raise ModelNotFoundError(f"GGUF file not found: {path}. Check the path.")
+        cached = ensure_converted(path, progress=progress)
+        converted, from_cache = cached.converted, not cached.converted
+        folder: str = str(cached.path)
+        local_only = True
+    elif path.is_dir():
+        folder, local_only = str(path), True
+    elif path.exists():
+        raise ModelNotFoundError(
+            f"{path} is neither a model folder nor a .gguf file. Give a folder with "
+            "config.json, or a .gguf file."
+        )
+    elif "/" in source_text and not source_text.startswith((".", "/", "~")):
+        folder, local_only = source_text, True
+    else:
+        raise ModelNotFoundError(f"No model found at {source_text}. Check the path.")
+
+    device = _pick_device(torch, str(_option(options, "device", "cpu")))
+    dtype_name = dtype or ("bfloat16" if device.type == "cuda" else "float32")
+    if dtype_name not in DTYPES:
+        raise InvalidInputError(f"Unknown dtype {dtype_name!r}; use one of {', '.join(DTYPES)}.")
+    torch_dtype = getattr(torch, dtype_name)
+    if progress is not None:
+        progress(f"Loading {name or source_text}", None)
+    try:
+        tokenizer = transformers.AutoTokenizer.from_pretrained(folder, local_files_only=local_only)
+        model = transformers.AutoModelForCausalLM.from_pretrained(
+            folder, local_files_only=local_only, dtype=torch_dtype
+        )
+    except OSError as exc:
+        if path.exists():
+            raise ModelError(f"Could not load the model in {folder}: {exc}") from exc
+        raise ModelNotFoundError(
+            f"The model {source_text!r} is not in the local Hugging Face cache and recursa "
+            f"never downloads at run time. Download it first with: hf download {source_text}"
+        ) from exc
+    if getattr(tokenizer, "chat_template", None) is None:
+        raise ModelError(
+            f"The model {source_text!r} has no chat template; recursa needs a chat "
+            "(instruct) model."
+        )
+    model.eval()
+    model.to(device)
+    from recursa.agent.runtime import _local_llama
+
+    engine: Any
+    if _local_llama.supports(model):
+        engine = _local_llama.LlamaEngine(model, dtype=torch_dtype, device=device)
+        engine_name = "llama-inplace"
+        config = model.config
+        del model  # the engine holds its own (fused) copies of the weights
+    else:
+        from recursa.agent.runtime._local_generic import GenericEngine
+
+        engine = GenericEngine(model, device=device)
+        engine_name = "hf-generic"
+        config = model.config
+    window = int(_option(options, "context_window", 0) or engine.max_len)
+    window = min(window, engine.max_len)
+    info = LoadInfo(
+        source=source_text,
+        path=folder,
+        converted=converted,
+        from_cache=from_cache,
+        engine=engine_name,
+        device=str(device),
+        dtype=dtype_name,
+        load_s=time.perf_counter() - started,
+    )
+    return LocalRuntime(
+        engine=engine,
+        tokenizer=tokenizer,
+        config=config,
+        name=name or source_text,
+        context_window=window,
+        threads=_option(options, "threads", None),
+        info=info,
+        max_cached_conversations=max_cached_conversations,
+    )
+
+
+class LocalRuntime:
+    """A model running in this process. Calls are serialized: one generation at a time."""
+
+    def __init__(
+        self,
+        *,
+        engine: Any,
+        tokenizer: Any,
+        config: Any,
+        name: str,
+        context_window: int,
+        threads: int | None,
+        info: LoadInfo,
+        max_cached_conversations: int = DEFAULT_MAX_CACHED,
+    ) -> None:
+        import torch
+
+        self._torch = torch
+        self._engine = engine
+        self._tokenizer = tokenizer
+        self._name = name
+        self._window = context_window
+        self._threads = threads
+        self.load_info = info
+        self._max_cached = max(1, max_cached_conversations)
+        self._states: OrderedDict[str, Any] = OrderedDict()
+        self._scratch: Any = None
+        # One generation at a time (the TUI calls from worker threads); the tokenizer
+        # has its own lock so counting tokens never waits for a whole reply.
+        self._lock = threading.Lock()
+        self._tok_lock = threading.Lock()
+        self._vocab_size = int(getattr(config, "vocab_size", 0) or len(tokenizer))
+        self._eos = self._eos_ids(tokenizer, config)
+        self._tokenizer_id = self._make_tokenizer_id(tokenizer)
+        self._closed = False
+
+    # -- identity ---------------------------------------------------------------------------
+
+    @property
+    def name(self) -> str:
+        return self._name
+
+    @property
+    def context_window(self) -> int:
+        return self._window
+
+    @property
+    def tokenizer_id(self) -> str:
+        return self._tokenizer_id
+
+    @staticmethod
+    def _eos_ids(tokenizer: Any, config: Any) -> frozenset[int]:
+        ids: set[int] = set()
+        for value in (getattr(config, "eos_token_id", None), tokenizer.eos_token_id):
+            if isinstance(value, int):
+                ids.add(value)
+            elif isinstance(value, list | tuple):
+                ids.update(int(v) for v in value)
+        return frozenset(ids)
+
+    @staticmethod
+    def _make_tokenizer_id(tokenizer: Any) -> str:
+        import hashlib
+
+        digest = hashlib.sha256()
+        digest.update(str(tokenizer.chat_template).encode())
+        vocab = tokenizer.get_vocab()
+        for token, index in sorted(vocab.items(), key=lambda item: item[1]):
+            digest.update(f"{index}\t{token}\n".encode())
+        digest.update(repr(sorted(tokenizer.all_special_tokens)).encode())
+        stem = Path(str(getattr(tokenizer, "name_or_path", "") or "tokenizer")).name
+        return f"hf:{stem[:40]}:{len(vocab)}:{digest.hexdigest()[:16]}"
+
+    # -- counting ---------------------------------------------------------------------------
+
+    def prompt_ids(self, messages: Sequence[ChatMessage]) -> list[int]:
+        """The token ids of `messages` as they are sent: chat template and generation prompt."""
+        with self._tok_lock:
+            encoded = self._tokenizer.apply_chat_template(
+                [dict(m) for m in messages], add_generation_prompt=True, tokenize=True
+            )
+        # transformers 5 returns a BatchEncoding (a Mapping); older versions a list.
+        if isinstance(encoded, Mapping):
+            encoded = encoded["input_ids"]
+        ids = list(encoded)
+        if ids and isinstance(ids[0], list):
+            ids = ids[0]
+        return [int(i) for i in ids]
+
+    def count_tokens(self, messages: Sequence[ChatMessage]) -> int:
+        return len(self.prompt_ids(messages))
+
+    def count_text(self, text: str) -> int:
+        with self._tok_lock:
+            return len(self._tokenizer.encode(text, add_special_tokens=False))
+
+    def _decode(self, ids: list[int]) -> str:
+        with self._tok_lock:
+            return str(
+                self._tokenizer.decode(
+                    ids, skip_special_tokens=True, clean_up_tokenization_spaces=False
+                )
+            )
+
+    # -- cache bookkeeping ------------------------------------------------------------------
+
+    def cached_keys(self) -> list[str]:
+        """Conversation keys whose KV cache is kept, least recently used first."""
+        return list(self._states)
+
+    def forget(self, cache_key: str) -> None:
+        """Drop one conversation's KV cache."""
+        with self._lock:
+            self._states.pop(cache_key, None)
+
+    def _state_for(self, cache_key: str | None) -> Any:
+        if cache_key is None:
+            if self._scratch is None:
+                self._scratch = self._engine.new_state()
+            self._scratch.crop(0)
+            return self._scratch
+        state = self._states.pop(cache_key, None)
+        if state is None:
+            state = self._engine.new_state()
+        self._states[cache_key] = state
+        while len(self._states) > self._max_cached:
+            self._states.popitem(last=False)
+        return state
+
+    # -- generation -------------------------------------------------------------------------
+
+    def stream(
+        self,
+        messages: Sequence[ChatMessage],
+        params: GenerationParams | None = None,
+        *,
+        cache_key: str | None = None,
+        cancel: CancelToken | None = None,
+    ) -> TextStream:
+        if self._closed:
+            raise ModelError("This runtime was closed; load the model again.")
+        if not messages:
+            raise InvalidInputError("Cannot generate a reply to an empty list of messages.")
+        token = cancel or CancelToken()
+        gen = self._generate(list(messages), params or GenerationParams(), cache_key, token)
+        return TextStream(gen, token)
+
+    def _generate(
+        self,
+        messages: list[ChatMessage],
+        params: GenerationParams,
+        cache_key: str | None,
+        cancel: CancelToken,
+    ) -> Generator[str, None, Usage]:
+        torch = self._torch
+        with self._lock:
+            if self._closed:
+                raise ModelError("This runtime was closed; load the model again.")
+            previous_threads = torch.get_num_threads()
+            if self._threads:
+                torch.set_num_threads(int(self._threads))
+            try:
+                with torch.inference_mode():
+                    usage = yield from self._run(messages, params, cache_key, cancel)
+            except (GeneratorExit, ModelError, InvalidInputError):
+                raise
+            except Exception as exc:
+                # A failure mid-forward leaves the cache unknown: drop it, keep the runtime.
+                if cache_key is not None:
+                    self._states.pop(cache_key, None)
+                self._scratch = None
+                raise ModelError(f"Local generation failed: {exc}") from exc
+            finally:
+                if self._threads:
+                    torch.set_num_threads(previous_threads)
+            return usage
+
+    def _run(
+        self,
+        messages: list[ChatMessage],
+        params: GenerationParams,
+        cache_key: str | None,
+        cancel: CancelToken,
+    ) -> Generator[str, None, Usage]:
+        from recursa.agent.runtime._local_decode import (
+            IncrementalDetokenizer,
+            Sampler,
+            StopMatcher,
+        )
+
+        started = time.perf_counter()
+        prompt = self.prompt_ids(messages)
+        if len(prompt) >= self._window:
+            raise InvalidInputError(
+                f"The prompt has {len(prompt)} tokens but {self._name} attends to "
+                f"{self._window}; send fewer or shorter messages."
+            )
+        budget = min(params.max_new_tokens, self._window - len(prompt))
+        state = self._state_for(cache_key)
+        common = 0
+        for cached, new in zip(state.ids, prompt, strict=False):
+            if cached != new:
+                break
+            common += 1
+        # At least one prompt token is always computed: its logits pick the first token.
+        common = min(common, len(prompt) - 1)
+        state.crop(common)
+        usage = Usage(
+            prompt_tokens=len(prompt),
+            prefill_tokens=len(prompt) - common,
+            reused_tokens=common,
+        )
+        finish: FinishReason = "length"
+        logits: torch.Tensor | None = None
+        for start in range(common, len(prompt), _PREFILL_CHUNK):
+            if cancel.cancelled:
+                break
+            logits = self._engine.forward(state, prompt[start : start + _PREFILL_CHUNK])
+        if cancel.cancelled or logits is None:
+            usage.finish_reason = "cancelled"
+            usage.total_s = time.perf_counter() - started
+            return usage
+
+        sampler = Sampler(params, prompt, self._vocab_size)
+        detok = IncrementalDetokenizer(self._decode)
+        stops = StopMatcher(params.stop)
+        first_at: float | None = None
+        produced = 0
+        while True:
+            token = sampler.pick(logits.cpu() if logits.device.type != "cpu" else logits)
+            if first_at is None:
+                first_at = time.perf_counter()
+                usage.time_to_first_token_s = first_at - started
+            if token in self._eos:
+                finish = "eos"
+                break
+            produced += 1
+            text, stopped = stops.feed(detok.push(token))
+            if text:
+                yield text
+            if stopped:
+                finish = "stop"
+                break
+            if produced >= budget:
+                finish = "length"
+                break
+            if cancel.cancelled:
+                finish = "cancelled"
+                break
+            logits = self._engine.forward(state, [token])
+        if finish in ("eos", "length"):
+            text, stopped = stops.feed(detok.flush())
+            if stopped:
+                finish = "stop"
+            text += "" if stopped else stops.flush()
+            if text:
+                yield text
+        ended = time.perf_counter()
+        usage.completion_tokens = produced
+        usage.finish_reason = finish
+        usage.total_s = ended - started
+        if first_at is not None and produced > 1 and ended > first_at:
+            usage.decode_tokens_per_s = (produced - 1) / (ended - first_at)
+        return usage
+
+    def close(self) -> None:
+        with self._lock:
+            self._closed = True
+            self._states.clear()
+            self._scratch = None
+            self._engine = None

@@ -1,0 +1,258 @@
+"""The local runtime on the real SmolLM2-135M-Instruct: counting, greedy decoding, streaming,
+cancel, KV prefix reuse and its fallback, stop strings, sampling, thread safety."""
+
+from __future__ import annotations
+
+import re
+import threading
+from typing import Any
+
+import pytest
+from recursa.agent.errors import InvalidInputError
+from recursa.agent.runtime.protocol import CancelToken, ChatMessage, GenerationParams
+
+pytestmark = pytest.mark.model
+
+GREEDY = GenerationParams(max_new_tokens=24)
+QUESTION: list[ChatMessage] = [
+    {"role": "system", "content": "You are a concise assistant."},
+    {"role": "user", "content": "Name three colours of the rainbow."},
+]
+
+
+def _tokenizer(runtime: Any) -> Any:
+    from transformers import AutoTokenizer
+
+    return AutoTokenizer.from_pretrained(runtime.load_info.path)
+
+
+def _template_len(tokenizer: Any, messages: list[ChatMessage]) -> int:
+    encoded = tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=True)
+    ids = encoded["input_ids"] if hasattr(encoded, "keys") else encoded
+    return len(ids)
+
+
+def test_count_tokens_equals_chat_template_length(smollm: Any) -> None:
+    """count_tokens is exactly the length of the templated prompt with the generation prompt."""
+    tokenizer = _tokenizer(smollm)
+    cases: list[list[ChatMessage]] = [
+        [{"role": "user", "content": "Hi"}],
+        QUESTION,
+        [
+            {"role": "system", "content": "Be brief."},
+            {"role": "user", "content": "Ünïcödé, emoji 🦊 and  double  spaces\n\nnew lines."},
+            {"role": "assistant", "content": "Noted."},
+            {"role": "user", "content": ""},
+        ],
+    ]
+    for messages in cases:
+        assert smollm.count_tokens(messages) == _template_len(tokenizer, messages)
+    text = "The quick brown fox 🦊 jumps."
+    assert smollm.count_text(text) == len(tokenizer.encode(text, add_special_tokens=False))
+    assert smollm.count_text("") == 0
+
+
+def test_identity_properties(smollm: Any) -> None:
+    """name, context window and a tokenizer id that names the tokenizer and template."""
+    assert smollm.name == "smollm2-135m"
+    assert smollm.context_window == 8192
+    assert smollm.tokenizer_id.startswith("hf:") and ":49152:" in smollm.tokenizer_id
+
+
+def test_greedy_output_is_stable_nonempty_english(smollm: Any) -> None:
+    """Two greedy runs of the same prompt give the same non-empty English text."""
+    first = smollm.stream(QUESTION, GREEDY).complete()
+    second = smollm.stream(QUESTION, GREEDY).complete()
+    assert first.text == second.text
+    assert re.search(r"[A-Za-z]{3,}", first.text)
+    assert first.usage.completion_tokens > 0
+    assert first.usage.prompt_tokens == smollm.count_tokens(QUESTION)
+    assert first.usage.prefill_tokens == first.usage.prompt_tokens
+    assert first.usage.finish_reason in ("eos", "length")
+    assert first.usage.time_to_first_token_s is not None
+
+
+def test_streaming_chunks_join_to_the_complete_text(smollm: Any) -> None:
+    """Iterating the stream yields several chunks whose concatenation is the whole reply."""
+    whole = smollm.stream(QUESTION, GREEDY).complete().text
+    stream = smollm.stream(QUESTION, GREEDY)
+    chunks = list(stream)
+    assert len(chunks) > 1
+    assert "".join(chunks) == whole
+    assert stream.usage is not None and stream.usage.completion_tokens > 1
+
+
+def test_max_new_tokens_ends_with_length(smollm: Any) -> None:
+    """A reply cut by max_new_tokens has exactly that many tokens and finish_reason 'length'."""
+    messages: list[ChatMessage] = [{"role": "user", "content": "Tell me a long story."}]
+    completion = smollm.stream(messages, GenerationParams(max_new_tokens=5)).complete()
+    assert completion.usage.completion_tokens == 5
+    assert completion.usage.finish_reason == "length"
+
+
+def test_stop_string_ends_the_reply_before_it(smollm: Any) -> None:
+    """A stop string cuts the reply just before it and is not emitted itself."""
+    reference = smollm.stream(QUESTION, GREEDY).complete().text
+    words = re.findall(r"[A-Za-z]{4,}", reference)
+    assert words, reference
+    stop = words[len(words) // 2]
+    completion = smollm.stream(QUESTION, GREEDY.model_copy(update={"stop": (stop,)})).complete()
+    assert completion.usage.finish_reason == "stop"
+    assert completion.text == reference[: reference.index(stop)]
+    assert stop not in completion.text
+
+
+def test_cancel_mid_stream_then_generate_again(smollm: Any) -> None:
+    """Cancelling from another thread ends the stream as 'cancelled'; the next call is normal."""
+    reference = smollm.stream(QUESTION, GREEDY).complete().text
+    token = CancelToken()
+    stream = smollm.stream(QUESTION, GREEDY, cancel=token, cache_key="cancel-test")
+    received = [next(stream)]
+    worker = threading.Thread(target=token.cancel)
+    worker.start()
+    worker.join()
+    received.extend(stream)
+    assert stream.usage is not None and stream.usage.finish_reason == "cancelled"
+    assert reference.startswith("".join(received))
+    assert smollm.stream(QUESTION, GREEDY).complete().text == reference
+    # The cancelled call's cache stays valid for the same conversation.
+    again = smollm.stream(QUESTION, GREEDY, cache_key="cancel-test").complete()
+    assert again.text == reference
+    assert again.usage.reused_tokens > 0
+
+
+def test_closing_a_stream_early_leaves_the_runtime_usable(smollm: Any) -> None:
+    """Abandoning a stream after one chunk releases the runtime for the next call."""
+    reference = smollm.stream(QUESTION, GREEDY).complete().text
+    stream = smollm.stream(QUESTION, GREEDY)
+    next(stream)
+    stream.close()
+    assert smollm.stream(QUESTION, GREEDY).complete().text == reference
+
+
+def _second_turn(first_reply: str) -> list[ChatMessage]:
+    return [
+        *QUESTION,
+        {"role": "assistant", "content": first_reply},
+        {"role": "user", "content": "Which of them is your favourite, and why?"},
+    ]
+
+
+def test_kv_reuse_matches_full_prefill_and_prefills_less(smollm: Any) -> None:
+    """With a cache key the second turn reuses the first turn's KV cache and says the same."""
+    key = "reuse-test"
+    smollm.forget(key)
+    first = smollm.stream(QUESTION, GREEDY, cache_key=key).complete()
+    turn2 = _second_turn(first.text)
+    reused = smollm.stream(turn2, GREEDY, cache_key=key).complete()
+    fresh = smollm.stream(turn2, GREEDY).complete()
+    assert reused.text == fresh.text
+    assert reused.usage.prompt_tokens == fresh.usage.prompt_tokens
+    assert fresh.usage.prefill_tokens == fresh.usage.prompt_tokens
+    # Everything up to the first reply is served from the cache.
+    assert reused.usage.reused_tokens >= first.usage.prompt_tokens
+    assert reused.usage.prefill_tokens < fresh.usage.prefill_tokens
+    assert reused.usage.reused_tokens + reused.usage.prefill_tokens == reused.usage.prompt_tokens
+
+
+def test_changed_prefix_falls_back_to_a_correct_prefill(smollm: Any) -> None:
+    """When the start of the prompt changes, the cache is cropped and the output is still right."""
+    key = "prefix-test"
+    smollm.forget(key)
+    smollm.stream(QUESTION, GREEDY, cache_key=key).complete()
+    changed: list[ChatMessage] = [
+        {"role": "system", "content": "You answer like a pirate."},
+        QUESTION[1],
+    ]
+    reused = smollm.stream(changed, GREEDY, cache_key=key).complete()
+    fresh = smollm.stream(changed, GREEDY).complete()
+    assert reused.text == fresh.text
+    # Only the tokens before the system text differs ("<|im_start|>system\n") are reused.
+    assert 0 < reused.usage.reused_tokens < 5
+    assert reused.usage.prefill_tokens == reused.usage.prompt_tokens - reused.usage.reused_tokens
+    # Same prompt again: all but the last prompt token comes from the cache.
+    repeat = smollm.stream(changed, GREEDY, cache_key=key).complete()
+    assert repeat.text == fresh.text
+    assert repeat.usage.prefill_tokens == 1
+
+
+def test_cached_conversations_are_bounded(smollm: Any) -> None:
+    """Only the most recently used conversations keep a KV cache."""
+    short = GenerationParams(max_new_tokens=1)
+    for index in range(6):
+        smollm.stream(QUESTION, short, cache_key=f"lru-{index}").complete()
+    keys = smollm.cached_keys()
+    assert len(keys) == 4
+    assert keys[-1] == "lru-5" and "lru-0" not in keys
+
+
+def test_seeded_sampling_is_reproducible(smollm: Any) -> None:
+    """temperature/top_p sampling with the same seed repeats; penalties keep it working."""
+    params = GenerationParams(
+        max_new_tokens=16,
+        temperature=0.9,
+        top_p=0.9,
+        seed=7,
+        repetition_penalty=1.3,
+        no_repeat_ngram_size=3,
+    )
+    first = smollm.stream(QUESTION, params).complete()
+    second = smollm.stream(QUESTION, params).complete()
+    assert first.text == second.text and first.text
+
+
+def test_no_repeat_ngram_forbids_repeated_trigrams(smollm: Any) -> None:
+    """With no_repeat_ngram_size=3 no token trigram occurs twice in prompt plus reply."""
+    messages: list[ChatMessage] = [{"role": "user", "content": "Repeat 'la la la' many times."}]
+    params = GenerationParams(max_new_tokens=24, no_repeat_ngram_size=3)
+    text = smollm.stream(messages, params).complete().text
+    prompt = smollm.prompt_ids(messages)
+    reply = smollm._tokenizer.encode(text, add_special_tokens=False)
+    ids = prompt + reply
+    grams = [tuple(ids[i : i + 3]) for i in range(len(ids) - 2)]
+    # Re-tokenizing the text may merge tokens differently; the reply's own trigrams must be new.
+    reply_grams = grams[len(prompt) - 2 :]
+    assert len(set(reply_grams)) == len(reply_grams)
+
+
+def test_concurrent_calls_are_serialized_and_correct(smollm: Any) -> None:
+    """Two threads generating at once both get the same text a lone call gets."""
+    reference = smollm.stream(QUESTION, GREEDY).complete().text
+    results: list[str] = []
+
+    def worker() -> None:
+        results.append(smollm.stream(QUESTION, GREEDY).complete().text)
+
+    threads = [threading.Thread(target=worker) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert results == [reference, reference]
+
+
+def test_prompt_longer_than_the_window_is_refused(smollm: Any) -> None:
+    """A prompt that cannot fit the context window raises InvalidInputError before decoding."""
+    huge: list[ChatMessage] = [{"role": "user", "content": "word " * 9000}]
+    with pytest.raises(InvalidInputError, match="8192"):
+        smollm.stream(huge, GREEDY).complete()
+    assert smollm.stream(QUESTION, GenerationParams(max_new_tokens=2)).complete().text
+
+
+def test_lean_engine_matches_transformers_logits(smollm: Any) -> None:
+    """The in-place Llama engine computes the same logits as the transformers model."""
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    assert smollm.load_info.engine == "llama-inplace"
+    model = AutoModelForCausalLM.from_pretrained(smollm.load_info.path).eval()
+    ids = smollm.prompt_ids(QUESTION)
+    engine = smollm._engine
+    with torch.inference_mode():
+        expected = model(torch.tensor([ids])).logits[0, -1].float()
+        state = engine.new_state()
+        engine.forward(state, ids[:10])  # a cached prefix, then a chunk, then one token
+        engine.forward(state, ids[10:-1])
+        got = engine.forward(state, ids[-1:])
+    assert torch.allclose(got, expected, atol=1e-2, rtol=0)
+    assert int(got.argmax()) == int(expected.argmax())
