@@ -14,14 +14,15 @@ included, is stored and returned exactly.
 from __future__ import annotations
 
 import enum
-import json
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Final, Literal, TypeVar, get_args
 
+from recursa.memory import convert as records
 from recursa.memory import search as fts
+from recursa.memory import validation as check
 from recursa.memory.engine import (
     SQLITE_IMMEDIATE,
     make_engine,
@@ -116,200 +117,23 @@ class NewTrace:
     notes: Sequence[str] = ()
 
 
-# --- validation: everything is checked before a transaction starts -----------------
-
-
-def _text(name: str, value: object, *, allow_empty: bool = False) -> str:
-    if not isinstance(value, str):
-        raise InvalidInputError(f"{name} must be a string, not {type(value).__name__}.")
-    if "\x00" in value:
-        raise InvalidInputError(
-            f"{name} contains a NUL character (U+0000), which the database cannot store: "
-            "remove it (other control characters are kept as they are)."
-        )
-    if _has_surrogate(value):
-        raise InvalidInputError(
-            f"{name} contains an unpaired surrogate code point, which is not valid Unicode "
-            "text: decode the input with errors='replace' before passing it."
-        )
-    if not allow_empty and not value.strip():
-        raise InvalidInputError(f"{name} is empty: give some text.")
-    return value
-
-
-def _optional_text(name: str, value: object) -> str | None:
-    return None if value is None else _text(name, value, allow_empty=True)
-
-
-def _json(name: str, value: object, expected: type[_T]) -> _T:
-    """`value` as plain JSON of type `expected`, refusing anything that would not round-trip."""
-    if not isinstance(value, expected if expected is not dict else Mapping):
-        raise InvalidInputError(
-            f"{name} must be a JSON {'object (dict)' if expected is dict else 'array (list)'}, "
-            f"not {type(value).__name__}."
-        )
-    plain: Any = dict(value) if isinstance(value, Mapping) else value
-    try:
-        encoded = json.dumps(plain, allow_nan=False, ensure_ascii=False)
-    except (TypeError, ValueError, RecursionError) as exc:
-        raise InvalidInputError(
-            f"{name} is not JSON-serializable ({exc}): use dicts with string keys, lists, "
-            "strings, finite numbers, booleans and None."
-        ) from exc
-    decoded = json.loads(encoded)
-    if decoded != plain or _has_nul(decoded):
-        raise InvalidInputError(
-            f"{name} would not be stored exactly (tuples, non-string keys, NUL characters "
-            "or unpaired surrogates change on the way through JSON): use dicts with string keys, lists, "
-            "strings without NUL, finite numbers, booleans and None."
-        )
-    return decoded  # type: ignore[no-any-return]
-
-
-def _has_surrogate(text: str) -> bool:
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError:
-        return True
-    return False
-
-
-def _has_nul(value: Any) -> bool:
-    """True if a string in this JSON value holds NUL or an unpaired surrogate."""
-    if isinstance(value, str):
-        return "\x00" in value or _has_surrogate(value)
-    if isinstance(value, dict):
-        return any(_has_nul(k) or _has_nul(v) for k, v in value.items())
-    if isinstance(value, list):
-        return any(_has_nul(v) for v in value)
-    return False
-
-
-def _int(name: str, value: object, *, minimum: int | None = None) -> int:
-    if not isinstance(value, int) or isinstance(value, bool):
-        raise InvalidInputError(f"{name} must be an integer, not {type(value).__name__}.")
-    if minimum is not None and value < minimum:
-        raise InvalidInputError(f"{name} must be at least {minimum}, not {value}.")
-    return value
-
-
-def _optional_int(name: str, value: object, *, minimum: int | None = None) -> int | None:
-    return None if value is None else _int(name, value, minimum=minimum)
-
-
-def _bool(name: str, value: object) -> bool:
-    if not isinstance(value, bool):
-        raise InvalidInputError(f"{name} must be True or False, not {value!r}.")
-    return value
-
-
-def _choice(name: str, value: object, allowed: frozenset[str]) -> str:
-    if value not in allowed:
-        raise InvalidInputError(f"{name} must be one of {sorted(allowed)}, not {value!r}.")
-    return str(value)
-
-
-def _timestamp(name: str, value: object) -> datetime | None:
-    if value is None or isinstance(value, datetime):
-        return value
-    raise InvalidInputError(f"{name} must be a datetime (timezone-aware, ideally UTC).")
-
-
-def _ids(name: str, values: object) -> list[int]:
-    if isinstance(values, str | bytes) or not isinstance(values, Sequence):
-        raise InvalidInputError(f"{name} must be a sequence of integer ids.")
-    return [_int(name, value) for value in values]
-
-
 def _message_row(conversation_id: int, seq: int, item: NewMessage) -> dict[str, Any]:
-    _choice("role", item.role, ROLES)
-    status = _choice("status", item.status, STATUSES)
+    check.choice("role", item.role, ROLES)
+    status = check.choice("status", item.status, STATUSES)
     # An assistant reply may legitimately be empty (cut off before its first token).
-    content = _text("content", item.content, allow_empty=item.role == "assistant")
+    content = check.text("content", item.content, allow_empty=item.role == "assistant")
     return {
         "conversation_id": conversation_id,
         "seq": seq,
         "role": item.role,
         "content": content,
         "status": status,
-        "meta": _json("metadata", item.metadata if item.metadata is not None else {}, dict),
-        "created_at": _timestamp("created_at", item.created_at) or utcnow(),
-        "pinned": _bool("pinned", item.pinned),
+        "meta": check.json_value(
+            "metadata", item.metadata if item.metadata is not None else {}, dict
+        ),
+        "created_at": check.timestamp("created_at", item.created_at) or utcnow(),
+        "pinned": check.boolean("pinned", item.pinned),
     }
-
-
-# --- rows to records ---------------------------------------------------------------
-
-
-def _conversation(row: Conversation) -> ConversationRecord:
-    return ConversationRecord(
-        id=row.id,
-        title=row.title,
-        system_prompt=row.system_prompt,
-        model=row.model,
-        kind=row.kind,  # type: ignore[arg-type]
-        settings=dict(row.settings or {}),
-        archived=row.archived,
-        created_at=row.created_at,
-        updated_at=row.updated_at,
-        # Messages are never deleted one by one, so the count is the last sequence number.
-        message_count=row.last_seq,
-        last_seq=row.last_seq,
-    )
-
-
-def _message(row: Message) -> MessageRecord:
-    return MessageRecord(
-        id=row.id,
-        conversation_id=row.conversation_id,
-        seq=row.seq,
-        role=row.role,  # type: ignore[arg-type]
-        content=row.content,
-        status=row.status,  # type: ignore[arg-type]
-        created_at=row.created_at,
-        metadata=dict(row.meta or {}),
-        pinned=row.pinned,
-        rating=row.rating,
-    )
-
-
-def _summary(row: Summary) -> SummaryRecord:
-    return SummaryRecord(
-        id=row.id,
-        conversation_id=row.conversation_id,
-        covers_from_seq=row.covers_from_seq,
-        covers_through_seq=row.covers_through_seq,
-        parent_id=row.parent_id,
-        depth=row.depth,
-        content=row.content,
-        token_count=row.token_count,
-        tokenizer_id=row.tokenizer_id,
-        model=row.model,
-        prompt_version=row.prompt_version,
-        created_at=row.created_at,
-        metadata=dict(row.meta or {}),
-    )
-
-
-def _trace(row: PromptTrace) -> TraceRecord:
-    return TraceRecord(
-        id=row.id,
-        conversation_id=row.conversation_id,
-        message_id=row.message_id,
-        user_message_id=row.user_message_id,
-        summary_id=row.summary_id,
-        recalled_ids=list(row.recalled_ids),
-        window_ids=list(row.window_ids),
-        budget=row.budget,
-        total_tokens=row.total_tokens,
-        model=row.model,
-        plan=dict(row.plan),
-        params=dict(row.params),
-        usage=dict(row.usage),
-        timings=dict(row.timings),
-        notes=list(row.notes),
-        created_at=row.created_at,
-    )
 
 
 def _no_conversation(conversation_id: int) -> NotFoundError:
@@ -408,7 +232,7 @@ class Store:
     def _conversation_row(
         session: Session, conversation_id: int, *, lock: bool = False
     ) -> Conversation:
-        _int("conversation_id", conversation_id)
+        check.integer("conversation_id", conversation_id)
         statement = select(Conversation).where(Conversation.id == conversation_id)
         if lock:
             statement = statement.with_for_update()
@@ -419,7 +243,7 @@ class Store:
 
     @staticmethod
     def _exists(session: Session, conversation_id: int) -> None:
-        _int("conversation_id", conversation_id)
+        check.integer("conversation_id", conversation_id)
         found = session.scalar(select(Conversation.id).where(Conversation.id == conversation_id))
         if found is None:
             raise _no_conversation(conversation_id)
@@ -432,7 +256,7 @@ class Store:
         or runs inside BEGIN IMMEDIATE (SQLite), so concurrent appenders queue here
         and each sees the previous one's committed counter.
         """
-        _int("conversation_id", conversation_id)
+        check.integer("conversation_id", conversation_id)
         last = session.execute(
             update(Conversation)
             .where(Conversation.id == conversation_id)
@@ -458,11 +282,11 @@ class Store:
         """A new, empty conversation."""
         now = utcnow()
         row = Conversation(
-            title=_optional_text("title", title),
-            system_prompt=_optional_text("system_prompt", system_prompt),
-            model=_optional_text("model", model),
-            kind=_choice("kind", kind, KINDS),
-            settings=_json("settings", settings if settings is not None else {}, dict),
+            title=check.optional_text("title", title),
+            system_prompt=check.optional_text("system_prompt", system_prompt),
+            model=check.optional_text("model", model),
+            kind=check.choice("kind", kind, KINDS),
+            settings=check.json_value("settings", settings if settings is not None else {}, dict),
             archived=False,
             created_at=now,
             updated_at=now,
@@ -471,12 +295,12 @@ class Store:
         with self._write() as session:
             session.add(row)
             session.flush()
-            return _conversation(row)
+            return records.conversation_record(row)
 
     def get_conversation(self, conversation_id: int) -> ConversationRecord:
         """One conversation; NotFoundError if the id is unknown."""
         with self._read() as session:
-            return _conversation(self._conversation_row(session, conversation_id))
+            return records.conversation_record(self._conversation_row(session, conversation_id))
 
     def list_conversations(
         self,
@@ -493,13 +317,13 @@ class Store:
         if not include_archived:
             statement = statement.where(Conversation.archived.is_(False))
         if kind is not None:
-            statement = statement.where(Conversation.kind == _choice("kind", kind, KINDS))
+            statement = statement.where(Conversation.kind == check.choice("kind", kind, KINDS))
         if limit is not None:
-            statement = statement.limit(_int("limit", limit, minimum=0))
+            statement = statement.limit(check.integer("limit", limit, minimum=0))
         if offset:
-            statement = statement.offset(_int("offset", offset, minimum=0))
+            statement = statement.offset(check.integer("offset", offset, minimum=0))
         with self._read() as session:
-            return [_conversation(row) for row in session.scalars(statement)]
+            return [records.conversation_record(row) for row in session.scalars(statement)]
 
     def update_conversation(
         self,
@@ -514,15 +338,15 @@ class Store:
         """Change the given fields (rename, archive, ...); others stay as they are."""
         values: dict[str, Any] = {}
         if title is not UNSET:
-            values["title"] = _optional_text("title", title)
+            values["title"] = check.optional_text("title", title)
         if system_prompt is not UNSET:
-            values["system_prompt"] = _optional_text("system_prompt", system_prompt)
+            values["system_prompt"] = check.optional_text("system_prompt", system_prompt)
         if model is not UNSET:
-            values["model"] = _optional_text("model", model)
+            values["model"] = check.optional_text("model", model)
         if settings is not UNSET:
-            values["settings"] = _json("settings", settings, dict)
+            values["settings"] = check.json_value("settings", settings, dict)
         if archived is not UNSET:
-            values["archived"] = _bool("archived", archived)
+            values["archived"] = check.boolean("archived", archived)
         with self._write() as session:
             row = self._conversation_row(session, conversation_id, lock=True)
             for key, value in values.items():
@@ -530,7 +354,7 @@ class Store:
             if values:
                 row.updated_at = utcnow()
             session.flush()
-            return _conversation(row)
+            return records.conversation_record(row)
 
     def delete_conversation(self, conversation_id: int) -> None:
         """Delete a conversation with its messages, summaries and traces in one transaction."""
@@ -569,7 +393,7 @@ class Store:
         self, conversation_id: int, items: Sequence[NewMessage]
     ) -> list[MessageRecord]:
         """Append several messages in order, all or nothing (used by imports)."""
-        _int("conversation_id", conversation_id)
+        check.integer("conversation_id", conversation_id)
         if not all(isinstance(item, NewMessage) for item in items):
             raise InvalidInputError("append_messages takes a sequence of NewMessage.")
         if not items:
@@ -584,16 +408,16 @@ class Store:
             inserted = session.scalars(
                 insert(Message).returning(Message, sort_by_parameter_order=True), rows
             ).all()
-            return [_message(row) for row in inserted]
+            return [records.message_record(row) for row in inserted]
 
     def get_message(self, message_id: int) -> MessageRecord:
         """One message by id; NotFoundError if unknown."""
-        _int("message_id", message_id)
+        check.integer("message_id", message_id)
         with self._read() as session:
             row = session.get(Message, message_id)
             if row is None:
                 raise NotFoundError(f"No message with id {message_id} in this database.")
-            return _message(row)
+            return records.message_record(row)
 
     def update_message(
         self,
@@ -606,22 +430,24 @@ class Store:
         rating: int | None | Unset = UNSET,
     ) -> MessageRecord:
         """Change the given fields of a message; a new content drops its cached token counts."""
-        _int("message_id", message_id)
+        check.integer("message_id", message_id)
         values: dict[str, Any] = {}
         if status is not UNSET:
-            values["status"] = _choice("status", status, STATUSES)
+            values["status"] = check.choice("status", status, STATUSES)
         if metadata is not UNSET:
-            values["meta"] = _json("metadata", metadata, dict)
+            values["meta"] = check.json_value("metadata", metadata, dict)
         if pinned is not UNSET:
-            values["pinned"] = _bool("pinned", pinned)
+            values["pinned"] = check.boolean("pinned", pinned)
         if rating is not UNSET:
-            values["rating"] = _optional_int("rating", rating)
+            values["rating"] = check.optional_integer("rating", rating)
         with self._write() as session:
             row = session.get(Message, message_id)
             if row is None:
                 raise NotFoundError(f"No message with id {message_id} in this database.")
             if content is not UNSET:
-                values["content"] = _text("content", content, allow_empty=row.role == "assistant")
+                values["content"] = check.text(
+                    "content", content, allow_empty=row.role == "assistant"
+                )
                 if values["content"] != row.content:
                     session.execute(
                         delete(MessageTokenCount).where(MessageTokenCount.message_id == message_id)
@@ -629,7 +455,7 @@ class Store:
             for key, value in values.items():
                 setattr(row, key, value)
             session.flush()
-            return _message(row)
+            return records.message_record(row)
 
     def messages(
         self,
@@ -645,22 +471,22 @@ class Store:
         With `limit`, the first `limit` of that order: the oldest ones, or with
         `newest_first` the most recent ones.
         """
-        _int("after_seq", after_seq)
+        check.integer("after_seq", after_seq)
         statement = select(Message).where(
             Message.conversation_id == conversation_id, Message.seq > after_seq
         )
         if through_seq is not None:
-            statement = statement.where(Message.seq <= _int("through_seq", through_seq))
+            statement = statement.where(Message.seq <= check.integer("through_seq", through_seq))
         statement = statement.order_by(Message.seq.desc() if newest_first else Message.seq)
         if limit is not None:
-            statement = statement.limit(_int("limit", limit, minimum=0))
+            statement = statement.limit(check.integer("limit", limit, minimum=0))
         with self._read() as session:
             self._exists(session, conversation_id)
-            return [_message(row) for row in session.scalars(statement)]
+            return [records.message_record(row) for row in session.scalars(statement)]
 
     def messages_by_ids(self, ids: Sequence[int]) -> list[MessageRecord]:
         """These messages in (conversation, seq) order; NotFoundError if any is missing."""
-        wanted = list(dict.fromkeys(_ids("ids", ids)))
+        wanted = list(dict.fromkeys(check.ids("ids", ids)))
         found: list[Message] = []
         with self._read() as session:
             for chunk in _chunks(wanted):
@@ -669,7 +495,7 @@ class Store:
         if missing:
             raise NotFoundError(f"No messages with ids {sorted(missing)} in this database.")
         found.sort(key=lambda row: (row.conversation_id, row.seq))
-        return [_message(row) for row in found]
+        return [records.message_record(row) for row in found]
 
     def pinned_messages(self, conversation_id: int) -> list[MessageRecord]:
         """The conversation's pinned messages, in seq order."""
@@ -680,14 +506,14 @@ class Store:
         )
         with self._read() as session:
             self._exists(session, conversation_id)
-            return [_message(row) for row in session.scalars(statement)]
+            return [records.message_record(row) for row in session.scalars(statement)]
 
     # --- token accounting -----------------------------------------------------------------
 
     def cached_token_counts(self, message_ids: Sequence[int], tokenizer_id: str) -> dict[int, int]:
         """Stored counts under `tokenizer_id` for those of `message_ids` that have one."""
-        ids = list(dict.fromkeys(_ids("message_ids", message_ids)))
-        _text("tokenizer_id", tokenizer_id)
+        ids = list(dict.fromkeys(check.ids("message_ids", message_ids)))
+        check.text("tokenizer_id", tokenizer_id)
         counts: dict[int, int] = {}
         with self._read() as session:
             for chunk in _chunks(ids):
@@ -702,14 +528,14 @@ class Store:
 
     def store_token_counts(self, tokenizer_id: str, counts: Mapping[int, int]) -> None:
         """Cache token counts (message id -> count) under `tokenizer_id`, replacing old ones."""
-        _text("tokenizer_id", tokenizer_id)
+        check.text("tokenizer_id", tokenizer_id)
         if not isinstance(counts, Mapping):
             raise InvalidInputError("counts must be a mapping of message id to token count.")
         rows = [
             {
-                "message_id": _int("message id", mid),
+                "message_id": check.integer("message id", mid),
                 "tokenizer_id": tokenizer_id,
-                "count": _int("token count", count, minimum=0),
+                "count": check.integer("token count", count, minimum=0),
             }
             for mid, count in counts.items()
         ]
@@ -733,7 +559,7 @@ class Store:
 
     def window_token_total(self, conversation_id: int, after_seq: int, tokenizer_id: str) -> int:
         """Sum of cached counts of the messages with seq > after_seq (uncached ones count 0)."""
-        _int("after_seq", after_seq)
+        check.integer("after_seq", after_seq)
         statement = (
             select(func.coalesce(func.sum(MessageTokenCount.count), 0))
             .join(Message, Message.id == MessageTokenCount.message_id)
@@ -754,7 +580,7 @@ class Store:
         with self._read() as session:
             self._exists(session, conversation_id)
             row = self._latest_summary_row(session, conversation_id)
-            return None if row is None else _summary(row)
+            return None if row is None else records.summary_record(row)
 
     @staticmethod
     def _latest_summary_row(session: Session, conversation_id: int) -> Summary | None:
@@ -778,18 +604,18 @@ class Store:
             head = self._latest_summary_row(session, conversation_id)
         chain: list[SummaryRecord] = []
         while head is not None:
-            chain.append(_summary(head))
+            chain.append(records.summary_record(head))
             head = rows.get(head.parent_id) if head.parent_id is not None else None
         return chain
 
     def get_summary(self, summary_id: int) -> SummaryRecord:
         """One summary by id; NotFoundError if unknown."""
-        _int("summary_id", summary_id)
+        check.integer("summary_id", summary_id)
         with self._read() as session:
             row = session.get(Summary, summary_id)
             if row is None:
                 raise NotFoundError(f"No summary with id {summary_id} in this database.")
-            return _summary(row)
+            return records.summary_record(row)
 
     def add_summary(
         self,
@@ -812,16 +638,16 @@ class Store:
         past the parent's; InvalidInputError when it reaches past the last message.
         """
         row = Summary(
-            conversation_id=_int("conversation_id", conversation_id),
-            content=_text("content", content),
-            covers_from_seq=_int("covers_from_seq", covers_from_seq, minimum=1),
-            covers_through_seq=_int("covers_through_seq", covers_through_seq, minimum=1),
-            parent_id=_optional_int("parent_id", parent_id),
-            token_count=_int("token_count", token_count, minimum=0),
-            tokenizer_id=_optional_text("tokenizer_id", tokenizer_id),
-            model=_optional_text("model", model),
-            prompt_version=_optional_text("prompt_version", prompt_version),
-            meta=_json("metadata", metadata if metadata is not None else {}, dict),
+            conversation_id=check.integer("conversation_id", conversation_id),
+            content=check.text("content", content),
+            covers_from_seq=check.integer("covers_from_seq", covers_from_seq, minimum=1),
+            covers_through_seq=check.integer("covers_through_seq", covers_through_seq, minimum=1),
+            parent_id=check.optional_integer("parent_id", parent_id),
+            token_count=check.integer("token_count", token_count, minimum=0),
+            tokenizer_id=check.optional_text("tokenizer_id", tokenizer_id),
+            model=check.optional_text("model", model),
+            prompt_version=check.optional_text("prompt_version", prompt_version),
+            meta=check.json_value("metadata", metadata if metadata is not None else {}, dict),
             created_at=utcnow(),
         )
         if covers_from_seq > covers_through_seq:
@@ -853,7 +679,7 @@ class Store:
             row.depth = latest.depth + 1 if latest is not None else 1
             session.add(row)
             session.flush()
-            return _summary(row)
+            return records.summary_record(row)
 
     # --- replies and traces --------------------------------------------------------------------
 
@@ -868,7 +694,7 @@ class Store:
     ) -> tuple[MessageRecord, TraceRecord | None]:
         """Append an assistant message and its prompt trace in one transaction."""
         message_row = _message_row(
-            _int("conversation_id", conversation_id),
+            check.integer("conversation_id", conversation_id),
             0,
             NewMessage("assistant", content, status, metadata),
         )
@@ -878,20 +704,22 @@ class Store:
                 raise InvalidInputError("trace must be a NewTrace.")
             trace_values = {
                 "conversation_id": conversation_id,
-                "user_message_id": _optional_int("trace.user_message_id", trace.user_message_id),
-                "summary_id": _optional_int("trace.summary_id", trace.summary_id),
-                "recalled_ids": _ids("trace.recalled_ids", trace.recalled_ids),
-                "window_ids": _ids("trace.window_ids", trace.window_ids),
-                "budget": _int("trace.budget", trace.budget),
-                "total_tokens": _int("trace.total_tokens", trace.total_tokens, minimum=0),
-                "model": _text("trace.model", trace.model),
-                "plan": _json("trace.plan", trace.plan, dict),
-                "params": _json("trace.params", trace.params, dict),
-                "usage": _json("trace.usage", trace.usage, dict),
-                "timings": _json("trace.timings", trace.timings, dict),
+                "user_message_id": check.optional_integer(
+                    "trace.user_message_id", trace.user_message_id
+                ),
+                "summary_id": check.optional_integer("trace.summary_id", trace.summary_id),
+                "recalled_ids": check.ids("trace.recalled_ids", trace.recalled_ids),
+                "window_ids": check.ids("trace.window_ids", trace.window_ids),
+                "budget": check.integer("trace.budget", trace.budget),
+                "total_tokens": check.integer("trace.total_tokens", trace.total_tokens, minimum=0),
+                "model": check.text("trace.model", trace.model),
+                "plan": check.json_value("trace.plan", trace.plan, dict),
+                "params": check.json_value("trace.params", trace.params, dict),
+                "usage": check.json_value("trace.usage", trace.usage, dict),
+                "timings": check.json_value("trace.timings", trace.timings, dict),
                 "notes": [
-                    _text("trace.notes", note, allow_empty=True)
-                    for note in _json("trace.notes", list(trace.notes), list)
+                    check.text("trace.notes", note, allow_empty=True)
+                    for note in check.json_value("trace.notes", list(trace.notes), list)
                 ],
                 "created_at": message_row["created_at"],
             }
@@ -899,12 +727,12 @@ class Store:
             message_row["seq"] = self._allocate_seq(session, conversation_id, 1)
             message = session.scalars(insert(Message).returning(Message), [message_row]).one()
             if trace_values is None:
-                return _message(message), None
+                return records.message_record(message), None
             self._check_trace_refs(session, conversation_id, trace_values)
             trace_row = PromptTrace(message_id=message.id, **trace_values)
             session.add(trace_row)
             session.flush()
-            return _message(message), _trace(trace_row)
+            return records.message_record(message), records.trace_record(trace_row)
 
     @staticmethod
     def _check_trace_refs(session: Session, conversation_id: int, values: dict[str, Any]) -> None:
@@ -917,7 +745,7 @@ class Store:
 
     def get_trace(self, message_id: int) -> TraceRecord:
         """The prompt trace of the reply with this message id; NotFoundError if none."""
-        _int("message_id", message_id)
+        check.integer("message_id", message_id)
         with self._read() as session:
             row = session.scalars(
                 select(PromptTrace).where(PromptTrace.message_id == message_id)
@@ -926,13 +754,13 @@ class Store:
                 raise NotFoundError(
                     f"No prompt trace for message {message_id}: only generated replies have one."
                 )
-            return _trace(row)
+            return records.trace_record(row)
 
     def traces(self, conversation_id: int) -> list[TraceRecord]:
         """Every prompt trace of a conversation, in reply order."""
         with self._read() as session:
             self._exists(session, conversation_id)
-            return [_trace(row) for row in self._trace_rows(session, conversation_id)]
+            return [records.trace_record(row) for row in self._trace_rows(session, conversation_id)]
 
     @staticmethod
     def _trace_rows(session: Session, conversation_id: int) -> list[PromptTrace]:
@@ -965,10 +793,10 @@ class Store:
         """
         if not isinstance(query, str):
             raise InvalidInputError(f"query must be a string, not {type(query).__name__}.")
-        _choice("match", match, frozenset({"all", "any"}))
-        _optional_int("conversation_id", conversation_id)
-        _optional_int("through_seq", through_seq)
-        _int("limit", limit, minimum=0)
+        check.choice("match", match, frozenset({"all", "any"}))
+        check.optional_integer("conversation_id", conversation_id)
+        check.optional_integer("through_seq", through_seq)
+        check.integer("limit", limit, minimum=0)
         with self._read() as session:
             if conversation_id is not None:
                 self._exists(session, conversation_id)
@@ -997,8 +825,10 @@ class Store:
                 .order_by(Summary.id)
             )
             return ConversationExport(
-                conversation=_conversation(conversation),
-                messages=[_message(row) for row in messages],
-                summaries=[_summary(row) for row in summaries],
-                traces=[_trace(row) for row in self._trace_rows(session, conversation_id)],
+                conversation=records.conversation_record(conversation),
+                messages=[records.message_record(row) for row in messages],
+                summaries=[records.summary_record(row) for row in summaries],
+                traces=[
+                    records.trace_record(row) for row in self._trace_rows(session, conversation_id)
+                ],
             )

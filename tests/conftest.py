@@ -3,6 +3,10 @@
 Every test runs with RECURSA_HOME pointed at its own temporary folder, so no
 test touches a user's files. The model cache is shared by the whole run (and
 kept between runs under .cache/) so the default model is converted once.
+
+Database fixtures for any test that needs a store (see the section below):
+`db_url` (parametrized: a fresh SQLite file, and a fresh PostgreSQL database
+when RECURSA_TEST_POSTGRES_URL is set) and `store` (Store.open(db_url)).
 """
 
 from __future__ import annotations

@@ -8,7 +8,6 @@ import string
 from typing import Any
 
 import pytest
-
 from recursa.memory import InvalidInputError, NewMessage, NewTrace, Store
 
 
@@ -27,9 +26,11 @@ def test_empty_or_non_string_message_is_refused(store: Store, content: Any) -> N
 
 
 def test_five_megabyte_message_is_stored_byte_for_byte(store: Store) -> None:
-    """A 5 MB message of many distinct words is stored and returned exactly, and stays searchable."""
+    """A 5 MB message of many distinct words is stored exactly and stays searchable."""
     rng = random.Random(7)
-    words = ["".join(rng.choices(string.ascii_lowercase, k=rng.randint(3, 10))) for _ in range(20000)]
+    words = [
+        "".join(rng.choices(string.ascii_lowercase, k=rng.randint(3, 10))) for _ in range(20000)
+    ]
     text = "needle " + " ".join(rng.choice(words) + rng.choice(",. \n") for _ in range(700_000))
     text = (text * 2)[: 5 * 1024 * 1024]
     assert len(text.encode()) == 5 * 1024 * 1024
@@ -113,8 +114,11 @@ def test_metadata_is_preserved_exactly(store: Store) -> None:
 def test_one_bad_message_in_an_import_writes_none_of_them(store: Store) -> None:
     """append_messages validates every item first: one bad item means no message is stored."""
     conv = store.create_conversation()
-    items = [NewMessage("user", "fine"), NewMessage("user", "bad", metadata={"x": object()}),
-             NewMessage("assistant", "also fine")]
+    items = [
+        NewMessage("user", "fine"),
+        NewMessage("user", "bad", metadata={"x": object()}),
+        NewMessage("assistant", "also fine"),
+    ]
     with pytest.raises(InvalidInputError):
         store.append_messages(conv.id, items)
     with pytest.raises(InvalidInputError):
@@ -134,14 +138,40 @@ def test_one_bad_message_in_an_import_writes_none_of_them(store: Store) -> None:
         (lambda s, c: s.search("x", match="some"), "match"),
         (lambda s, c: s.search(None), "query"),
         (lambda s, c: s.store_token_counts("t", {1: -1}), "token count"),
-        (lambda s, c: s.add_reply(c, "x", trace=NewTrace(model="m", budget=1, total_tokens=1,
-                                                         plan={"f": object()})), "trace.plan"),
-        (lambda s, c: s.add_summary(c, content="s", covers_from_seq=1, covers_through_seq=5,
-                                    parent_id=None, token_count=1, tokenizer_id=None,
-                                    model=None, prompt_version=None), "past"),
+        (
+            lambda s, c: s.add_reply(
+                c, "x", trace=NewTrace(model="m", budget=1, total_tokens=1, plan={"f": object()})
+            ),
+            "trace.plan",
+        ),
+        (
+            lambda s, c: s.add_summary(
+                c,
+                content="s",
+                covers_from_seq=1,
+                covers_through_seq=5,
+                parent_id=None,
+                token_count=1,
+                tokenizer_id=None,
+                model=None,
+                prompt_version=None,
+            ),
+            "past",
+        ),
     ],
-    ids=["role", "status", "pinned", "created_at", "id-type", "kind", "match", "query",
-         "negative-count", "trace-plan", "summary-past-end"],
+    ids=[
+        "role",
+        "status",
+        "pinned",
+        "created_at",
+        "id-type",
+        "kind",
+        "match",
+        "query",
+        "negative-count",
+        "trace-plan",
+        "summary-past-end",
+    ],
 )
 def test_malformed_arguments_raise_invalid_input(store: Store, call: Any, message: str) -> None:
     """Wrong roles, statuses, types and ranges raise InvalidInputError naming the argument."""

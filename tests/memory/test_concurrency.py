@@ -23,7 +23,8 @@ print("ready", flush=True)
 while not Path(go).exists():
     time.sleep(0.002)
 for i in range(int(count)):
-    store.append_message(int(conversation_id), "user", f"{name} {i}", metadata={"writer": name, "i": i})
+    meta = {"writer": name, "i": i}
+    store.append_message(int(conversation_id), "user", f"{name} {i}", metadata=meta)
 store.close()
 print("done", flush=True)
 """
@@ -40,7 +41,10 @@ def test_two_processes_append_500_each_without_gaps_or_duplicates(
     writers = [
         subprocess.Popen(
             [sys.executable, "-c", WRITER, db_url, str(conv.id), name, str(PER_WRITER), str(go)],
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=env,
         )
         for name in ("a", "b")
     ]
@@ -67,7 +71,8 @@ def test_two_processes_append_500_each_without_gaps_or_duplicates(
         assert mine == list(range(PER_WRITER))  # nothing lost, each writer's order kept
     # Not asserted (scheduling decides), but reported: how much the writers interleaved.
     switches = sum(
-        1 for x, y in zip(messages, messages[1:], strict=False)
+        1
+        for x, y in zip(messages, messages[1:], strict=False)
         if x.metadata["writer"] != y.metadata["writer"]
     )
     print(f"writer switches in the sequence: {switches}")

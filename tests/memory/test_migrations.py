@@ -10,12 +10,11 @@ from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import Connection, inspect, text
-
 from recursa.memory import SchemaError, Store, current_revision, head_revision, upgrade
 from recursa.memory.engine import make_engine
 from recursa.memory.models import Base
 from recursa.memory.schema import alembic_config, include_name
+from sqlalchemy import Connection, inspect, text
 
 TABLES = {"conversations", "messages", "message_token_counts", "summaries", "prompt_traces"}
 
@@ -58,7 +57,7 @@ def test_upgrade_from_empty_creates_tables_and_search_index(db_url: str) -> None
     assert upgrade(db_url) == head_revision()
     assert current_revision(db_url) == head_revision()
     with connection(db_url) as conn:
-        assert TABLES <= set(inspect(conn).get_table_names())
+        assert set(inspect(conn).get_table_names()) >= TABLES
         expected = (
             {"messages_fts", "summaries_fts"}
             if conn.dialect.name == "sqlite"
@@ -84,9 +83,17 @@ def test_downgrade_to_base_and_upgrade_again_with_data(db_url: str) -> None:
         conv = store.create_conversation(title="t")
         msg = store.append_message(conv.id, "user", "persistent walrus")
         store.store_token_counts("t", {msg.id: 2})
-        store.add_summary(conv.id, content="walrus summary", covers_from_seq=1,
-                          covers_through_seq=1, parent_id=None, token_count=1,
-                          tokenizer_id="t", model="m", prompt_version="v")
+        store.add_summary(
+            conv.id,
+            content="walrus summary",
+            covers_from_seq=1,
+            covers_through_seq=1,
+            parent_id=None,
+            token_count=1,
+            tokenizer_id="t",
+            model="m",
+            prompt_version="v",
+        )
         store.add_reply(conv.id, "ok")
     run_alembic(db_url, "downgrade", "base")
     assert current_revision(db_url) is None

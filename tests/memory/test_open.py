@@ -6,13 +6,12 @@ import os
 from pathlib import Path
 
 import pytest
-
 from recursa.memory import DatabaseUnavailableError, InvalidInputError, Store
 from recursa.memory.locations import default_db_path
 
 
 def test_default_store_lives_in_the_data_directory(recursa_home: Path) -> None:
-    """Store.open() with no URL makes the data dir and a WAL-mode SQLite file under RECURSA_HOME."""
+    """Store.open() with no URL makes the data dir and a SQLite file under RECURSA_HOME."""
     with Store.open() as store:
         store.create_conversation()
         assert store.dialect == "sqlite"
@@ -35,8 +34,10 @@ def test_sqlite_connections_use_wal_foreign_keys_and_busy_timeout(tmp_path: Path
         engine.dispose()
 
 
-def test_unwritable_data_directory_names_the_fix(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """A data directory that cannot be created raises DatabaseUnavailableError naming RECURSA_HOME."""
+def test_unwritable_data_directory_names_the_fix(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A data directory that cannot be made raises DatabaseUnavailableError naming RECURSA_HOME."""
     blocker = tmp_path / "a-file"
     blocker.write_text("not a folder")
     monkeypatch.setenv("RECURSA_HOME", str(blocker))  # the data dir would have to be inside a file
@@ -58,7 +59,7 @@ def test_read_only_data_directory_names_the_fix(tmp_path: Path) -> None:
 
 
 def test_corrupt_database_file_names_the_fix(tmp_path: Path) -> None:
-    """A file that is not a SQLite database raises DatabaseUnavailableError saying to move it aside."""
+    """A file that is not a SQLite database raises DatabaseUnavailableError: move it aside."""
     path = tmp_path / "corrupt.db"
     path.write_bytes(b"this is certainly not a database " * 500)
     with pytest.raises(DatabaseUnavailableError, match="corrupt") as caught:
@@ -73,7 +74,7 @@ def test_database_path_that_is_a_directory_is_refused(tmp_path: Path) -> None:
 
 
 def test_unreachable_postgres_server_names_the_fix() -> None:
-    """A PostgreSQL URL with nothing listening raises DatabaseUnavailableError, not a driver error."""
+    """A PostgreSQL URL with nothing listening raises DatabaseUnavailableError, no driver error."""
     with pytest.raises(DatabaseUnavailableError, match="Cannot reach"):
         Store.open("postgresql+psycopg://nobody@127.0.0.1:1/none")
 

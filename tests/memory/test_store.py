@@ -1,4 +1,4 @@
-"""The Store API on SQLite and PostgreSQL: conversations, messages, tokens, summaries, traces, search."""
+"""The Store API on SQLite and PostgreSQL: conversations, messages, summaries, traces, search."""
 
 from __future__ import annotations
 
@@ -39,7 +39,7 @@ def test_conversation_lifecycle_create_get_update_archive(store: Store) -> None:
 def test_list_conversations_orders_by_activity_and_filters(store: Store) -> None:
     """Listing is newest activity first, hides archived ones unless asked, filters kind, pages."""
     a = store.create_conversation(title="a")
-    b = store.create_conversation(title="b", kind="composition")
+    store.create_conversation(title="b", kind="composition")
     c = store.create_conversation(title="c")
     store.append_message(a.id, "user", "bump a")  # a becomes the most recently active
     store.update_conversation(c.id, archived=True)
@@ -67,7 +67,7 @@ def test_messages_get_sequence_numbers_and_round_trip(store: Store) -> None:
 
 
 def test_append_messages_keeps_given_timestamps_exactly(store: Store) -> None:
-    """An import keeps each message's original time (any offset, read back as the same UTC instant)."""
+    """An import keeps each message's original time (any offset; read back as the UTC instant)."""
     conv = store.create_conversation()
     t1 = datetime(2020, 1, 2, 3, 4, 5, 123456, tzinfo=UTC)
     t2 = datetime(2021, 6, 7, 8, 9, 10, 654321, tzinfo=timezone(timedelta(hours=5, minutes=30)))
@@ -422,3 +422,18 @@ def test_store_is_a_context_manager_and_reports_dialect(db_url: str) -> None:
         assert opened.dialect in ("sqlite", "postgresql")
         assert opened.dialect == ("sqlite" if db_url.startswith("sqlite") else "postgresql")
         opened.create_conversation()
+
+
+def test_one_store_shared_by_threads_appends_without_gaps(store: Store) -> None:
+    """A Store shared by several threads (like a UI worker) numbers their appends 1..N."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    conv = store.create_conversation()
+
+    def write(worker: int) -> None:
+        for i in range(25):
+            store.append_message(conv.id, "user", f"w{worker} {i}")
+
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        list(pool.map(write, range(4)))
+    assert [m.seq for m in store.messages(conv.id)] == list(range(1, 101))

@@ -1,0 +1,1 @@
+"""recursa's benchmarks: each module runs with `python -m benchmarks.<name>` and prints a table."""
