@@ -1,8 +1,10 @@
 """The `recursa` command line: a click group, with one module per command group.
 
 `main()` is the console-script entry point. It turns any `RecursaError` into a
-single `Error: ...` line on stderr and exit code 1, never a traceback: those
-errors are user-facing conditions whose message already names the fix.
+single `Error: ...` line on stderr, never a traceback: those errors are
+user-facing conditions whose message already names the fix. The exit code is 2
+for a usage mistake and 1 for a model, runtime or database failure (see
+`common.exit_code_for`).
 To add a command group, write it in its own module here and register it in
 `_register` below.
 """
@@ -14,6 +16,7 @@ from importlib.metadata import PackageNotFoundError, version
 
 import click
 from recursa.memory.errors import RecursaError
+from recursa.tui.cli.common import DB_HELP, AliasedGroup, CliState, exit_code_for
 
 
 def _version() -> str:
@@ -23,19 +26,42 @@ def _version() -> str:
         return "0+unknown"
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.group(
+    cls=AliasedGroup,
+    aliases={"c": "conversations"},
+    invoke_without_command=True,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
 @click.version_option(
     _version(), "--version", "-V", prog_name="recursa", message="%(prog)s %(version)s"
 )
-def cli() -> None:
-    """recursa: dialogue agents with recursive, SQL-persisted memory."""
+@click.option("--db", "db_url", metavar="URL", default=None, help=DB_HELP)
+@click.pass_context
+def cli(ctx: click.Context, db_url: str | None) -> None:
+    """recursa: dialogue agents with recursive, SQL-persisted memory.
+
+    Run without a command to open the chat UI.
+    """
+    ctx.obj = CliState(db_url=db_url)
+    if ctx.invoked_subcommand is None:
+        from recursa.tui.cli.chat import launch_tui
+
+        launch_tui(conversation_id=None, model=None)
 
 
 def _register(group: click.Group) -> None:
-    # Imported here so each command module stays independent and cheap to load.
+    # Imported here so each command module stays independent and cheap to load
+    # (none of them imports the agent, the model or the TUI at import time).
+    from recursa.tui.cli.ask import ask_command
+    from recursa.tui.cli.chat import chat_command
+    from recursa.tui.cli.conversations import conversations
     from recursa.tui.cli.db import db
+    from recursa.tui.cli.inspect import prompt_command, summaries_command, trace_command
+    from recursa.tui.cli.models import models_command
 
-    group.add_command(db)
+    for command in (ask_command, chat_command, conversations, prompt_command, trace_command,
+                    summaries_command, models_command, db):
+        group.add_command(command)
 
 
 _register(cli)
@@ -47,7 +73,7 @@ def main(argv: list[str] | None = None) -> None:
         cli.main(args=argv, prog_name="recursa", standalone_mode=False)
     except RecursaError as exc:
         click.echo(f"Error: {exc}", err=True)
-        sys.exit(1)
+        sys.exit(exit_code_for(exc))
     except click.exceptions.Abort:
         click.echo("Aborted.", err=True)
         sys.exit(1)

@@ -1,0 +1,36 @@
+"""`recursa chat`: open the terminal UI (also what `recursa` alone does)."""
+
+from __future__ import annotations
+
+import os
+
+import click
+from recursa.tui.cli.common import CliError, model_option, open_agent, state
+
+
+@click.command("chat")
+@click.option("-c", "--conversation", "conversation_id", type=int, default=None,
+              help="Open this conversation (default: start on the conversation list).")
+@model_option
+def chat_command(conversation_id: int | None, model: str | None) -> None:
+    """Chat in the terminal UI."""
+    launch_tui(conversation_id=conversation_id, model=model)
+
+
+def launch_tui(*, conversation_id: int | None, model: str | None) -> None:
+    """Check the conversation exists, then run the TUI (imported only now: it is heavy)."""
+    db_url = state().db_url
+    if conversation_id is not None:
+        with open_agent(conversation_id=conversation_id):
+            pass  # an unknown id fails here with a one-line error, before the screen opens
+    if db_url is not None:
+        # The TUI reads its database from the settings, whose highest source is the env.
+        os.environ["RECURSA_DB_URL"] = db_url
+    try:
+        from recursa.tui.app import run_app
+    except ModuleNotFoundError as exc:
+        if exc.name not in ("recursa.tui.app",):
+            raise
+        raise CliError("The terminal UI is not installed with this copy of recursa; "
+                       "use `recursa ask` instead.") from exc
+    run_app(conversation_id=conversation_id, model=model)

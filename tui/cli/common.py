@@ -1,0 +1,253 @@
+"""What every command module shares: the CLI state, opening the Agent, errors, JSON and tables.
+
+Error policy (documented in the README): a `RecursaError` becomes one line on
+stderr (`Error: ...`, naming the fix) and an exit code: 2 for a usage mistake
+(bad arguments, unknown ids, malformed input files, invalid settings), 1 for a
+model, runtime or database failure. Click's own usage errors exit 2 as well.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import datetime
+from typing import TYPE_CHECKING, Any, TypeVar
+
+import click
+from recursa.memory.errors import (
+    ConfigError,
+    InvalidInputError,
+    NotFoundError,
+    RecursaError,
+)
+
+if TYPE_CHECKING:
+    from recursa.agent.agent import Agent
+    from rich.console import Console
+    from rich.table import Table
+
+USAGE_EXIT = 2
+RUNTIME_EXIT = 1
+F = TypeVar("F", bound=Callable[..., Any])
+
+DB_HELP = (
+    "Database URL (default: RECURSA_DB_URL, then db_url in the config file, "
+    "then the SQLite file in the data directory)."
+)
+MODEL_HELP = "Model spec (see `recursa models`; default: the conversation's model, else settings)."
+
+
+@dataclass
+class CliState:
+    """Options of the root group that subcommands read (`ctx.obj`)."""
+
+    db_url: str | None = None
+
+
+class CliError(click.ClickException):
+    """A user-facing failure: `Error: <message>` on stderr, with its exit code."""
+
+    def __init__(self, message: str, exit_code: int = RUNTIME_EXIT) -> None:
+        super().__init__(message)
+        self.exit_code = exit_code
+
+
+def exit_code_for(exc: RecursaError) -> int:
+    """2 for mistakes in what the user asked, 1 for failures of the model, runtime or database."""
+    return USAGE_EXIT if isinstance(exc, InvalidInputError | NotFoundError | ConfigError) else (
+        RUNTIME_EXIT
+    )
+
+
+@contextmanager
+def translate_errors(agent: Agent | None = None) -> Iterator[None]:
+    """Turn RecursaErrors into CliErrors; a not-found error names the database it looked in."""
+    try:
+        yield
+    except RecursaError as exc:
+        message = str(exc)
+        if isinstance(exc, NotFoundError) and agent is not None:
+            message += (
+                f" (database: {display_url(agent.store.url)}; pass --db or set RECURSA_DB_URL "
+                "to use another)"
+            )
+        raise CliError(message, exit_code_for(exc)) from exc
+
+
+def display_url(url: str) -> str:
+    """A database URL with any password hidden."""
+    from recursa.memory.engine import parse_url, safe_url
+
+    try:
+        return safe_url(parse_url(url))
+    except RecursaError:
+        return url
+
+
+def state(ctx: click.Context | None = None) -> CliState:
+    ctx = ctx or click.get_current_context()
+    obj = ctx.find_object(CliState)
+    return obj if obj is not None else CliState()
+
+
+@contextmanager
+def open_agent(
+    *,
+    model: str | None = None,
+    conversation_id: int | None = None,
+    **overrides: Any,
+) -> Iterator[Agent]:
+    """Open the Agent on the chosen database; errors inside the block become CliErrors.
+
+    Without `model`, a conversation keeps the model it was created with.
+    The model itself is loaded lazily, only by commands that generate or plan.
+    """
+    from recursa.agent.agent import Agent
+
+    with translate_errors():
+        agent = Agent.open(state().db_url, model, progress=_progress_printer(), **overrides)
+    try:
+        with translate_errors(agent):
+            if conversation_id is not None:
+                info = agent.get_conversation(conversation_id)  # unknown id: fail before loading
+                if model is None and info.model and info.model != agent.settings.model:
+                    agent.settings = agent.settings.merged({"model": info.model})
+            yield agent
+    finally:
+        agent.close()
+
+
+def _progress_printer() -> Callable[[str, float | None], None] | None:
+    """Model-loading progress on stderr, only when a person is watching it."""
+    if not sys.stderr.isatty():
+        return None
+
+    def report(message: str, fraction: float | None) -> None:
+        suffix = f" ({fraction:.0%})" if fraction is not None else ""
+        click.echo(f"{message}{suffix}", err=True)
+
+    return report
+
+
+# --- output -------------------------------------------------------------------------------
+
+
+def to_jsonable(value: Any) -> Any:
+    """Pydantic models and dataclasses as plain JSON data (timestamps as ISO-8601)."""
+    from dataclasses import asdict, is_dataclass
+
+    from pydantic import BaseModel
+
+    if isinstance(value, BaseModel):
+        return value.model_dump(mode="json")
+    if is_dataclass(value) and not isinstance(value, type):
+        return to_jsonable(asdict(value))
+    if isinstance(value, Mapping):
+        return {str(k): to_jsonable(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [to_jsonable(v) for v in value]
+    if isinstance(value, datetime):
+        return value.isoformat()
+    if hasattr(value, "__fspath__"):
+        return str(value)
+    return value
+
+
+def echo_json(value: Any) -> None:
+    """Print one JSON document on stdout."""
+    click.echo(json.dumps(to_jsonable(value), ensure_ascii=False, indent=2))
+
+
+def console() -> Console:
+    """A rich console on the current stdout (colour only when it is a terminal)."""
+    from rich.console import Console
+
+    return Console(highlight=False, soft_wrap=False)
+
+
+def table(*columns: str, title: str | None = None) -> Table:
+    from rich.table import Table
+
+    t = Table(title=title, title_justify="left", header_style="bold", show_edge=False)
+    for name in columns:
+        t.add_column(name, overflow="fold")
+    return t
+
+
+def when(value: datetime | None) -> str:
+    """A timestamp for tables: local time to the minute."""
+    if value is None:
+        return ""
+    return value.astimezone().strftime("%Y-%m-%d %H:%M")
+
+
+def short(text: str | None, width: int = 60) -> str:
+    """One line of at most `width` characters."""
+    if not text:
+        return ""
+    line = " ".join(text.split())
+    return line if len(line) <= width else line[: width - 1] + "…"
+
+
+def ids(values: Sequence[int]) -> str:
+    """Message ids compactly: runs of consecutive ids as ranges."""
+    if not values:
+        return ""
+    out: list[str] = []
+    start = prev = values[0]
+    for v in [*values[1:], None]:
+        if v is not None and v == prev + 1:
+            prev = v
+            continue
+        out.append(str(start) if start == prev else f"{start}-{prev}")
+        if v is not None:
+            start = prev = v
+    return ",".join(out)
+
+
+# --- command groups with aliases -------------------------------------------------------------
+
+
+class AliasedGroup(click.Group):
+    """A group whose commands also answer to short aliases (`c ls` for `conversations list`).
+
+    Aliases are listed in each command's help line, not as extra commands.
+    """
+
+    def __init__(self, *args: Any, aliases: Mapping[str, str] | None = None, **kw: Any) -> None:
+        super().__init__(*args, **kw)
+        self.aliases: dict[str, str] = dict(aliases or {})
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        return super().get_command(ctx, self.aliases.get(cmd_name, cmd_name))
+
+    def resolve_command(
+        self, ctx: click.Context, args: list[str]
+    ) -> tuple[str | None, click.Command | None, list[str]]:
+        _, cmd, rest = super().resolve_command(ctx, args)
+        return (cmd.name if cmd else None), cmd, rest
+
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        rows = []
+        for name in self.list_commands(ctx):
+            cmd = self.commands[name]
+            if cmd.hidden:
+                continue
+            alias = [a for a, target in self.aliases.items() if target == name]
+            help_text = cmd.get_short_help_str(limit=formatter.width - 30)
+            label = f"{name} ({', '.join(alias)})" if alias else name
+            rows.append((label, help_text))
+        if rows:
+            with formatter.section("Commands"):
+                formatter.write_dl(rows)
+
+
+def json_option(f: F) -> F:
+    return click.option("--json", "as_json", is_flag=True, help="Print JSON for programs.")(f)
+
+
+def model_option(f: F) -> F:
+    return click.option("-m", "--model", default=None, metavar="MODEL", help=MODEL_HELP)(f)

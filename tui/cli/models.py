@@ -1,0 +1,31 @@
+"""`recursa models`: the model specs recursa knows, which work here, and where their files are."""
+
+from __future__ import annotations
+
+import click
+from recursa.tui.cli.common import console, echo_json, json_option, table, translate_errors
+
+
+@click.command("models")
+@json_option
+def models_command(as_json: bool) -> None:
+    """Known model specs, whether each is available here, and the default model's files."""
+    from recursa.agent.runtime.registry import DEFAULT_MODEL, SPEC_FORMS, known_models
+    from recursa.agent.settings import Settings
+
+    with translate_errors():
+        infos = known_models()
+        configured = Settings.load().model
+    if as_json:
+        echo_json({"default": DEFAULT_MODEL, "configured": configured, "models": infos})
+        return
+    t = table("Spec", "Kind", "Available", "Description")
+    for info in infos:
+        t.add_row(info.spec, info.kind, "yes" if info.available else "no", info.description)
+    out = console()
+    out.print(t)
+    for info in infos:
+        out.print(f"{info.spec}: {info.detail}", markup=False)
+    out.print(f"Chat model in use: {configured} (change it with -m or RECURSA_MODEL).",
+              markup=False)
+    out.print(f"Other specs: {SPEC_FORMS}.", markup=False)
