@@ -439,7 +439,7 @@ def _save_final(
     out: Path, prepared: _Prepared, result: FinetuneResult, config: FinetuneConfig
 ) -> None:
     model = prepared.model
-    if getattr(model, "is_gradient_checkpointing", False):
+    if config.gradient_checkpointing:
         model.gradient_checkpointing_disable()
     model.config.use_cache = True  # the saved model is for generation
     model.eval()
@@ -664,6 +664,8 @@ def resume_finetune(
     """Continue the run whose checkpoint is in `out/checkpoint/`: same data, order and schedule."""
     out = Path(out)
     checkpoint = out / CHECKPOINT_DIR
+    if (out / RESULT_FILE).is_file():
+        raise InvalidInputError(f"The run in {out} already finished; nothing to resume.")
     if not (checkpoint / STATE_FILE).is_file():
         raise InvalidInputError(
             f"No checkpoint to resume in {out} (expected {checkpoint / STATE_FILE}). "
@@ -675,8 +677,6 @@ def resume_finetune(
         )
     except (OSError, ValidationError) as exc:
         raise InvalidInputError(f"The checkpoint's {CONFIG_FILE} is unreadable: {exc}") from exc
-    if (out / RESULT_FILE).is_file():
-        raise InvalidInputError(f"The run in {out} already finished; nothing to resume.")
     config = config.model_copy(update={"out": out})
     torch = _torch()
     if threads:
