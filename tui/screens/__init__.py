@@ -1,0 +1,1 @@
+"""Screens of the recursa TUI: the main chat screen and its dialogs."""

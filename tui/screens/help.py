@@ -1,0 +1,46 @@
+"""The help screen: every command with its key, grouped by where it works."""
+
+from __future__ import annotations
+
+from recursa.tui.commands import COMMANDS, SCOPE_TITLES
+from rich.table import Table
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import VerticalScroll
+from textual.screen import ModalScreen
+from textual.widgets import Static
+
+
+def help_table() -> Table:
+    table = Table(box=None, expand=True, show_header=False, padding=(0, 2, 0, 0))
+    table.add_column("key", style="bold", no_wrap=True)
+    table.add_column("command", no_wrap=True)
+    table.add_column("what it does", ratio=1)
+    for scope, title in SCOPE_TITLES.items():
+        table.add_row(f"[u]{title}[/u]", "", "")
+        for c in COMMANDS:
+            if c.scope == scope:
+                table.add_row(c.key_display, c.title, c.help)
+        table.add_row("", "", "")
+    table.add_row("Ctrl+P", "Command palette", "Every command above, by name (and themes).")
+    table.add_row("Tab / Shift+Tab", "Move focus", "Between the list, the messages and the box.")
+    table.add_row("Ctrl+Q", "Quit", "")
+    return table
+
+
+class HelpScreen(ModalScreen[None]):
+    """Keys and commands (F1)."""
+
+    DEFAULT_CSS = """
+    HelpScreen { align: center middle; background: $background 60%; }
+    HelpScreen > VerticalScroll {
+        width: 100; max-width: 95%; height: 90%; border: thick $primary;
+        background: $surface; padding: 1 2;
+    }
+    """
+    BINDINGS = [Binding("escape,f1,q", "dismiss", "Close")]
+
+    def compose(self) -> ComposeResult:
+        with VerticalScroll():
+            yield Static("[b]recursa — keys and commands[/b]\n")
+            yield Static(help_table())
