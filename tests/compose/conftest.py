@@ -1,0 +1,81 @@
+"""Fixtures for the composition tests: agents over SQLite with a scripted or the real model."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from recursa.agent import Agent
+from recursa.agent.runtime.scripted import ScriptedRuntime
+
+SHARED_CACHE = Path(__file__).resolve().parents[2] / ".cache" / "test-cache"
+
+
+@pytest.fixture(scope="session")
+def smollm() -> Iterator[Any]:
+    """The default SmolLM2-135M-Instruct as a LocalRuntime, loaded once per session."""
+    pytest.importorskip("torch")
+    pytest.importorskip("transformers")
+    from recursa.agent.runtime.local import load_local
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("RECURSA_CACHE_DIR", str(SHARED_CACHE))
+        runtime = load_local(name="smollm2-135m")
+    yield runtime
+    runtime.close()
+
+
+class Unclosed:
+    """Wraps the session's model so that closing an Agent does not close it."""
+
+    def __init__(self, inner: Any) -> None:
+        self._inner = inner
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._inner, name)
+
+    @property
+    def name(self) -> str:
+        return str(self._inner.name)
+
+    @property
+    def context_window(self) -> int:
+        return int(self._inner.context_window)
+
+    @property
+    def tokenizer_id(self) -> str:
+        return str(self._inner.tokenizer_id)
+
+    def count_tokens(self, messages: Any) -> int:
+        return int(self._inner.count_tokens(messages))
+
+    def count_text(self, text: str) -> int:
+        return int(self._inner.count_text(text))
+
+    def stream(self, messages: Any, params: Any = None, **kw: Any) -> Any:
+        return self._inner.stream(messages, params, **kw)
+
+    def close(self) -> None:
+        return None
+
+
+@pytest.fixture
+def sqlite_url(tmp_path: Path) -> str:
+    return f"sqlite:///{tmp_path / 'compose.db'}"
+
+
+@pytest.fixture
+def make_agent(sqlite_url: str) -> Iterator[Callable[..., Agent]]:
+    """Build Agents over one SQLite file with a ScriptedRuntime (or the given runtime)."""
+    opened: list[Agent] = []
+
+    def make(runtime: Any = None, db_url: str | None = None, **settings: Any) -> Agent:
+        agent = Agent.open(db_url or sqlite_url, runtime or ScriptedRuntime(), **settings)
+        opened.append(agent)
+        return agent
+
+    yield make
+    for agent in opened:
+        agent.close()
