@@ -79,18 +79,27 @@ def read_conversations(path: Path | str, format: ImportFormat = "auto") -> Impor
 
 
 def _recursa_documents(data: Any, source: str) -> list[ConversationDocument]:
+    def parse(item: Any) -> ConversationDocument:
+        if not isinstance(item, dict):
+            # parse() would take a string as JSON text; in a file it is just the wrong type.
+            raise InvalidInputError(
+                "The import document must be a JSON object with a 'messages' list, "
+                f"not {type(item).__name__}."
+            )
+        return ConversationDocument.parse(item)
+
     if isinstance(data, list):
         if not data:
             raise InvalidInputError(f"{source} is an empty list; there is nothing to import.")
         documents = []
         for index, item in enumerate(data):
             try:
-                documents.append(ConversationDocument.parse(item))
+                documents.append(parse(item))
             except InvalidInputError as exc:
                 raise InvalidInputError(f"{source}, conversation [{index}]: {exc}") from exc
         return documents
     try:
-        return [ConversationDocument.parse(data)]
+        return [parse(data)]
     except InvalidInputError as exc:
         raise InvalidInputError(f"{source}: {exc}") from exc
 

@@ -78,7 +78,7 @@ def ask_command(text: str | None, conversation_id: int | None, model: str | None
 
 def _message(text: str | None) -> str:
     piped = ""
-    stdin = click.get_text_stream("stdin")
+    stdin = sys.stdin
     if not stdin.isatty():
         piped = stdin.read()
     parts = [p for p in (text, piped) if p and p.strip()]

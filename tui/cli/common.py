@@ -30,6 +30,7 @@ if TYPE_CHECKING:
     from rich.table import Table
 
 USAGE_EXIT = 2
+PIPED_WIDTH = 160
 RUNTIME_EXIT = 1
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -165,7 +166,9 @@ def console() -> Console:
     """A rich console on the current stdout (colour only when it is a terminal)."""
     from rich.console import Console
 
-    return Console(highlight=False, soft_wrap=False)
+    # Piped output is read by other tools, not a window of some width: keep rows unfolded.
+    width = None if sys.stdout.isatty() else PIPED_WIDTH
+    return Console(highlight=False, soft_wrap=False, width=width)
 
 
 def table(*columns: str, title: str | None = None) -> Table:
@@ -251,3 +254,10 @@ def json_option(f: F) -> F:
 
 def model_option(f: F) -> F:
     return click.option("-m", "--model", default=None, metavar="MODEL", help=MODEL_HELP)(f)
+
+
+def add_row(t: Table, *cells: object) -> None:
+    """Add a row of plain text (no rich markup: titles may contain brackets)."""
+    from rich.text import Text
+
+    t.add_row(*(Text(str(c)) for c in cells))

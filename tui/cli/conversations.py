@@ -9,6 +9,7 @@ import click
 from recursa.tui.cli.common import (
     USAGE_EXIT,
     AliasedGroup,
+    add_row,
     CliError,
     console,
     echo_json,
@@ -48,7 +49,7 @@ def list_command(include_archived: bool, limit: int | None, as_json: bool) -> No
         title = info.title or "(untitled)"
         if info.archived:
             title += " [archived]"
-        t.add_row(str(info.id), short(title, 50), str(info.message_count), info.model or "",
+        add_row(t, str(info.id), short(title, 50), str(info.message_count), info.model or "",
                   when(info.updated_at))
     console().print(t)
 

@@ -6,6 +6,7 @@ from typing import TYPE_CHECKING
 
 import click
 from recursa.tui.cli.common import (
+    add_row,
     console,
     echo_json,
     ids,
@@ -137,7 +138,7 @@ def summaries_command(conversation_id: int, full: bool, as_json: bool) -> None:
         return
     t = table("ID", "Depth", "Covers", "Folds in", "Tokens", "Model", "Created", "Text")
     for s in chain:
-        t.add_row(str(s.id), str(s.depth), f"#{s.covers_from_seq}-#{s.covers_through_seq}",
+        add_row(t, str(s.id), str(s.depth), f"#{s.covers_from_seq}-#{s.covers_through_seq}",
                   str(s.parent_id or "-"), str(s.token_count), s.model or "", when(s.created_at),
                   short(s.content, 50))
     out.print(t)
@@ -152,8 +153,8 @@ def plan_table(plan: PromptPlan, title: str | None = None) -> Table:
         share = f"{s.tokens / plan.budget:.0%}" if plan.budget else ""
         content = s.text if s.text is not None else " | ".join(
             f"{m.role}: {m.content}" for m in s.messages)
-        t.add_row(s.kind, str(s.tokens), share, ids(s.message_ids), short(content, 40))
-    t.add_row("free", str(plan.free_tokens), f"{plan.free_tokens / plan.budget:.0%}"
+        add_row(t, s.kind, str(s.tokens), share, ids(s.message_ids), short(content, 40))
+    add_row(t, "free", str(plan.free_tokens), f"{plan.free_tokens / plan.budget:.0%}"
               if plan.budget else "", "", "")
     return t
 

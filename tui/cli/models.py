@@ -3,7 +3,14 @@
 from __future__ import annotations
 
 import click
-from recursa.tui.cli.common import console, echo_json, json_option, table, translate_errors
+from recursa.tui.cli.common import (
+    add_row,
+    console,
+    echo_json,
+    json_option,
+    table,
+    translate_errors,
+)
 
 
 @click.command("models")
@@ -21,7 +28,7 @@ def models_command(as_json: bool) -> None:
         return
     t = table("Spec", "Kind", "Available", "Description")
     for info in infos:
-        t.add_row(info.spec, info.kind, "yes" if info.available else "no", info.description)
+        add_row(t, info.spec, info.kind, "yes" if info.available else "no", info.description)
     out = console()
     out.print(t)
     for info in infos:

@@ -1,0 +1,89 @@
+"""Fixtures for the CLI tests: run `recursa` in-process on a fresh database, and seed data."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+from click.testing import CliRunner, Result
+from recursa.agent import Agent
+from recursa.agent.runtime.scripted import ScriptedRuntime
+from recursa.tui.cli import cli
+
+FIXTURES = Path(__file__).resolve().parent / "fixtures"
+
+
+@dataclass
+class Run:
+    """`recursa --db URL ...` through click's test runner."""
+
+    db_url: str
+
+    def __call__(self, *args: str, input: str | None = None, db: str | None = None) -> Result:
+        result = CliRunner().invoke(cli, ["--db", db or self.db_url, *args], input=input)
+        # A user-facing failure exits through SystemExit; anything else is a traceback (a bug).
+        if result.exception is not None and not isinstance(result.exception, SystemExit):
+            raise result.exception
+        return result
+
+    def ok(self, *args: str, input: str | None = None) -> Result:
+        result = self(*args, input=input)
+        assert result.exit_code == 0, result.output
+        return result
+
+    def json(self, *args: str, input: str | None = None) -> Any:
+        import json
+
+        return json.loads(self.ok(*args, "--json", input=input).stdout)
+
+
+@pytest.fixture
+def sqlite_url(tmp_path: Path) -> str:
+    return f"sqlite:///{tmp_path / 'cli.db'}"
+
+
+@pytest.fixture
+def run(sqlite_url: str) -> Run:
+    """The CLI on a fresh SQLite database."""
+    return Run(sqlite_url)
+
+
+@pytest.fixture
+def run_on() -> Callable[[str], Run]:
+    """The CLI on a given database URL (e.g. the `db_url` fixture's, for PostgreSQL runs)."""
+    return Run
+
+
+@pytest.fixture
+def agent_on(
+    sqlite_url: str,
+) -> Iterator[Callable[..., Agent]]:
+    """Open Agents (scripted model) on the same database the `run` fixture uses."""
+    opened: list[Agent] = []
+
+    def open_agent(db_url: str | None = None, **kw: Any) -> Agent:
+        runtime = kw.pop("runtime", None) or ScriptedRuntime()
+        agent = Agent.open(db_url or sqlite_url, runtime, **kw)
+        opened.append(agent)
+        return agent
+
+    yield open_agent
+    for agent in opened:
+        agent.close()
+
+
+@pytest.fixture
+def seed(agent_on: Callable[..., Agent]) -> Callable[..., int]:
+    """Make a conversation of (user, assistant) turns in the `run` database; returns its id."""
+
+    def make(title: str, turns: list[tuple[str, str]], db_url: str | None = None) -> int:
+        messages: list[dict[str, str]] = []
+        for user, assistant in turns:
+            messages += [{"role": "user", "content": user},
+                         {"role": "assistant", "content": assistant}]
+        return agent_on(db_url).import_conversation({"title": title, "messages": messages})
+
+    return make
