@@ -8,7 +8,6 @@ from recursa.agent import Agent
 from recursa.agent.runtime.scripted import ScriptedRuntime
 from recursa.tui.widgets.budget import budget_figures
 from recursa.tui.widgets.inspector import SectionView
-
 from tui_helpers import document, press_nowait, ready, settle
 
 LONG_REPLY = " ".join(f"word{i}" for i in range(200))

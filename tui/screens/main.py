@@ -255,10 +255,10 @@ class MainScreen(Screen[None]):
         speed: tuple[float | None, float | None] | None,
     ) -> None:
         changed = self.conversation is None or self.conversation.id != info.id
-        self.conversation = info
-        self.sub_title = conversation_title(info)
         await self.chat.show_page(info.id, page, has_older=has_older, has_newer=has_newer,
                                   focus_seq=seq)
+        self.conversation = info
+        self.sub_title = conversation_title(info)
         if seq is not None:
             self.chat.focus()
         if changed:
