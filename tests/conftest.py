@@ -6,7 +6,8 @@ kept between runs under .cache/) so the default model is converted once.
 
 Database fixtures for any test that needs a store (see the section below):
 `db_url` (parametrized: a fresh SQLite file, and a fresh PostgreSQL database
-when RECURSA_TEST_POSTGRES_URL is set) and `store` (Store.open(db_url)).
+when RECURSA_TEST_POSTGRES_URL is set), `store` (Store.open(db_url)) and
+`shared_store` (one store per module and database, for cheap checks).
 """
 
 from __future__ import annotations
@@ -48,6 +49,8 @@ def recursa_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 # postgresql+psycopg://user@127.0.0.1:5432/test: unset, it is skipped with the
 # reason shown; set but unreachable, it fails (CI sets it and must not skip).
 # `store` is `Store.open(db_url)` (schema upgraded to head), closed after the test.
+# `shared_store` is one such store per test module and database, for many small
+# tests that only look at the conversations they create themselves.
 
 POSTGRES_ENV = "RECURSA_TEST_POSTGRES_URL"
 
@@ -88,16 +91,26 @@ def fresh_postgres_database(base_url: str) -> Iterator[str]:
         admin.dispose()
 
 
-@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
-def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
-    """A URL of an empty database: SQLite file, then a fresh PostgreSQL database."""
-    if request.param == "sqlite":
-        yield f"sqlite:///{tmp_path / 'store.db'}"
+BACKENDS = ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)]
+
+
+@contextmanager
+def empty_database(kind: str, folder: Path) -> Iterator[str]:
+    """The URL of an empty database of `kind` ("sqlite" file in `folder`, or "postgres")."""
+    if kind == "sqlite":
+        yield f"sqlite:///{folder / 'store.db'}"
         return
     base = postgres_base_url()
     if base is None:
         pytest.skip(f"PostgreSQL tests skipped: set {POSTGRES_ENV} to run them")
     with fresh_postgres_database(base) as url:
+        yield url
+
+
+@pytest.fixture(params=BACKENDS)
+def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """A URL of an empty database (no schema yet): SQLite file, then fresh PostgreSQL database."""
+    with empty_database(request.param, tmp_path) as url:
         yield url
 
 
@@ -111,3 +124,22 @@ def store(db_url: str) -> Iterator[Store]:
         yield opened
     finally:
         opened.close()
+
+
+@pytest.fixture(scope="module", params=BACKENDS)
+def shared_store(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Store]:
+    """One Store per test module and database, for tests that only look at rows they made.
+
+    Cheaper than `store` (no new database per test); use it for many small,
+    parametrized checks that create their own conversations.
+    """
+    from recursa.memory.store import Store
+
+    with empty_database(request.param, tmp_path_factory.mktemp("shared")) as url:
+        opened = Store.open(url)
+        try:
+            yield opened
+        finally:
+            opened.close()

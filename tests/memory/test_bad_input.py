@@ -17,12 +17,12 @@ def assert_nothing_written(store: Store, conversation_id: int) -> None:
 
 
 @pytest.mark.parametrize("content", ["", "   \n\t ", None, 42, b"bytes", ["list"]])
-def test_empty_or_non_string_message_is_refused(store: Store, content: Any) -> None:
+def test_empty_or_non_string_message_is_refused(shared_store: Store, content: Any) -> None:
     """An empty, blank or non-string user message raises InvalidInputError and stores nothing."""
-    conv = store.create_conversation()
+    conv = shared_store.create_conversation()
     with pytest.raises(InvalidInputError):
-        store.append_message(conv.id, "user", content)
-    assert_nothing_written(store, conv.id)
+        shared_store.append_message(conv.id, "user", content)
+    assert_nothing_written(shared_store, conv.id)
 
 
 def test_five_megabyte_message_is_stored_byte_for_byte(store: Store) -> None:
@@ -40,38 +40,38 @@ def test_five_megabyte_message_is_stored_byte_for_byte(store: Store) -> None:
     assert [hit.id for hit in store.search("needle")] == [msg.id]
 
 
-def test_nul_character_is_refused_on_both_databases(store: Store) -> None:
+def test_nul_character_is_refused_on_both_databases(shared_store: Store) -> None:
     """Text with NUL (U+0000) raises InvalidInputError naming it; PostgreSQL text cannot hold it."""
-    conv = store.create_conversation()
+    conv = shared_store.create_conversation()
     with pytest.raises(InvalidInputError, match="NUL"):
-        store.append_message(conv.id, "user", "before\x00after")
+        shared_store.append_message(conv.id, "user", "before\x00after")
     with pytest.raises(InvalidInputError, match="NUL"):
-        store.append_message(conv.id, "user", "ok", metadata={"k": "a\x00b"})
+        shared_store.append_message(conv.id, "user", "ok", metadata={"k": "a\x00b"})
     with pytest.raises(InvalidInputError, match="NUL"):
-        store.create_conversation(title="a\x00b")
-    assert_nothing_written(store, conv.id)
+        shared_store.create_conversation(title="a\x00b")
+    assert_nothing_written(shared_store, conv.id)
 
 
-def test_other_control_characters_round_trip_exactly(store: Store) -> None:
+def test_other_control_characters_round_trip_exactly(shared_store: Store) -> None:
     """Every other control character, odd Unicode and line separators are stored exactly."""
     controls = "".join(chr(c) for c in range(1, 32)) + "\x7f\x80\x9f\u2028\u2029\ufeff\u200b"
     text = f"start{controls}end 🌧️ ﷽ e\u0301 \\ ' \" %s ? :x"
     meta = {"controls": controls, "nested": [{"x": text}]}
-    conv = store.create_conversation(title=controls, settings={"s": controls})
-    msg = store.append_message(conv.id, "user", text, metadata=meta)
-    fetched = store.get_message(msg.id)
+    conv = shared_store.create_conversation(title=controls, settings={"s": controls})
+    msg = shared_store.append_message(conv.id, "user", text, metadata=meta)
+    fetched = shared_store.get_message(msg.id)
     assert fetched.content == text and fetched.metadata == meta
-    assert store.get_conversation(conv.id).title == controls
+    assert shared_store.get_conversation(conv.id).title == controls
 
 
-def test_unpaired_surrogate_is_refused(store: Store) -> None:
+def test_unpaired_surrogate_is_refused(shared_store: Store) -> None:
     """A string that is not valid Unicode (lone surrogate) raises InvalidInputError."""
-    conv = store.create_conversation()
+    conv = shared_store.create_conversation()
     with pytest.raises(InvalidInputError, match="surrogate"):
-        store.append_message(conv.id, "user", "bad \ud800 text")
+        shared_store.append_message(conv.id, "user", "bad \ud800 text")
     with pytest.raises(InvalidInputError):
-        store.append_message(conv.id, "user", "ok", metadata={"k": "\udfff"})
-    assert_nothing_written(store, conv.id)
+        shared_store.append_message(conv.id, "user", "ok", metadata={"k": "\udfff"})
+    assert_nothing_written(shared_store, conv.id)
 
 
 @pytest.mark.parametrize(
@@ -89,41 +89,43 @@ def test_unpaired_surrogate_is_refused(store: Store) -> None:
     ],
     ids=["list", "str", "object", "set", "nan", "inf", "int-key", "tuple", "bytes"],
 )
-def test_invalid_metadata_is_refused_and_nothing_written(store: Store, metadata: Any) -> None:
+def test_invalid_metadata_is_refused_and_nothing_written(
+    shared_store: Store, metadata: Any
+) -> None:
     """Metadata that is not a plain JSON object raises InvalidInputError and stores nothing."""
-    conv = store.create_conversation()
+    conv = shared_store.create_conversation()
     with pytest.raises(InvalidInputError):
-        store.append_message(conv.id, "user", "hello", metadata=metadata)
+        shared_store.append_message(conv.id, "user", "hello", metadata=metadata)
     with pytest.raises(InvalidInputError):
-        store.add_reply(conv.id, "hi", metadata=metadata)
+        shared_store.add_reply(conv.id, "hi", metadata=metadata)
     with pytest.raises(InvalidInputError):
-        store.create_conversation(settings=metadata)
-    assert_nothing_written(store, conv.id)
+        shared_store.create_conversation(settings=metadata)
+    assert_nothing_written(shared_store, conv.id)
 
 
-def test_metadata_is_preserved_exactly(store: Store) -> None:
+def test_metadata_is_preserved_exactly(shared_store: Store) -> None:
     """Metadata keeps its values, types, nesting and key order through the database."""
     meta = {"z": 1, "a": [1, 2.5, -0.0, 10**18, None, True, False, "s"], "m": {"": {"deep": []}}}
-    conv = store.create_conversation()
-    msg = store.append_message(conv.id, "user", "x", metadata=meta)
-    fetched = store.get_message(msg.id).metadata
+    conv = shared_store.create_conversation()
+    msg = shared_store.append_message(conv.id, "user", "x", metadata=meta)
+    fetched = shared_store.get_message(msg.id).metadata
     assert fetched == meta and list(fetched) == ["z", "a", "m"]
     assert type(fetched["a"][1]) is float and type(fetched["a"][3]) is int
 
 
-def test_one_bad_message_in_an_import_writes_none_of_them(store: Store) -> None:
+def test_one_bad_message_in_an_import_writes_none_of_them(shared_store: Store) -> None:
     """append_messages validates every item first: one bad item means no message is stored."""
-    conv = store.create_conversation()
+    conv = shared_store.create_conversation()
     items = [
         NewMessage("user", "fine"),
         NewMessage("user", "bad", metadata={"x": object()}),
         NewMessage("assistant", "also fine"),
     ]
     with pytest.raises(InvalidInputError):
-        store.append_messages(conv.id, items)
+        shared_store.append_messages(conv.id, items)
     with pytest.raises(InvalidInputError):
-        store.append_messages(conv.id, [NewMessage("robot", "who")])  # type: ignore[arg-type]
-    assert_nothing_written(store, conv.id)
+        shared_store.append_messages(conv.id, [NewMessage("robot", "who")])  # type: ignore[arg-type]
+    assert_nothing_written(shared_store, conv.id)
 
 
 @pytest.mark.parametrize(
@@ -173,9 +175,11 @@ def test_one_bad_message_in_an_import_writes_none_of_them(store: Store) -> None:
         "summary-past-end",
     ],
 )
-def test_malformed_arguments_raise_invalid_input(store: Store, call: Any, message: str) -> None:
+def test_malformed_arguments_raise_invalid_input(
+    shared_store: Store, call: Any, message: str
+) -> None:
     """Wrong roles, statuses, types and ranges raise InvalidInputError naming the argument."""
-    conv = store.create_conversation()
+    conv = shared_store.create_conversation()
     with pytest.raises(InvalidInputError, match=message):
-        call(store, conv.id)
-    assert_nothing_written(store, conv.id)
+        call(shared_store, conv.id)
+    assert_nothing_written(shared_store, conv.id)

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
-from recursa.memory import Store, head_revision
+from recursa.memory import Store, current_revision, head_revision
 from recursa.memory.locations import default_db_path
 from recursa.tui.cli import cli, main
 
@@ -77,10 +77,7 @@ def test_installed_console_script_upgrades_the_default_database(tmp_path: Path) 
     )
     assert done.returncode == 0, done.stderr
     assert (home / "data" / "recursa.db").is_file()
-    current = subprocess.run(
-        [str(SCRIPT), "db", "current"], env=env, capture_output=True, text=True, timeout=60
-    )
-    assert current.stdout.strip() == f"{head_revision()} (head)"
+    assert current_revision(f"sqlite:///{home / 'data' / 'recursa.db'}") == head_revision()
     env["RECURSA_DB_URL"] = "postgresql+psycopg://nobody@127.0.0.1:1/none"
     failed = subprocess.run(
         [str(SCRIPT), "db", "upgrade"], env=env, capture_output=True, text=True, timeout=60

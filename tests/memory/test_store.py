@@ -115,6 +115,8 @@ def test_update_message_fields_and_stale_token_counts(store: Store) -> None:
     edited = store.update_message(msg.id, content="final text", rating=None)
     assert edited.content == "final text" and edited.rating is None
     assert store.cached_token_counts([msg.id], "tok") == {}
+    assert [hit.id for hit in store.search("final")] == [msg.id]  # the search index follows
+    assert store.search("draft") == []
 
 
 def test_token_counts_cached_per_tokenizer_and_window_total(store: Store) -> None:
@@ -341,14 +343,14 @@ def test_search_ranks_filters_and_includes_summaries(store: Store) -> None:
         "a" * 5000,
     ],
 )
-def test_search_treats_operators_and_quotes_as_plain_text(store: Store, query: str) -> None:
+def test_search_treats_operators_and_quotes_as_plain_text(shared_store: Store, query: str) -> None:
     """FTS syntax, quotes, NULs and SQL in a query never raise and never act as operators."""
-    conv = store.create_conversation()
-    msg = store.append_message(conv.id, "user", "rain and weather")
-    hits = store.search(query, match="any")
+    conv = shared_store.create_conversation()
+    msg = shared_store.append_message(conv.id, "user", "rain and weather")
+    hits = shared_store.search(query, match="any", conversation_id=conv.id)
     assert all(h.id == msg.id for h in hits)
-    store.search(query, match="all")
-    assert store.get_message(msg.id).content == "rain and weather"  # nothing dropped
+    shared_store.search(query, match="all")  # across every conversation too
+    assert shared_store.get_message(msg.id).content == "rain and weather"  # nothing dropped
 
 
 def test_export_returns_the_whole_conversation(store: Store) -> None:
