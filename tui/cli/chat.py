@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import os
-
 import click
 from recursa.tui.cli.common import CliError, model_option, open_agent, state
 
@@ -23,9 +21,6 @@ def launch_tui(*, conversation_id: int | None, model: str | None) -> None:
     if conversation_id is not None:
         with open_agent(conversation_id=conversation_id):
             pass  # an unknown id fails here with a one-line error, before the screen opens
-    if db_url is not None:
-        # The TUI reads its database from the settings, whose highest source is the env.
-        os.environ["RECURSA_DB_URL"] = db_url
     try:
         from recursa.tui.app import run_app
     except ModuleNotFoundError as exc:
@@ -33,4 +28,4 @@ def launch_tui(*, conversation_id: int | None, model: str | None) -> None:
             raise
         raise CliError("The terminal UI is not installed with this copy of recursa; "
                        "use `recursa ask` instead.") from exc
-    run_app(conversation_id=conversation_id, model=model)
+    run_app(conversation_id=conversation_id, model=model, db_url=db_url)
