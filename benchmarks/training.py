@@ -25,11 +25,12 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-WORDS = (
+VOCABULARY = (
     "memory summary window token budget prompt model reply turn context history recall "
     "search index store message conversation agent user assistant system recursive lighthouse "
     "harbour garden kettle violet teapot archive river mountain lantern"
-).split()
+)
+WORDS = tuple(VOCABULARY.split())
 
 
 def _text(n_words: int, seed: int) -> str:
@@ -41,14 +42,20 @@ def make_examples(count: int, seq_len: int) -> list[dict[str, Any]]:
     words = max(8, int(seq_len * 0.6))  # about 1.3 tokens a word for this vocabulary
     examples = []
     for i in range(count):
-        examples.append({"messages": [
-            {"role": "system", "content": "You are helpful. Summary so far: "
-             + _text(words // 2, i)},
-            {"role": "user", "content": _text(words // 4, i + 1)},
-            {"role": "assistant", "content": _text(words // 8, i + 2)},
-            {"role": "user", "content": "And then?"},
-            {"role": "assistant", "content": _text(words // 8, i + 3)},
-        ]})
+        examples.append(
+            {
+                "messages": [
+                    {
+                        "role": "system",
+                        "content": "You are helpful. Summary so far: " + _text(words // 2, i),
+                    },
+                    {"role": "user", "content": _text(words // 4, i + 1)},
+                    {"role": "assistant", "content": _text(words // 8, i + 2)},
+                    {"role": "user", "content": "And then?"},
+                    {"role": "assistant", "content": _text(words // 8, i + 3)},
+                ]
+            }
+        )
     return examples
 
 
@@ -69,8 +76,13 @@ def worker(args: argparse.Namespace) -> None:
         examples = make_examples(steps * args.batch_size, args.seq_len)
         data.write_text("".join(json.dumps(e) + "\n" for e in examples), encoding="utf-8")
         config = FinetuneConfig(
-            data=data, out=Path(scratch) / "out", max_steps=steps, batch_size=args.batch_size,
-            max_tokens=args.seq_len, eval_split=0.0, lr=1e-5,
+            data=data,
+            out=Path(scratch) / "out",
+            max_steps=steps,
+            batch_size=args.batch_size,
+            max_tokens=args.seq_len,
+            eval_split=0.0,
+            lr=1e-5,
             gradient_checkpointing=args.gradient_checkpointing,
         )
         result = finetune(config, device=args.device, threads=args.threads, on_event=on_event)
@@ -81,11 +93,19 @@ def worker(args: argparse.Namespace) -> None:
 
     if result.device == "cuda":
         torch_peak = torch.cuda.max_memory_allocated() / 2**20
-    print(json.dumps({
-        "gc": args.gradient_checkpointing, "samples": samples[1:], "tokens_per_step": tokens[0],
-        "peak_rss_mib": peak_rss_mib, "torch_peak_mib": torch_peak, "device": result.device,
-        "threads": torch.get_num_threads(),
-    }))
+    print(
+        json.dumps(
+            {
+                "gc": args.gradient_checkpointing,
+                "samples": samples[1:],
+                "tokens_per_step": tokens[0],
+                "peak_rss_mib": peak_rss_mib,
+                "torch_peak_mib": torch_peak,
+                "device": result.device,
+                "threads": torch.get_num_threads(),
+            }
+        )
+    )
 
 
 def main() -> None:
@@ -104,9 +124,20 @@ def main() -> None:
     rows = []
     load_before = os.getloadavg()[0]
     for gc in (False, True):
-        command = [sys.executable, "-m", "benchmarks.training", "--worker",
-                   "--steps", str(args.steps), "--batch-size", str(args.batch_size),
-                   "--seq-len", str(args.seq_len), "--device", args.device]
+        command = [
+            sys.executable,
+            "-m",
+            "benchmarks.training",
+            "--worker",
+            "--steps",
+            str(args.steps),
+            "--batch-size",
+            str(args.batch_size),
+            "--seq-len",
+            str(args.seq_len),
+            "--device",
+            args.device,
+        ]
         if args.threads:
             command += ["--threads", str(args.threads)]
         if gc:
@@ -117,25 +148,35 @@ def main() -> None:
             sys.exit(f"worker failed (gradient checkpointing={gc}):\n{done.stderr[-3000:]}")
         rows.append(json.loads(done.stdout.strip().splitlines()[-1]))
     first = rows[0]
-    print(f"Fine-tuning SmolLM2-135M, fp32, device {first['device']}, {first['threads']} "
-          f"threads, batch {args.batch_size} x up to {args.seq_len} tokens "
-          f"({first['tokens_per_step']} tokens/step), {args.steps} measured steps after 1 "
-          "warm-up, AdamW\n")
-    header = (f"{'gradient checkpointing':<24}{'tok/s min':>11}{'median':>9}{'max':>9}"
-              f"{'peak RSS MiB':>14}{'torch peak MiB':>16}")
+    print(
+        f"Fine-tuning SmolLM2-135M, fp32, device {first['device']}, {first['threads']} "
+        f"threads, batch {args.batch_size} x up to {args.seq_len} tokens "
+        f"({first['tokens_per_step']} tokens/step), {args.steps} measured steps after 1 "
+        "warm-up, AdamW\n"
+    )
+    header = (
+        f"{'gradient checkpointing':<24}{'tok/s min':>11}{'median':>9}{'max':>9}"
+        f"{'peak RSS MiB':>14}{'torch peak MiB':>16}"
+    )
     print(header)
     print("-" * len(header))
     for row in rows:
         s = row["samples"]
         torch_peak = f"{row['torch_peak_mib']:.0f}" if row["torch_peak_mib"] else "n/a (CPU)"
-        print(f"{'on' if row['gc'] else 'off':<24}{min(s):>11.1f}{statistics.median(s):>9.1f}"
-              f"{max(s):>9.1f}{row['peak_rss_mib']:>14.0f}{torch_peak:>16}")
+        print(
+            f"{'on' if row['gc'] else 'off':<24}{min(s):>11.1f}{statistics.median(s):>9.1f}"
+            f"{max(s):>9.1f}{row['peak_rss_mib']:>14.0f}{torch_peak:>16}"
+        )
     off, on = (statistics.median(r["samples"]) for r in rows)
-    print(f"\nthroughput with checkpointing / without: {on / off:.2f}; peak RSS "
-          f"{rows[1]['peak_rss_mib'] / rows[0]['peak_rss_mib']:.2f}x")
+    print(
+        f"\nthroughput with checkpointing / without: {on / off:.2f}; peak RSS "
+        f"{rows[1]['peak_rss_mib'] / rows[0]['peak_rss_mib']:.2f}x"
+    )
     # Other processes on the machine change these figures a lot; say how busy it was.
-    print(f"load average (1 min) before / after: {load_before:.1f} / {os.getloadavg()[0]:.1f} "
-          f"on {os.cpu_count()} CPUs")
+    print(
+        f"load average (1 min) before / after: {load_before:.1f} / {os.getloadavg()[0]:.1f} "
+        f"on {os.cpu_count()} CPUs"
+    )
 
 
 if __name__ == "__main__":
