@@ -1,0 +1,166 @@
+"""`recursa write`: compose a long text step by step, streamed to stdout, progress on stderr.
+
+    recursa write "Today the weather" --tokens 2000
+    echo "Once upon a time" | recursa write --tokens 800 --step 64
+    recursa write --preset story --tokens 1500
+    recursa write --resume 12
+
+The text goes to stdout (the opening first, then each step as it is
+generated), so it can be piped or redirected; progress (tokens so far /
+target, compactions) and the final stop reason go to stderr. Ctrl-C stops
+after storing what was written; `--resume ID` continues from the last stored
+step.
+"""
+
+from __future__ import annotations
+
+import sys
+from typing import IO
+
+import click
+from recursa.agent.compose import (
+    DEFAULT_STEP_TOKENS,
+    CompositionResult,
+    CompositionStream,
+    compose,
+    resume_composition,
+)
+from recursa.tui.cli.common import DB_HELP, CliError, model_option, open_agent, state
+
+INTERRUPTED_EXIT = 130
+
+
+class _Progress:
+    """One status line on stderr: rewritten in place on a terminal, one line per step otherwise."""
+
+    def __init__(self, stream: IO[str], composition_id: int) -> None:
+        self._stream = stream
+        self._tty = stream.isatty()
+        self._id = composition_id
+        self._shown = False
+
+    def update(self, tokens: int, target: int, compactions: int, steps: int, *,
+               event: str) -> None:
+        line = (f"[composition {self._id}] {tokens}/{target} tokens, step {steps}, "
+                f"{compactions} compaction{'s' if compactions != 1 else ''}"
+                + (" (compacting…)" if event == "compacting" else ""))
+        if self._tty:
+            self._stream.write("\r\x1b[2K" + line)
+            self._shown = True
+        elif event == "step":
+            self._stream.write(line + "\n")
+        self._stream.flush()
+
+    def end(self, text: str) -> None:
+        if self._tty and self._shown:
+            self._stream.write("\r\x1b[2K")
+        if text:
+            self._stream.write(text + "\n")
+        self._stream.flush()
+
+
+@click.command("write")
+@click.argument("text", required=False)
+@click.option("--tokens", "-n", "tokens", type=int, default=None,
+              help="How many tokens of new text to write (required unless --resume).")
+@click.option("--step", "step", type=int, default=DEFAULT_STEP_TOKENS, show_default=True,
+              help="At most this many tokens per step.")
+@click.option("--instructions", "-i", default=None,
+              help="What to write (default: the preset's, or continue the text).")
+@click.option("--preset", "-p", default=None,
+              help="A named starting point: weather, story, article, report.")
+@click.option("--stop", "stop", multiple=True, help="Stop when this text is written (repeatable).")
+@click.option("--seed", type=int, default=None, help="Sampling seed, for repeatable text.")
+@click.option("--no-repetition-control", is_flag=True, default=False,
+              help="Do not watch for loops (no penalty escalation, no 'repetition' stop).")
+@model_option
+@click.option("--db", "db_url", metavar="URL", default=None, help=DB_HELP)
+@click.option("--resume", "resume_id", type=int, default=None,
+              help="Continue the composition with this id from its last stored step.")
+def write(
+    text: str | None,
+    tokens: int | None,
+    step: int,
+    instructions: str | None,
+    preset: str | None,
+    stop: tuple[str, ...],
+    seed: int | None,
+    no_repetition_control: bool,
+    model: str | None,
+    db_url: str | None,
+    resume_id: int | None,
+) -> None:
+    """Write a long text that grows past the model's context, from its own summary.
+
+    TEXT is the opening (read from stdin when it is not given and stdin is not a
+    terminal); without it, the text starts from the preset or from nothing.
+    The text goes to stdout; progress and the stop reason go to stderr.
+    """
+    if resume_id is not None:
+        if text is not None or preset is not None or instructions is not None or stop:
+            raise click.UsageError(
+                "--resume continues a stored composition with its own text, instructions, "
+                "preset and stop strings; give only --resume ID (and --tokens to raise the "
+                "target)."
+            )
+    elif tokens is None:
+        raise click.UsageError("Say how much to write with --tokens N (or use --resume ID).")
+    elif text is None and not sys.stdin.isatty():
+        text = sys.stdin.read()
+    if db_url is not None:
+        state().db_url = db_url
+    out = sys.stdout
+    err = sys.stderr
+    with open_agent(model=model, conversation_id=resume_id) as agent:
+        if resume_id is not None:
+            stream = resume_composition(agent, resume_id, target_tokens=tokens)
+        else:
+            assert tokens is not None
+            stream = compose(
+                agent, text or None, target_tokens=tokens, step_tokens=step,
+                instructions=instructions, stop=stop or None, seed=seed, preset=preset,
+                repetition=not no_repetition_control,
+            )
+            for message in agent.messages(stream.composition_id, limit=2):
+                if message.role == "user":  # the opening: stdout carries the whole text
+                    out.write(message.content)
+                    out.flush()
+        result = _pump(stream, out, err)
+    if result.stop_reason == "cancelled":
+        raise CliError("Cancelled; what was written is stored.", INTERRUPTED_EXIT)
+
+
+def _pump(stream: CompositionStream, out: IO[str], err: IO[str]) -> CompositionResult:
+    progress = _Progress(err, stream.composition_id)
+    steps = 0
+    try:
+        for chunk in stream:
+            if chunk.event == "text":
+                out.write(chunk.text)
+                out.flush()
+                continue
+            if chunk.step is not None:
+                steps = chunk.step.index
+            if chunk.event in ("step", "compacting"):
+                progress.update(chunk.tokens, chunk.target_tokens, chunk.compactions, steps,
+                                event=chunk.event)
+    except KeyboardInterrupt:
+        stream.close()  # the partial step is stored as interrupted
+        out.write("\n")
+        out.flush()
+        progress.end("")
+        raise CliError(
+            "Interrupted; what was written is stored. Continue with: "
+            f"recursa write --resume {stream.composition_id}",
+            INTERRUPTED_EXIT,
+        ) from None
+    result = stream.result
+    assert result is not None
+    out.write("\n")
+    out.flush()
+    progress.end(
+        f"Stopped: {result.stop_reason} ({result.tokens}/{result.target_tokens} tokens, "
+        f"{result.steps} steps, {result.compactions} compactions); composition "
+        f"{result.composition_id}."
+    )
+    return result
