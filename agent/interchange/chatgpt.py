@@ -118,16 +118,16 @@ def _current_path(mapping: Mapping[str, Any], current: Any, where: str) -> list[
         raise InvalidInputError(f"{where}: 'current_node' {current!r} is not a node of 'mapping'.")
     path: list[str] = []
     seen: set[str] = set()
-    node_id: Any = current
-    while node_id is not None:
-        if node_id in seen:
-            raise InvalidInputError(f"{where}: the parent links loop at node {node_id!r}.")
-        if node_id not in mapping:
+    step: Any = current
+    while step is not None:
+        if step in seen:
+            raise InvalidInputError(f"{where}: the parent links loop at node {step!r}.")
+        if step not in mapping:
             raise InvalidInputError(f"{where}: node {path[-1]!r} names a missing parent "
-                                    f"{node_id!r}.")
-        seen.add(node_id)
-        path.append(node_id)
-        node_id = mapping[node_id].get("parent")
+                                    f"{step!r}.")
+        seen.add(step)
+        path.append(step)
+        step = mapping[step].get("parent")
     path.reverse()
     return path
 

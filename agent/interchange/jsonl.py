@@ -2,8 +2,8 @@
 
 The shape (one JSON object per line, UTF-8; blank lines are ignored):
 
-    {"type": "conversation", "format": "recursa.conversation/v1", "title": "Trip", "system_prompt": null}
-    {"type": "message", "role": "user", "content": "Hi", "created_at": "2024-05-01T12:30:00Z", "metadata": {}}
+    {"type": "conversation", "format": "recursa.conversation/v1", "title": "Trip"}
+    {"type": "message", "role": "user", "content": "Hi", "created_at": "2024-05-01T12:30:00Z"}
     {"type": "message", "role": "assistant", "content": "Hello!", ...}
     {"type": "conversation", "title": "Another one"}
     ...

@@ -139,7 +139,8 @@ def test_search_can_be_limited_to_one_conversation(run, seed):
 
 def test_search_treats_fts_operators_as_plain_words(run, seed):
     seed("Ops", [("a plain message about NEAR and OR", "ok")])
-    for query in ['"unbalanced', "NEAR(a b", "a* OR -b AND NOT c", "col:value ^x", "(((", "'; DROP"]:
+    queries = ['"unbalanced', "NEAR(a b", "a* OR -b AND NOT c", "col:value ^x", "(((", "'; DROP"]
+    for query in queries:
         result = run("conversations", "search", query)
         assert result.exit_code == 0, (query, result.output)
     assert run.json("conversations", "search", "NEAR OR")[0]["seq"] == 1

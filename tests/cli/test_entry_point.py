@@ -9,7 +9,6 @@ import sys
 from pathlib import Path
 
 import pytest
-
 from recursa.tui.cli import cli
 
 RECURSA = Path(sys.executable).with_name("recursa")

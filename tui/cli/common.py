@@ -53,7 +53,7 @@ class CliError(click.ClickException):
 
     def __init__(self, message: str, exit_code: int = RUNTIME_EXIT) -> None:
         super().__init__(message)
-        self.exit_code = exit_code
+        self.exit_code = exit_code  # type: ignore[misc]  # per instance: 1 or 2 by cause
 
 
 def exit_code_for(exc: RecursaError) -> int:

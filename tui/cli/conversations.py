@@ -9,8 +9,8 @@ import click
 from recursa.tui.cli.common import (
     USAGE_EXIT,
     AliasedGroup,
-    add_row,
     CliError,
+    add_row,
     console,
     echo_json,
     json_option,
@@ -110,7 +110,8 @@ def search_command(query: str, conversation_id: int | None, limit: int, context:
                 titles[hit.conversation_id] = agent.get_conversation(hit.conversation_id).title
             around = []
             if hit.kind == "message" and context:
-                around = agent.messages(hit.conversation_id, after_seq=max(0, hit.seq - 1 - context),
+                around = agent.messages(hit.conversation_id,
+                                        after_seq=max(0, hit.seq - 1 - context),
                                         before_seq=hit.seq + context + 1)
             results.append({**to_jsonable(hit), "conversation_title": titles[hit.conversation_id],
                             "context": to_jsonable(around)})

@@ -179,7 +179,9 @@ def plan_footer(plan: PromptPlan) -> list[str]:
         f"tokenizer {plan.tokenizer_id}, policy {plan.policy}",
     ]
     if plan.summary_id is not None:
-        lines.append(f"summary {plan.summary_id} covers messages through #{plan.covers_through_seq}")
+        lines.append(
+            f"summary {plan.summary_id} covers messages through #{plan.covers_through_seq}"
+        )
     if plan.dropped_ids:
         lines.append(f"did not fit (compaction due): {ids(plan.dropped_ids)}")
     lines += [f"note: {n}" for n in plan.notes]
