@@ -560,14 +560,22 @@ class Store:
     def window_token_total(self, conversation_id: int, after_seq: int, tokenizer_id: str) -> int:
         """Sum of cached counts of the messages with seq > after_seq (uncached ones count 0)."""
         check.integer("after_seq", after_seq)
-        statement = (
-            select(func.coalesce(func.sum(MessageTokenCount.count), 0))
-            .join(Message, Message.id == MessageTokenCount.message_id)
+        # A correlated scalar subquery, not a join: it pins the plan to "walk the window
+        # on (conversation_id, seq), look each count up by primary key". With a join,
+        # PostgreSQL misjudges how many rows seq > after_seq leaves in mid-sized
+        # conversations and hashes the whole token-count table: a cost that grows
+        # with every conversation's history instead of with the window.
+        count = (
+            select(MessageTokenCount.count)
             .where(
-                Message.conversation_id == conversation_id,
-                Message.seq > after_seq,
+                MessageTokenCount.message_id == Message.id,
                 MessageTokenCount.tokenizer_id == tokenizer_id,
             )
+            .correlate(Message)
+            .scalar_subquery()
+        )
+        statement = select(func.coalesce(func.sum(count), 0)).where(
+            Message.conversation_id == conversation_id, Message.seq > after_seq
         )
         with self._read() as session:
             self._exists(session, conversation_id)
