@@ -100,3 +100,12 @@ def test_chat_with_an_unknown_conversation_fails_before_opening_the_ui(run):
 def test_cli_group_registers_every_command():
     names = set(cli.commands)
     assert {"ask", "chat", "conversations", "prompt", "trace", "summaries", "models", "db"} <= names
+
+
+def test_global_db_option_is_the_default_of_the_db_commands(run, tmp_path):
+    path = tmp_path / "elsewhere.db"
+    result = run("db", "path", db=f"sqlite:///{path}")
+    assert result.exit_code == 0 and result.stdout.strip() == str(path)
+    assert "head" in run("db", "upgrade", db=f"sqlite:///{path}").stdout
+    explicit = tmp_path / "explicit.db"
+    assert run("db", "path", "--url", f"sqlite:///{explicit}").stdout.strip() == str(explicit)

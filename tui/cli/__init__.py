@@ -43,6 +43,13 @@ def cli(ctx: click.Context, db_url: str | None) -> None:
     Run without a command to open the chat UI.
     """
     ctx.obj = CliState(db_url=db_url)
+    if db_url is not None:
+        # The `db` commands take their own --url; the global --db becomes its default.
+        url_default = {"url": db_url}
+        ctx.default_map = {
+            **(ctx.default_map or {}),
+            "db": {"upgrade": url_default, "current": url_default, "path": url_default},
+        }
     if ctx.invoked_subcommand is None:
         from recursa.tui.cli.chat import launch_tui
 
@@ -72,7 +79,7 @@ _register(cli)
 
 
 def main(argv: list[str] | None = None) -> None:
-    """Run the CLI; RecursaErrors become one line on stderr and exit code 1."""
+    """Run the CLI; RecursaErrors become one line on stderr and exit code 1 or 2."""
     try:
         cli.main(args=argv, prog_name="recursa", standalone_mode=False)
     except RecursaError as exc:
