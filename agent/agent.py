@@ -489,7 +489,7 @@ class Agent:
         *,
         settings: Settings | None = None,
         progress: ProgressCallback | None = None,
-        summarizer: Summarizer | None = None,
+        summarizer: Summarizer | Mapping[str, Any] | None = None,
         **overrides: Any,
     ) -> Agent:
         """Open the database (upgrading its schema) and prepare the model.
@@ -497,13 +497,19 @@ class Agent:
         `model` is a spec string (default: settings.model, "smollm2-135m") or a
         runtime object (e.g. a ScriptedRuntime, or a LocalRuntime already
         loaded). A spec is loaded lazily on first use; call `load_model()` to
-        load it now with a progress callback. `overrides` are settings, flat
+        load it now with a progress callback. `summarizer` is a Summarizer object
+        (e.g. ExtractiveSummarizer) or the summarizer settings section as a
+        mapping. `overrides` are settings, flat
         (`max_prompt_tokens=512`, `policy="window"`) or nested
         (`budget={"reply_reserve": 128}`). Raises ConfigError for unknown or
         invalid settings.
         """
         from recursa.memory.store import Store
 
+        if summarizer is not None and not hasattr(summarizer, "fold"):
+            # `summarizer={"max_new_tokens": 64}` is the settings section, not an object.
+            overrides["summarizer"] = summarizer
+            summarizer = None
         base = settings.merged(overrides) if settings is not None else Settings.load(overrides)
         runtime: Runtime | None = None
         if isinstance(model, str):
@@ -537,15 +543,12 @@ class Agent:
             return self._runtime
         with self._lock:
             if self._runtime is None:
-                from recursa.agent.runtime.options import RuntimeOptions
                 from recursa.agent.runtime.registry import open_runtime
 
-                rs = self.settings.runtime
-                options = RuntimeOptions(
-                    device=rs.device, threads=rs.threads, context_window=rs.context_window
-                )
                 self._runtime = open_runtime(
-                    self.settings.model, options=options, progress=progress or self._progress
+                    self.settings.model,
+                    options=self.settings.runtime.options(),
+                    progress=progress or self._progress,
                 )
             return self._runtime
 
@@ -930,7 +933,11 @@ class Agent:
                 if settings.summarizer.model and settings.summarizer.model != self.model_spec:
                     from recursa.agent.runtime.registry import open_runtime
 
-                    runtime = open_runtime(settings.summarizer.model, progress=self._progress)
+                    runtime = open_runtime(
+                        settings.summarizer.model,
+                        options=settings.runtime.options(),
+                        progress=self._progress,
+                    )
                 self._summarizer = ModelSummarizer(runtime, settings.summarizer)
             return self._summarizer
 

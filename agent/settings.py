@@ -21,6 +21,7 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 from recursa.agent.errors import ConfigError
+from recursa.agent.runtime.options import RuntimeOptions
 from recursa.agent.runtime.protocol import GenerationParams
 from recursa.memory import locations
 
@@ -147,6 +148,22 @@ class RuntimeSettings(BaseModel):
     context_window: int | None = Field(
         None, ge=64, description="Override the model's context window (None: the model's own)."
     )
+    api_key_env: str = Field(
+        "OPENAI_API_KEY", description="Environment variable holding an HTTP server's API key."
+    )
+    timeout_s: float = Field(60.0, gt=0, description="HTTP timeout per wait, in seconds.")
+    max_retries: int = Field(3, ge=0, le=20, description="HTTP retries on 429/5xx/connect.")
+
+    def options(self) -> RuntimeOptions:
+        """These settings as the runtime registry's RuntimeOptions."""
+        return RuntimeOptions(
+            device=self.device,
+            threads=self.threads,
+            context_window=self.context_window,
+            api_key_env=self.api_key_env,
+            timeout_s=self.timeout_s,
+            max_retries=self.max_retries,
+        )
 
 
 class Settings(BaseSettings):
@@ -172,11 +189,21 @@ class Settings(BaseSettings):
         "You are a helpful assistant.",
         description="System prompt of conversations that do not set their own.",
     )
-    budget: BudgetSettings = Field(default_factory=BudgetSettings)
-    generation: GenerationSettings = Field(default_factory=GenerationSettings)
-    summarizer: SummarizerSettings = Field(default_factory=SummarizerSettings)
-    recall: RecallSettings = Field(default_factory=RecallSettings)
-    runtime: RuntimeSettings = Field(default_factory=RuntimeSettings)
+    budget: BudgetSettings = Field(
+        default_factory=BudgetSettings, description="The prompt budget and its shares."
+    )
+    generation: GenerationSettings = Field(
+        default_factory=GenerationSettings, description="Default generation parameters."
+    )
+    summarizer: SummarizerSettings = Field(
+        default_factory=SummarizerSettings, description="The recursive summarizer."
+    )
+    recall: RecallSettings = Field(
+        default_factory=RecallSettings, description="Recall of archived turns."
+    )
+    runtime: RuntimeSettings = Field(
+        default_factory=RuntimeSettings, description="How the model runtime is opened."
+    )
 
     @classmethod
     def settings_customise_sources(
