@@ -32,6 +32,7 @@ import sys
 import tomllib
 from contextlib import ExitStack
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -94,13 +95,20 @@ def _translate(line: str, env: dict[str, str]) -> str:
     return stripped
 
 
-def _server(stack: ExitStack, models: tuple[str, ...]) -> str:
-    spec = importlib.util.spec_from_file_location(
-        "readme_openai_server", REPO / "tests" / "runtime" / "openai_server.py")
+def _load(name: str, path: Path) -> Any:
+    """A helper module of the suite by path (test folders are not packages)."""
+    if name in sys.modules:
+        return sys.modules[name]
+    spec = importlib.util.spec_from_file_location(name, path)
     assert spec and spec.loader
     module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses look their module up while the class is built
+    sys.modules[name] = module  # dataclasses look their module up while the class is built
     spec.loader.exec_module(module)
+    return module
+
+
+def _server(stack: ExitStack, models: tuple[str, ...]) -> str:
+    module = _load("readme_openai_server", REPO / "tests" / "runtime" / "openai_server.py")
     server = stack.enter_context(module.serve(module.Behaviour(models=models)))
     return str(server.base_url)
 
@@ -123,9 +131,8 @@ def test_readme_shell_block_runs(block, tmp_path, recursa_home):
             base = os.environ.get("RECURSA_TEST_POSTGRES_URL")
             if not base:
                 pytest.skip("PostgreSQL README block: set RECURSA_TEST_POSTGRES_URL to run it")
-            from conftest import fresh_postgres_database  # type: ignore[import-not-found]
-
-            env["README_PG_URL"] = stack.enter_context(fresh_postgres_database(base))
+            suite = _load("readme_suite_conftest", REPO / "tests" / "conftest.py")
+            env["README_PG_URL"] = stack.enter_context(suite.fresh_postgres_database(base))
         match = OPENAI_EXAMPLE.search(block)
         if match:
             env["README_OPENAI_URL"] = _server(stack, (match["model"],))
