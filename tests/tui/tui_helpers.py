@@ -88,3 +88,39 @@ async def press_nowait(pilot: Pilot, key: str) -> None:
     """Press a key without waiting for the app to go idle (it is busy while a reply streams)."""
     pilot.app.simulate_key(key)
     await asyncio.sleep(0.01)
+
+
+DEMO_TURNS: list[tuple[str, str]] = [
+    ("user", "My sister Ada is a marine biologist in Lisbon."),
+    ("assistant", "Noted! Ada studies **marine life** in Lisbon."),
+    ("user", "She is writing a paper about octopus camouflage."),
+    ("assistant", "Fascinating. Octopuses change colour with *chromatophores*."),
+    ("user", "Can you give me three questions to ask her about it?"),
+    ("assistant", "Here are three:\n\n1. How fast can an octopus change colour?\n"
+                  "2. Do they match texture as well as colour?\n"
+                  "3. How do you measure camouflage in the wild?"),
+    ("user", "Which one is the easiest to answer?"),
+    ("assistant", "Probably the first: colour changes take **under a second**, "
+                  "so it is easy to film and time."),
+]
+
+
+def demo_conversation(agent) -> tuple[int, int]:  # type: ignore[no-untyped-def]
+    """A conversation with Markdown replies, a pinned message and a summary of its start,
+    plus an older second conversation; all timestamps fixed. Returns both ids."""
+    other = agent.import_conversation(document(
+        "Recipe ideas", [("user", "What can I cook with leeks?"),
+                         ("assistant", "Leek and potato soup is a classic.")],
+        start=BASE_TIME - timedelta(days=2)))
+    cid = agent.import_conversation(document("Questions for Ada", DEMO_TURNS, pinned={0}))
+    agent.store.add_summary(
+        cid, content="The user's sister Ada is a marine biologist in Lisbon.",
+        covers_from_seq=1, covers_through_seq=2, parent_id=None, token_count=12,
+        tokenizer_id=agent.runtime.tokenizer_id, model="scripted", prompt_version="v1")
+    first = agent.store.latest_summary(cid)
+    agent.store.add_summary(
+        cid, content="Ada (the user's sister, a marine biologist in Lisbon) is writing a "
+        "paper on octopus camouflage.", covers_from_seq=3, covers_through_seq=4,
+        parent_id=first.id, token_count=22, tokenizer_id=agent.runtime.tokenizer_id,
+        model="scripted", prompt_version="v1")
+    return cid, other

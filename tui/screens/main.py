@@ -43,6 +43,7 @@ T = TypeVar("T")
 
 PAGE = 40  # messages mounted when a conversation opens; as many again per scroll
 PREVIEW_DELAY_S = 0.3  # typing pause before the next prompt is previewed
+WIDE = 150  # narrower terminals hide the sidebar while the inspector is open
 EMPTY_PREVIEW_TEXT = "."  # preview_prompt needs some text; a dot costs about one token
 FIRST_RUN = (
     "Welcome to recursa.\n\n"
@@ -81,6 +82,7 @@ class MainScreen(Screen[None]):
         self._preview_timer: Timer | None = None
         self._search_timer: Timer | None = None
         self.last_preview: tuple[str, PromptPlan] | None = None
+        self._sidebar_lent = False  # hidden to make room for the inspector
 
     # --- composition ------------------------------------------------------------------
 
@@ -540,9 +542,19 @@ class MainScreen(Screen[None]):
         return not self.inspector.has_class("-hidden")
 
     def action_toggle_inspector(self) -> None:
-        self.inspector.toggle_class("-hidden")
+        self._show_inspector(not self.inspector_visible)
         if self.inspector_visible:
             self.refresh_inspector()
+
+    def _show_inspector(self, show: bool) -> None:
+        """Show or hide the inspector; on a narrow terminal it borrows the sidebar's room."""
+        self.inspector.set_class(not show, "-hidden")
+        if show and self.size.width < WIDE and not self.sidebar.has_class("-hidden"):
+            self.sidebar.add_class("-hidden")
+            self._sidebar_lent = True
+        elif not show and self._sidebar_lent:
+            self.sidebar.remove_class("-hidden")
+            self._sidebar_lent = False
 
     def refresh_inspector(self) -> None:
         if self.inspect_target is not None:
@@ -643,7 +655,7 @@ class MainScreen(Screen[None]):
         if view is None or view.data.id is None:
             return
         self.inspect_target = view.data.id
-        self.inspector.remove_class("-hidden")
+        self._show_inspector(True)
         self.load_trace(view.data.id)
 
     def action_focus_messages(self) -> None:
@@ -659,6 +671,7 @@ class MainScreen(Screen[None]):
 
     def action_toggle_sidebar(self) -> None:
         self.sidebar.toggle_class("-hidden")
+        self._sidebar_lent = False
 
     def action_new_conversation(self) -> None:
         if self.rapp.agent is None:

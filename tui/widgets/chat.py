@@ -64,6 +64,7 @@ class MessageView(Widget):
     MessageView.-match { background: $warning 20%; }
     MessageView .header { color: $text-muted; height: 1; }
     MessageView Markdown { margin: 0; padding: 0; }
+    MessageView Markdown > *:last-child { margin-bottom: 0; }
     MessageView .plain { height: auto; }
     MessageView.-superseded { opacity: 60%; }
     """

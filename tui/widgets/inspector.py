@@ -38,7 +38,8 @@ class SectionView(Collapsible):
     def __init__(self, section: PlanSection) -> None:
         title = f"{SECTION_TITLES.get(section.kind, section.kind)} — {section.tokens} tokens"
         if section.messages:
-            title += f" ({len(section.messages)} messages)"
+            n = len(section.messages)
+            title += f" ({n} message{'' if n == 1 else 's'})"
         super().__init__(Static(self._body(section)), title=title,
                          collapsed=section.kind == "window" and len(section.messages) > 6)
         self.kind = section.kind
@@ -90,7 +91,7 @@ class Inspector(VerticalScroll):
     """The inspector panel (toggled with F3)."""
 
     DEFAULT_CSS = """
-    Inspector { width: 60; dock: right; border-left: vkey $panel; padding: 0 1; }
+    Inspector { width: 64; dock: right; border-left: vkey $panel; padding: 0 1; }
     Inspector.-hidden { display: none; }
     Inspector .title { text-style: bold; color: $accent; margin: 0 0 1 0; }
     Inspector .heading { text-style: bold; margin: 1 0 0 0; }
