@@ -642,14 +642,21 @@ def finetune(
     source = resolve_base(config.base)
     prepared = _prepare(config, examples, source, device, on_event)
     out.mkdir(parents=True)
-    return _train(
-        config,
-        prepared,
-        checkpoint=None,
-        stop_after_steps=stop_after_steps,
-        keep_checkpoint=keep_checkpoint,
-        on_event=on_event,
-    )
+    try:
+        return _train(
+            config,
+            prepared,
+            checkpoint=None,
+            stop_after_steps=stop_after_steps,
+            keep_checkpoint=keep_checkpoint,
+            on_event=on_event,
+        )
+    except BaseException:
+        # A run that fails or is interrupted before its first checkpoint leaves nothing
+        # worth keeping in the folder this call created: remove it so the same --out works.
+        if not (out / CHECKPOINT_DIR).exists() and not (out / RESULT_FILE).exists():
+            shutil.rmtree(out, ignore_errors=True)
+        raise
 
 
 def resume_finetune(

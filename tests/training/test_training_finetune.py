@@ -197,3 +197,33 @@ def test_finetuned_smollm2_learns_the_taught_answer_and_loads_through_the_regist
     finally:
         runtime.close()
     assert reply.text.strip() == TAUGHT_ANSWER
+
+
+def test_interrupt_keeps_a_resumable_checkpoint_and_early_failure_leaves_no_folder(
+    tiny_base: Path, taught_data: Path, tmp_path: Path
+) -> None:
+    """Ctrl-C after step 2 saves step 2 for --resume; a failure before any checkpoint
+    removes the half-made output folder so the same --out can be used again."""
+
+    def interrupt_at_step_2(event: TrainEvent) -> None:
+        if event.kind == "step" and event.step == 2:
+            raise KeyboardInterrupt
+
+    out = tmp_path / "interrupted"
+    with pytest.raises(KeyboardInterrupt):
+        finetune(
+            _tiny_config(tiny_base, taught_data, out), device="cpu", on_event=interrupt_at_step_2
+        )
+    resumed = resume_finetune(out, device="cpu")
+    assert resumed.finished and len(resumed.train_losses) == resumed.steps == 8
+
+    def fail_at_first_eval(event: TrainEvent) -> None:
+        if event.kind == "eval":
+            raise RuntimeError("boom")
+
+    failed = tmp_path / "failed"
+    with pytest.raises(RuntimeError, match="boom"):
+        finetune(
+            _tiny_config(tiny_base, taught_data, failed), device="cpu", on_event=fail_at_first_eval
+        )
+    assert not failed.exists()
