@@ -57,6 +57,15 @@ def head_revision() -> str:
     return head
 
 
+def is_known_revision(revision: str) -> bool:
+    """Whether this recursa ships the migration `revision` (False: a newer recursa made it)."""
+    try:
+        ScriptDirectory.from_config(alembic_config()).get_revision(revision)
+    except CommandError:
+        return False
+    return True
+
+
 def _revision_of(conn: Connection) -> str | None:
     return MigrationContext.configure(conn).get_current_revision()
 

@@ -53,6 +53,18 @@ def test_db_upgrade_then_current(db_url: str) -> None:
         store.create_conversation()
 
 
+def test_db_current_flags_a_schema_from_a_newer_recursa(tmp_path: Path) -> None:
+    """`db current` on a database made by a newer recursa says so instead of suggesting upgrade."""
+    import sqlite3
+
+    url = f"sqlite:///{tmp_path / 'new.db'}"
+    CliRunner().invoke(cli, ["db", "upgrade", "--url", url])
+    with sqlite3.connect(tmp_path / "new.db") as conn:
+        conn.execute("UPDATE alembic_version SET version_num = 'f00dfacef00d'")
+    result = CliRunner().invoke(cli, ["db", "current", "--url", url])
+    assert result.exit_code == 0 and "newer recursa" in result.output
+
+
 def test_main_turns_recursa_errors_into_one_line(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import click
 from recursa.memory import locations
 from recursa.memory.engine import parse_url, safe_url, sqlite_path
-from recursa.memory.schema import current_revision, head_revision, upgrade
+from recursa.memory.schema import current_revision, head_revision, is_known_revision, upgrade
 
 URL_HELP = "Database URL (default: RECURSA_DB_URL, else the SQLite file in the data directory)."
 
@@ -34,6 +34,8 @@ def current_command(url: str | None) -> None:
         click.echo(f"none (empty database; head is {head}: run `recursa db upgrade`)")
     elif revision == head:
         click.echo(f"{revision} (head)")
+    elif not is_known_revision(revision):
+        click.echo(f"{revision} (made by a newer recursa; head here is {head}: upgrade recursa)")
     else:
         click.echo(f"{revision} (head is {head}: run `recursa db upgrade`)")
 
