@@ -275,7 +275,9 @@ def compose(
     stops = _stops(stop)
     if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int)):
         raise InvalidInputError(f"seed must be an integer, not {seed!r}.")
-    opening = _text("prompt", prompt) if prompt else (found.opening if found else "")
+    if prompt is not None:
+        prompt = _text("prompt", prompt)
+    opening = prompt if prompt and prompt.strip() else (found.opening if found else "")
     if instructions is not None:
         instructions = _text("instructions", instructions)
         if not instructions.strip():

@@ -19,10 +19,13 @@ def smollm() -> Iterator[Any]:
     pytest.importorskip("torch")
     pytest.importorskip("transformers")
     from recursa.agent.runtime.local import load_local
+    from recursa.agent.runtime.options import RuntimeOptions
 
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("RECURSA_CACHE_DIR", str(SHARED_CACHE))
-        runtime = load_local(name="smollm2-135m")
+        # One thread: on a machine shared by several processes, torch's spinning worker
+        # threads slow decoding down by an order of magnitude.
+        runtime = load_local(name="smollm2-135m", options=RuntimeOptions(threads=1))
     yield runtime
     runtime.close()
 
@@ -59,6 +62,12 @@ class Unclosed:
 
     def close(self) -> None:
         return None
+
+
+@pytest.fixture
+def shared_model(smollm: Any) -> Any:
+    """The session's real model, safe to hand to an Agent that will be closed."""
+    return Unclosed(smollm)
 
 
 @pytest.fixture
