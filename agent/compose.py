@@ -12,6 +12,14 @@ of kind "composition" with its prompt trace, in one transaction. Then the next
 step, until ``target_tokens`` of new text, a stop string, the model's end of
 text, degenerate repetition, or a cancel.
 
+Stop reasons (in the final chunk's result): "target" (target_tokens of new
+text written), "stop_string" (a stop string was generated; the text ends
+before it), "eos" (the model ended a step at its end of text without writing
+anything: with a chat model the end-of-turn token ends every reply, so it ends
+only the step, and a step that ends before adding text means the model has
+nothing more to add), "repetition" (a step still looped with the strongest
+repetition controls, see `compose_repetition`), "cancelled".
+
 Because every step is committed before the next one starts, a composition
 killed at any point resumes from its last stored step
 (``resume_composition(agent, id)``): no step is lost or written twice, and the
@@ -856,7 +864,7 @@ class _Run:
             if wanted and wanted != self.agent.model_spec:
                 from recursa.agent.runtime.registry import open_runtime
 
-                runtime = open_runtime(wanted)
+                runtime = open_runtime(wanted, options=self.settings.runtime.options())
                 self._own_summary_runtime = runtime
             # The same recursive summarizer as chat, with the composition's wording.
             self.summarizer = ModelSummarizer(runtime, self.settings.summarizer, self.templates)

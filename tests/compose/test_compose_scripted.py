@@ -105,13 +105,14 @@ def test_composition_is_a_stored_conversation(make_agent: Callable[..., Agent]) 
 def test_stop_string_ends_the_composition(make_agent: Callable[..., Agent]) -> None:
     """A stop string ends the text before it, with stop reason "stop_string"."""
     runtime = ScriptedRuntime(
-        replies=["The storm came early and the boats stayed in.",
-                 "By night the rain stopped. END and more words after it."],
+        replies=[
+            "The storm came early and the boats stayed in.",
+            "By night the rain stopped. END and more words after it.",
+        ],
         default=numbered(),
     )
     agent = make_agent(runtime, max_prompt_tokens=BUDGET)
-    text, _, result = drain(compose(agent, "Once", target_tokens=500, step_tokens=40,
-                                    stop="END"))
+    text, _, result = drain(compose(agent, "Once", target_tokens=500, step_tokens=40, stop="END"))
     assert result.stop_reason == "stop_string"
     assert "END" not in text and text.endswith("By night the rain stopped. ")
     assert "".join(m.content for m in stored_steps(agent, result.composition_id)) == text
@@ -190,13 +191,12 @@ def test_cancel_stores_the_partial_step_and_resume_continues(
     assert result.stop_reason == "target" and result.tokens == 120
     all_steps = stored_steps(agent, cid)
     assert "".join(m.content for m in all_steps) == "".join(emitted) + text == result.text
-    assert [m.metadata["composition_step"] for m in all_steps] == list(
-        range(1, len(all_steps) + 1)
-    )
+    assert [m.metadata["composition_step"] for m in all_steps] == list(range(1, len(all_steps) + 1))
 
 
 def test_resume_after_the_reader_stops_neither_loses_nor_duplicates(
-    make_agent: Callable[..., Agent], sqlite_url: str,
+    make_agent: Callable[..., Agent],
+    sqlite_url: str,
 ) -> None:
     """Stopping between steps and resuming from a new agent continues after the last step."""
     agent = make_agent(ScriptedRuntime(default=numbered("a")), max_prompt_tokens=BUDGET)
@@ -210,8 +210,9 @@ def test_resume_after_the_reader_stops_neither_loses_nor_duplicates(
     stream.close()
     cid = stream.composition_id
     assert len(stored_steps(agent, cid)) == 2
-    assert agent.get_message(agent.messages(cid)[0].id).metadata["composition"][
-        "stop_reason"] is None
+    assert (
+        agent.get_message(agent.messages(cid)[0].id).metadata["composition"]["stop_reason"] is None
+    )
 
     other = make_agent(ScriptedRuntime(default=numbered("b")), max_prompt_tokens=BUDGET)
     resumed = resume_composition(other, cid)
@@ -246,8 +247,14 @@ def test_preset_gives_opening_instructions_and_sampler(make_agent: Callable[...,
     assert call.messages[0]["content"].startswith("You are a writer. You continue a light")
     assert call.messages[1] == {"role": "user", "content": "Today the weather"}
     # The user's own text replaces the preset's opening; explicit instructions win.
-    other = compose(agent, "Rain again", target_tokens=20, step_tokens=20, preset="weather",
-                    instructions="Write about rain.").run()
+    other = compose(
+        agent,
+        "Rain again",
+        target_tokens=20,
+        step_tokens=20,
+        preset="weather",
+        instructions="Write about rain.",
+    ).run()
     assert other.opening == "Rain again"
     assert runtime.calls[-1].messages[0]["content"] == "Write about rain."
 
@@ -280,8 +287,13 @@ def test_window_policy_truncates_without_summaries(make_agent: Callable[..., Age
 def test_injected_summarizer_is_used(make_agent: Callable[..., Agent]) -> None:
     runtime = ScriptedRuntime(default=numbered())
     agent = make_agent(runtime, max_prompt_tokens=BUDGET)
-    result = compose(agent, "Start.", target_tokens=3 * BUDGET, step_tokens=32,
-                     summarizer=ExtractiveSummarizer(runtime.count_text)).run()
+    result = compose(
+        agent,
+        "Start.",
+        target_tokens=3 * BUDGET,
+        step_tokens=32,
+        summarizer=ExtractiveSummarizer(runtime.count_text),
+    ).run()
     chain = agent.summaries(result.composition_id)
     assert chain and all(s.model == "extractive" for s in chain)
     assert all(c.cache_key and c.cache_key.startswith("composition") for c in runtime.calls)
@@ -289,7 +301,8 @@ def test_injected_summarizer_is_used(make_agent: Callable[..., Agent]) -> None:
 
 @pytest.mark.parametrize("target", [0, -5, 1.5, True, "10"])
 def test_bad_targets_are_refused_before_anything_is_stored(
-    make_agent: Callable[..., Agent], target: object,
+    make_agent: Callable[..., Agent],
+    target: object,
 ) -> None:
     agent = make_agent(max_prompt_tokens=BUDGET)
     with pytest.raises(InvalidInputError, match="target_tokens"):
@@ -331,3 +344,20 @@ def test_resume_refuses_chats_and_unknown_ids(make_agent: Callable[..., Agent]) 
         resume_composition(agent, chat)
     with pytest.raises(NotFoundError):
         resume_composition(agent, 9999)
+
+
+def test_composition_on_both_databases(db_url: str, make_agent: Callable[..., Agent]) -> None:
+    """The same composition, interrupted and resumed, on SQLite and on PostgreSQL."""
+    agent = make_agent(ScriptedRuntime(default=numbered()), db_url=db_url,
+                       max_prompt_tokens=BUDGET)
+    stream = compose(agent, "Start.", target_tokens=3 * BUDGET, step_tokens=32)
+    emitted = []
+    for chunk in stream:
+        if chunk.event == "text":
+            emitted.append(chunk.text)
+        if chunk.step is not None and chunk.step.index == 5:
+            break
+    stream.close()
+    text, _, result = drain(resume_composition(agent, stream.composition_id))
+    assert result.stop_reason == "target" and result.compactions >= 1
+    assert composition_text(agent, result.composition_id) == "Start." + "".join(emitted) + text

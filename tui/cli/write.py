@@ -31,11 +31,18 @@ INTERRUPTED_EXIT = 130
 
 
 class _Progress:
-    """One status line on stderr: rewritten in place on a terminal, one line per step otherwise."""
+    """Progress on stderr, in the form that does not garble the text on stdout.
 
-    def __init__(self, stream: IO[str], composition_id: int) -> None:
-        self._stream = stream
-        self._tty = stream.isatty()
+    stderr not a terminal (a log): one line per step. stderr a terminal and the
+    text redirected: one status line rewritten in place. Both on the terminal:
+    the status goes to the terminal's title, so it never cuts into the text.
+    """
+
+    def __init__(self, err: IO[str], out: IO[str], composition_id: int) -> None:
+        self._err = err
+        self._mode = (
+            "lines" if not err.isatty() else "title" if out.isatty() else "status"
+        )
         self._id = composition_id
         self._shown = False
 
@@ -44,39 +51,70 @@ class _Progress:
         line = (f"[composition {self._id}] {tokens}/{target} tokens, step {steps}, "
                 f"{compactions} compaction{'s' if compactions != 1 else ''}"
                 + (" (compacting…)" if event == "compacting" else ""))
-        if self._tty:
-            self._stream.write("\r\x1b[2K" + line)
+        if self._mode == "status":
+            self._err.write("\r\x1b[2K" + line)
+            self._shown = True
+        elif self._mode == "title":
+            self._err.write(f"\x1b]0;recursa write: {line}\x07")
             self._shown = True
         elif event == "step":
-            self._stream.write(line + "\n")
-        self._stream.flush()
+            self._err.write(line + "\n")
+        self._err.flush()
 
     def end(self, text: str) -> None:
-        if self._tty and self._shown:
-            self._stream.write("\r\x1b[2K")
+        if self._shown and self._mode == "status":
+            self._err.write("\r\x1b[2K")
+        elif self._shown and self._mode == "title":
+            self._err.write("\x1b]0;recursa\x07")
         if text:
-            self._stream.write(text + "\n")
-        self._stream.flush()
+            self._err.write(text + "\n")
+        self._err.flush()
 
 
 @click.command("write")
 @click.argument("text", required=False)
-@click.option("--tokens", "-n", "tokens", type=int, default=None,
-              help="How many tokens of new text to write (required unless --resume).")
-@click.option("--step", "step", type=int, default=DEFAULT_STEP_TOKENS, show_default=True,
-              help="At most this many tokens per step.")
-@click.option("--instructions", "-i", default=None,
-              help="What to write (default: the preset's, or continue the text).")
-@click.option("--preset", "-p", default=None,
-              help="A named starting point: weather, story, article, report.")
+@click.option(
+    "--tokens",
+    "-n",
+    "tokens",
+    type=int,
+    default=None,
+    help="How many tokens of new text to write (required unless --resume).",
+)
+@click.option(
+    "--step",
+    "step",
+    type=int,
+    default=DEFAULT_STEP_TOKENS,
+    show_default=True,
+    help="At most this many tokens per step.",
+)
+@click.option(
+    "--instructions",
+    "-i",
+    default=None,
+    help="What to write (default: the preset's, or continue the text).",
+)
+@click.option(
+    "--preset", "-p", default=None, help="A named starting point: weather, story, article, report."
+)
 @click.option("--stop", "stop", multiple=True, help="Stop when this text is written (repeatable).")
 @click.option("--seed", type=int, default=None, help="Sampling seed, for repeatable text.")
-@click.option("--no-repetition-control", is_flag=True, default=False,
-              help="Do not watch for loops (no penalty escalation, no 'repetition' stop).")
+@click.option(
+    "--no-repetition-control",
+    is_flag=True,
+    default=False,
+    help="Do not watch for loops (no penalty escalation, no 'repetition' stop).",
+)
 @model_option
 @click.option("--db", "db_url", metavar="URL", default=None, help=DB_HELP)
-@click.option("--resume", "resume_id", type=int, default=None,
-              help="Continue the composition with this id from its last stored step.")
+@click.option(
+    "--resume",
+    "resume_id",
+    type=int,
+    default=None,
+    help="Continue the composition with this id from its last stored step.",
+)
 def write(
     text: str | None,
     tokens: int | None,
@@ -117,8 +155,14 @@ def write(
         else:
             assert tokens is not None
             stream = compose(
-                agent, text or None, target_tokens=tokens, step_tokens=step,
-                instructions=instructions, stop=stop or None, seed=seed, preset=preset,
+                agent,
+                text or None,
+                target_tokens=tokens,
+                step_tokens=step,
+                instructions=instructions,
+                stop=stop or None,
+                seed=seed,
+                preset=preset,
                 repetition=not no_repetition_control,
             )
             for message in agent.messages(stream.composition_id, limit=2):
@@ -131,7 +175,7 @@ def write(
 
 
 def _pump(stream: CompositionStream, out: IO[str], err: IO[str]) -> CompositionResult:
-    progress = _Progress(err, stream.composition_id)
+    progress = _Progress(err, out, stream.composition_id)
     steps = 0
     try:
         for chunk in stream:
@@ -142,8 +186,9 @@ def _pump(stream: CompositionStream, out: IO[str], err: IO[str]) -> CompositionR
             if chunk.step is not None:
                 steps = chunk.step.index
             if chunk.event in ("step", "compacting"):
-                progress.update(chunk.tokens, chunk.target_tokens, chunk.compactions, steps,
-                                event=chunk.event)
+                progress.update(
+                    chunk.tokens, chunk.target_tokens, chunk.compactions, steps, event=chunk.event
+                )
     except KeyboardInterrupt:
         stream.close()  # the partial step is stored as interrupted
         out.write("\n")
