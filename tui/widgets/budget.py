@@ -75,7 +75,7 @@ class BudgetBar(Widget):
             out.append(f"  {tail}", style="bold italic" if self.compacting else "italic")
         out.append("\n")
         for kind, label, colour in SEGMENTS:
-            out.append("■ ", style=colour)
-            out.append(f"{label} {f[kind]}  ")
+            out.append(label, style=f"bold {colour}")
+            out.append(f" {f[kind]}  ")
         out.append(f"free {f['free']} of {f['budget']}", style="bold")
         return out

@@ -48,7 +48,9 @@ class SectionView(Collapsible):
     @staticmethod
     def _body(section: PlanSection) -> Text:
         out = Text()
-        if section.text:
+        if section.text and not (section.kind == "recall" and section.messages):
+            # A recall block is shown as its messages (with their seq numbers); the
+            # rendered block is in "Rendered prompt".
             out.append(section.text.strip() + "\n")
         for m in section.messages:
             where = f"#{m.seq}" if m.seq is not None else "new"
