@@ -276,7 +276,6 @@ def compose(
     bad values or an unknown preset, BudgetError when a step cannot fit.
     """
     settings = agent.settings
-    runtime = agent.runtime
     found: Preset | None = get_preset(preset) if preset is not None else None
     target_tokens = _positive("target_tokens", target_tokens)
     step_tokens = _positive("step_tokens", step_tokens)
@@ -294,6 +293,8 @@ def compose(
     chosen = instructions or (found.instructions if found and found.instructions else None)
     final_instructions = chosen or templates.render("default_instructions")
     base = params or settings.generation.params()
+    if seed is None:
+        seed = base.seed
     if found is not None and params is None:
         base = base.model_copy(update={
             k: v for k, v in (("temperature", found.temperature), ("top_p", found.top_p))
@@ -311,6 +312,7 @@ def compose(
         params=base.model_dump(mode="json", exclude={"max_new_tokens", "seed", "stop"}),
         repetition=guard_settings.to_dict(),
     )
+    runtime = agent.runtime  # loads the model: only once the input is known to be good
     _check_budget(runtime, settings, templates, spec)
 
     store = agent.store
