@@ -29,7 +29,7 @@ SQLITE_IMMEDIATE = "recursa_sqlite_immediate"
 
 
 def parse_url(url: str) -> URL:
-    """Parse a database URL, or raise ConfigError-like InvalidInputError naming the format."""
+    """Parse a database URL; DatabaseUnavailableError naming the accepted formats if it is bad."""
     try:
         parsed = make_url(url)
     except ArgumentError as exc:
@@ -144,11 +144,7 @@ def describe_dbapi_error(url: URL, exc: DBAPIError) -> StoreError:
             )
     if isinstance(exc, IntegrityError):
         return InvalidInputError(f"The change was refused by the database ({first_line}).")
-    if (
-        url.get_backend_name() == "postgresql"
-        and exc.connection_invalidated
-        or _is_connect_error(exc)
-    ):
+    if exc.connection_invalidated or _is_connect_error(exc):
         return DatabaseUnavailableError(
             f"Cannot reach the database at {shown} ({first_line}). Check that the server is "
             "running and the URL (RECURSA_DB_URL) is right."
