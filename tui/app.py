@@ -79,6 +79,8 @@ class RecursaApp(App[None]):
         self.open_agent()
 
     def on_unmount(self) -> None:
+        # Stop a reply still being written (it is stored as interrupted) before closing.
+        self.main_screen.action_stop()
         if self.agent is not None:
             self.agent.close()
 

@@ -69,9 +69,9 @@ COMMANDS: tuple[Command, ...] = (
     Command("focus_messages", "ctrl+up", "Select messages",
             "Move the focus to the messages (Up/Down select one)."),
     Command("focus_composer", "ctrl+down", "Type a message", "Move the focus to the message box."),
-    Command("archive_conversation", "ctrl+shift+a", "Archive conversation",
+    Command("archive_conversation", "f9,ctrl+shift+a", "Archive conversation",
             "Archive the current conversation (it leaves the list; its memory stays)."),
-    Command("delete_conversation", "ctrl+shift+d", "Delete conversation",
+    Command("delete_conversation", "f8,ctrl+shift+d", "Delete conversation",
             "Delete the current conversation, after confirmation."),
     # the selected message
     Command("pin_message", "p", "Pin / unpin message",

@@ -7,7 +7,7 @@ import asyncio
 from recursa.agent import Agent
 from recursa.agent.runtime.scripted import ScriptedRuntime
 from recursa.tui.widgets.budget import budget_figures
-from recursa.tui.widgets.inspector import SectionView
+from recursa.tui.widgets.inspector import ChainLink, SectionView
 from tui_helpers import document, press_nowait, ready, settle
 
 LONG_REPLY = " ".join(f"word{i}" for i in range(200))
@@ -222,3 +222,64 @@ async def test_budget_bar_shows_compacting_while_compaction_runs(make_app, seed:
         assert saw_compacting
         assert not screen.budget.compacting
         assert app.agent.summaries(screen.conversation.id)
+
+
+async def test_a_model_failure_mid_reply_is_shown_and_stored_as_an_error(make_app):
+    """The model failing mid-reply: an error notice, the reply kept and marked failed."""
+    app = make_app(ScriptedRuntime(replies=[RuntimeError("the GPU caught fire")]))
+    async with app.run_test(size=(120, 36)) as pilot:
+        screen = await ready(pilot)
+        await pilot.press(*"hello", "enter")
+        await settle(pilot)
+        stored = app.agent.messages(screen.conversation.id)
+        assert [(m.role, m.status) for m in stored] == [("user", "complete"),
+                                                       ("assistant", "error")]
+        view = screen.chat.message_views[-1]
+        assert view.data.status == "error" and "failed" in str(view._header.render())
+        assert any("GPU caught fire" in str(n.message) for n in app._notifications)
+
+
+async def test_a_message_too_large_for_the_budget_is_refused_and_given_back(make_app):
+    """A message that cannot fit the prompt even alone: nothing stored, the text returns."""
+    app = make_app(settings={"max_prompt_tokens": 64})
+    async with app.run_test(size=(120, 36)) as pilot:
+        screen = await ready(pilot)
+        await pilot.press(*"short", "enter")
+        await settle(pilot)
+        cid = screen.conversation.id
+        huge = "word " * 200
+        screen.composer.text = huge
+        await pilot.press("enter")
+        await settle(pilot)
+        assert len(app.agent.messages(cid)) == 2
+        assert screen.composer.text == huge
+        assert [v.text for v in screen.chat.message_views] == ["short", "OK."]
+        assert any(n.title == "Not sent" for n in app._notifications)
+
+
+async def test_inspector_summary_chain_jumps_to_the_covered_messages(make_app, seed: Agent):
+    """The inspector lists each summary with its range; its button opens the chat there."""
+    turns = [("user" if i % 2 == 0 else "assistant", f"turn number {i + 1}") for i in range(120)]
+    cid = seed.import_conversation(document("Chain", turns))
+    for start, end, parent in ((1, 40, None), (41, 80, 1)):
+        parent_id = seed.store.latest_summary(cid).id if parent else None
+        seed.store.add_summary(
+            cid, content=f"Summary of turns {start} to {end}.", covers_from_seq=start,
+            covers_through_seq=end, parent_id=parent_id, token_count=7,
+            tokenizer_id="scripted-words-v1", model="scripted", prompt_version="v1")
+    chain = seed.summaries(cid)
+    app = make_app()
+    async with app.run_test(size=(160, 44)) as pilot:
+        screen = await ready(pilot)
+        await pilot.press("f3")
+        await settle(pilot, lambda: bool(screen.inspector.query(ChainLink)))
+        links = list(screen.inspector.query(ChainLink))
+        assert [(li.summary.id, li.summary.covers_from_seq, li.summary.covers_through_seq)
+                for li in links] == [(s.id, s.covers_from_seq, s.covers_through_seq)
+                                     for s in chain]
+        assert min(v.data.seq for v in screen.chat.message_views) > 80
+        oldest = links[-1]
+        oldest.query_one("Button").press()
+        await settle(pilot)
+        assert screen.chat.selected.data.seq == 1
+        assert 1 in [v.data.seq for v in screen.chat.message_views]

@@ -116,7 +116,7 @@ async def test_delete_asks_first_and_cancel_keeps_the_conversation(make_app, see
     async with app.run_test(size=(120, 36)) as pilot:
         screen = await ready(pilot)
         assert screen.conversation.id == doomed
-        await pilot.press("ctrl+shift+d")
+        await pilot.press("f8")
         await settle(pilot)
         assert isinstance(app.screen, ConfirmDialog)
         await pilot.press("escape")

@@ -34,6 +34,7 @@ from textual.containers import Horizontal, Vertical
 from textual.screen import Screen
 from textual.timer import Timer
 from textual.widgets import Footer, Header, Label, ProgressBar
+from textual.worker import get_current_worker
 
 if TYPE_CHECKING:
     from recursa.agent import Agent
@@ -42,6 +43,7 @@ if TYPE_CHECKING:
 T = TypeVar("T")
 
 PAGE = 40  # messages mounted when a conversation opens; as many again per scroll
+LIST_LIMIT = 500  # most recent conversations in the list; search reaches all of them
 PREVIEW_DELAY_S = 0.3  # typing pause before the next prompt is previewed
 WIDE = 150  # narrower terminals hide the sidebar while the inspector is open
 EMPTY_PREVIEW_TEXT = "."  # preview_prompt needs some text; a dot costs about one token
@@ -190,7 +192,7 @@ class MainScreen(Screen[None]):
     def load_start(self, conversation_id: int | None) -> None:
         """Open the given conversation (or the most recent one, or the first-run view)."""
         agent = self.agent
-        conversations = agent.list_conversations()
+        conversations = agent.list_conversations(limit=LIST_LIMIT)
         if conversation_id is not None:
             try:
                 agent.get_conversation(conversation_id)
@@ -238,7 +240,9 @@ class MainScreen(Screen[None]):
         except RecursaError as exc:
             self.app.call_from_thread(self.notify, str(exc), severity="error")
             return
-        self.app.call_from_thread(self._show_page, info, page, has_older, has_newer, seq, speed)
+        if not get_current_worker().is_cancelled:  # another conversation was opened since
+            self.app.call_from_thread(self._show_page, info, page, has_older, has_newer, seq,
+                                      speed)
 
     def _last_speed(self, page: list[MessageInfo]) -> tuple[float | None, float | None] | None:
         last = next((m for m in reversed(page) if m.role == "assistant"), None)
@@ -283,7 +287,9 @@ class MainScreen(Screen[None]):
             self.run_worker(self.sidebar.show_conversations(conversations, current),
                             group="sidebar", exclusive=True)
 
-        self.run_db(self.agent.list_conversations, done, "Listing conversations")
+        agent = self.agent
+        self.run_db(lambda: agent.list_conversations(limit=LIST_LIMIT), done,
+                    "Listing conversations")
 
     @on(Sidebar.Open)
     def _sidebar_open(self, event: Sidebar.Open) -> None:
@@ -346,7 +352,8 @@ class MainScreen(Screen[None]):
         except RecursaError as exc:
             self.app.call_from_thread(self.notify, str(exc), severity="error")
             return
-        self.app.call_from_thread(self.sidebar.show_results, hits, titles)
+        if not get_current_worker().is_cancelled:
+            self.app.call_from_thread(self.sidebar.show_results, hits, titles)
 
     def action_search(self) -> None:
         self.sidebar.focus_search()
@@ -479,6 +486,7 @@ class MainScreen(Screen[None]):
         self.schedule_preview(now=True)
 
     def action_stop(self) -> None:
+        """Stop the reply being generated; the agent stores what was written, marked."""
         stream = self._stream
         if stream is not None:
             stream.cancel()
@@ -524,7 +532,8 @@ class MainScreen(Screen[None]):
         except RecursaError as exc:
             self.app.call_from_thread(setattr, self.budget, "status", str(exc))
             return
-        self.app.call_from_thread(self._show_preview, cid, text, plan, chain)
+        if not get_current_worker().is_cancelled:  # a newer preview replaced this one
+            self.app.call_from_thread(self._show_preview, cid, text, plan, chain)
 
     async def _show_preview(self, cid: int, text: str, plan: PromptPlan, chain: list) -> None:
         if self.conversation is None or self.conversation.id != cid:
@@ -588,7 +597,8 @@ class MainScreen(Screen[None]):
         except RecursaError as exc:
             self.app.call_from_thread(self.inspector.show_note, str(exc))
             return
-        self.app.call_from_thread(self.inspector.show_trace, trace, message.seq, chain)
+        if not get_current_worker().is_cancelled:
+            self.app.call_from_thread(self.inspector.show_trace, trace, message.seq, chain)
 
     @on(Inspector.Jump)
     def _jump(self, event: Inspector.Jump) -> None:
