@@ -174,6 +174,8 @@ def main(argv: list[str] | None = None) -> None:
                     rows.append(row)
                     print(f"done: {memory}, control={control}: {row.tokens} tokens in "
                           f"{row.seconds:.0f} s ({row.stop_reason})", flush=True)
+                    if len(rows) < 2 * len(memories):  # a long run shows what it has so far
+                        print(table(rows, args) + "\n", flush=True)
     finally:
         runtime.close()
     print()
