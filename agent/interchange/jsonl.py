@@ -10,8 +10,8 @@ The shape (one JSON object per line, UTF-8; blank lines are ignored):
 
 A header line starts a new conversation; message lines belong to the
 conversation of the header above them. A file of message lines with no header
-is one untitled conversation. `type` may be left out: a line with a `role` is a
-message, any other line a header. Message fields are those of
+is one untitled conversation. `type` may be left out: a line with a `role` or a
+`content` is a message, any other line a header. Message fields are those of
 `recursa.agent.documents.DocumentMessage`, header fields those of
 `ConversationDocument` except `messages`. Parsing is all or nothing: the first
 bad line raises an InvalidInputError that names its line number.
@@ -57,7 +57,7 @@ def parse_jsonl(text: str, *, source: str = "the JSONL file") -> list[Conversati
             raise _bad(source, number, f"expected a JSON object, got {type(obj).__name__}")
         kind = obj.pop("type", None)
         if kind is None:
-            kind = "message" if "role" in obj else "conversation"
+            kind = "message" if ("role" in obj or "content" in obj) else "conversation"
         if kind == "conversation":
             conversations.append((_header(obj, source, number), []))
         elif kind == "message":

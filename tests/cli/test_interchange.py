@@ -37,6 +37,8 @@ def test_jsonl_unknown_type_and_unknown_field_name_the_line():
         parse_jsonl('{"role": "user", "content": "a", "colour": "red"}\n')
     with pytest.raises(InvalidInputError, match="line 1: expected a JSON object, got list"):
         parse_jsonl("[1, 2]\n")
+    with pytest.raises(InvalidInputError, match="line 1: role: Field required"):
+        parse_jsonl('{"content": "a message without its role"}\n')
     with pytest.raises(InvalidInputError, match="no conversations"):
         parse_jsonl("\n\n")
 
