@@ -21,8 +21,7 @@ from recursa.agent import (
 )
 from recursa.agent.errors import NotFoundError, RecursaError
 from recursa.tui.commands import bindings
-from recursa.tui.screens.dialogs import ConfirmDialog, TextDialog
-from recursa.tui.screens.help import HelpScreen
+from recursa.tui.screens.actions import ActionsMixin
 from recursa.tui.widgets.budget import BudgetBar
 from recursa.tui.widgets.chat import ChatView, MessageData, MessageView
 from recursa.tui.widgets.composer import Composer
@@ -61,7 +60,7 @@ def title_from(text: str) -> str:
     return line if len(line) <= 48 else line[:47] + "…"
 
 
-class MainScreen(Screen[None]):
+class MainScreen(ActionsMixin, Screen[None]):
     """The chat screen."""
 
     BINDINGS = bindings("app")
@@ -175,11 +174,15 @@ class MainScreen(Screen[None]):
         try:
             result = fn()
         except RecursaError as exc:
-            self.app.call_from_thread(self.notify, str(exc), title=what or "Error",
+            self.ui(self.notify, str(exc), title=what or "Error",
                                       severity="error")
             return
         if then is not None:
-            self.app.call_from_thread(then, result)
+            self.ui(then, result)
+
+    def ui(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+        """From a worker thread: run `fn` (sync or async) on the event loop; return its result."""
+        return self.app.call_from_thread(fn, *args, **kwargs)
 
     def _require_conversation(self) -> ConversationInfo | None:
         if self.conversation is None:
@@ -197,13 +200,13 @@ class MainScreen(Screen[None]):
             try:
                 agent.get_conversation(conversation_id)
             except NotFoundError as exc:
-                self.app.call_from_thread(self.notify, str(exc), severity="error")
+                self.ui(self.notify, str(exc), severity="error")
                 conversation_id = None
         if conversation_id is None and conversations:
             conversation_id = conversations[0].id
-        self.app.call_from_thread(self.sidebar.show_conversations, conversations, conversation_id)
+        self.ui(self.sidebar.show_conversations, conversations, conversation_id)
         if conversation_id is None:
-            self.app.call_from_thread(self._show_first_run)
+            self.ui(self._show_first_run)
         else:
             self._load(conversation_id, None)
 
@@ -238,10 +241,10 @@ class MainScreen(Screen[None]):
                 page = list(reversed(older[:half])) + newer[:half]
             speed = self._last_speed(page)
         except RecursaError as exc:
-            self.app.call_from_thread(self.notify, str(exc), severity="error")
+            self.ui(self.notify, str(exc), severity="error")
             return
         if not get_current_worker().is_cancelled:  # another conversation was opened since
-            self.app.call_from_thread(self._show_page, info, page, has_older, has_newer, seq,
+            self.ui(self._show_page, info, page, has_older, has_newer, seq,
                                       speed)
 
     def _last_speed(self, page: list[MessageInfo]) -> tuple[float | None, float | None] | None:
@@ -350,10 +353,10 @@ class MainScreen(Screen[None]):
             titles = {c.id: conversation_title(c)
                       for c in agent.list_conversations(include_archived=True)}
         except RecursaError as exc:
-            self.app.call_from_thread(self.notify, str(exc), severity="error")
+            self.ui(self.notify, str(exc), severity="error")
             return
         if not get_current_worker().is_cancelled:
-            self.app.call_from_thread(self.sidebar.show_results, hits, titles)
+            self.ui(self.sidebar.show_results, hits, titles)
 
     def action_search(self) -> None:
         self.sidebar.focus_search()
@@ -407,7 +410,7 @@ class MainScreen(Screen[None]):
     ) -> None:
         """Run one turn (or a regeneration) and stream its text into `reply_view`."""
         agent = self.agent
-        call = self.app.call_from_thread
+        call = self.ui
         try:
             stream = agent.stream(cid, text) if text is not None else agent.stream_regenerate(cid)
         except RecursaError as exc:
@@ -530,10 +533,10 @@ class MainScreen(Screen[None]):
             plan = agent.preview_prompt(cid, text if text.strip() else EMPTY_PREVIEW_TEXT)
             chain = agent.summaries(cid) if plan.summary_id is not None else []
         except RecursaError as exc:
-            self.app.call_from_thread(setattr, self.budget, "status", str(exc))
+            self.ui(setattr, self.budget, "status", str(exc))
             return
         if not get_current_worker().is_cancelled:  # a newer preview replaced this one
-            self.app.call_from_thread(self._show_preview, cid, text, plan, chain)
+            self.ui(self._show_preview, cid, text, plan, chain)
 
     async def _show_preview(self, cid: int, text: str, plan: PromptPlan, chain: list) -> None:
         if self.conversation is None or self.conversation.id != cid:
@@ -589,204 +592,18 @@ class MainScreen(Screen[None]):
             trace = agent.trace(message_id)
             chain = agent.summaries(message.conversation_id) if trace.summary_id else []
         except NotFoundError:
-            self.app.call_from_thread(
+            self.ui(
                 self.inspector.show_note,
                 "This reply has no stored prompt trace (it was imported, not generated).",
             )
             return
         except RecursaError as exc:
-            self.app.call_from_thread(self.inspector.show_note, str(exc))
+            self.ui(self.inspector.show_note, str(exc))
             return
         if not get_current_worker().is_cancelled:
-            self.app.call_from_thread(self.inspector.show_trace, trace, message.seq, chain)
+            self.ui(self.inspector.show_trace, trace, message.seq, chain)
 
     @on(Inspector.Jump)
     def _jump(self, event: Inspector.Jump) -> None:
         if self.conversation is not None:
             self.open_conversation(self.conversation.id, event.seq)
-
-    # --- message actions -------------------------------------------------------------------
-
-    def _selected_view(self, *, reply: bool = False) -> MessageView | None:
-        view = self.chat.selected
-        if view is None:
-            views = [v for v in self.chat.message_views
-                     if v.data.id is not None and (not reply or v.data.role == "assistant")]
-            view = views[-1] if views else None
-        if view is None or view.data.id is None:
-            self.notify("No message selected.", severity="warning")
-            return None
-        if reply and view.data.role != "assistant":
-            self.notify("Select a reply (an assistant message).", severity="warning")
-            return None
-        return view
-
-    def action_pin_message(self) -> None:
-        view = self._selected_view()
-        if view is None or view.data.id is None:
-            return
-        mid, pinned = view.data.id, view.data.pinned
-        agent = self.agent
-
-        def done(info: MessageInfo) -> None:
-            view.update_data(MessageData.from_info(info))
-            self.notify("Pinned: it stays in every prompt." if info.pinned else "Unpinned.",
-                        timeout=3)
-            self.schedule_preview(now=True)
-
-        self.run_db(lambda: agent.unpin(mid) if pinned else agent.pin(mid), done, "Pin")
-
-    def action_copy_message(self) -> None:
-        view = self._selected_view()
-        if view is not None:
-            self.app.copy_to_clipboard(view.text)
-            self.notify("Copied the message to the clipboard.", timeout=3)
-
-    def _rate(self, value: int) -> None:
-        view = self._selected_view(reply=True)
-        if view is None or view.data.id is None:
-            return
-        mid = view.data.id
-        new = None if view.data.rating == value else value
-
-        def done(info: MessageInfo) -> None:
-            view.update_data(MessageData.from_info(info))
-
-        self.run_db(lambda: self.agent.rate(mid, new), done, "Rating")
-
-    def action_rate_good(self) -> None:
-        self._rate(1)
-
-    def action_rate_bad(self) -> None:
-        self._rate(-1)
-
-    def action_inspect_message(self) -> None:
-        view = self._selected_view(reply=True)
-        if view is None or view.data.id is None:
-            return
-        self.inspect_target = view.data.id
-        self._show_inspector(True)
-        self.load_trace(view.data.id)
-
-    def action_focus_messages(self) -> None:
-        self.chat.focus()
-
-    def action_focus_composer(self) -> None:
-        self.composer.focus()
-
-    # --- conversation actions ----------------------------------------------------------
-
-    def action_help(self) -> None:
-        self.app.push_screen(HelpScreen())
-
-    def action_toggle_sidebar(self) -> None:
-        self.sidebar.toggle_class("-hidden")
-        self._sidebar_lent = False
-
-    def action_new_conversation(self) -> None:
-        if self.rapp.agent is None:
-            return
-
-        def made(cid: int) -> None:
-            self.open_conversation(cid)
-            self.refresh_conversations()
-            self.composer.focus()
-
-        self.run_db(lambda: self.agent.create_conversation(), made, "New conversation")
-
-    def action_rename_conversation(self) -> None:
-        if (conv := self._require_conversation()) is not None:
-            self.rename(conv.id)
-
-    def action_archive_conversation(self) -> None:
-        if (conv := self._require_conversation()) is not None:
-            self.archive(conv.id)
-
-    def action_delete_conversation(self) -> None:
-        if (conv := self._require_conversation()) is not None:
-            self.delete(conv.id)
-
-    def rename(self, cid: int) -> None:
-        agent = self.agent
-
-        def ask(info: ConversationInfo) -> None:
-            def answered(title: str | None) -> None:
-                if title is None:
-                    return
-                self.run_db(lambda: agent.rename_conversation(cid, title.strip() or None),
-                            renamed, "Rename")
-
-            self.app.push_screen(TextDialog("Rename the conversation", info.title or ""),
-                                 answered)
-
-        def renamed(info: ConversationInfo) -> None:
-            if self.conversation is not None and self.conversation.id == info.id:
-                self.conversation = info
-                self.sub_title = conversation_title(info)
-            self.refresh_conversations()
-
-        self.run_db(lambda: agent.get_conversation(cid), ask, "Rename")
-
-    def archive(self, cid: int) -> None:
-        agent = self.agent
-
-        def archived(info: ConversationInfo) -> None:
-            self.notify(f"Archived “{conversation_title(info)}”.", timeout=3)
-            self._after_removal(cid)
-
-        self.run_db(lambda: agent.archive_conversation(cid), archived, "Archive")
-
-    def delete(self, cid: int) -> None:
-        agent = self.agent
-
-        def ask(info: ConversationInfo) -> None:
-            question = (f"Delete “{conversation_title(info)}” and its {info.message_count} "
-                        "messages, summaries and traces? This cannot be undone.")
-
-            def answered(yes: bool | None) -> None:
-                if yes:
-                    self.run_db(lambda: agent.delete_conversation(cid),
-                                lambda _: self._after_removal(cid), "Delete")
-
-            self.app.push_screen(ConfirmDialog(question), answered)
-
-        self.run_db(lambda: agent.get_conversation(cid), ask, "Delete")
-
-    def _after_removal(self, cid: int) -> None:
-        if self.conversation is not None and self.conversation.id == cid:
-            self.conversation = None
-            self.load_start(None)
-        else:
-            self.refresh_conversations()
-
-    def action_edit_system_prompt(self) -> None:
-        conv = self._require_conversation()
-        if conv is None:
-            return
-        agent = self.agent
-        cid = conv.id
-
-        def ask(info: ConversationInfo) -> None:
-            current = info.system_prompt
-            default = agent.settings.system_prompt
-
-            def answered(text: str | None) -> None:
-                if text is None:
-                    return
-                value = text.strip() or None
-                self.run_db(lambda: agent.set_system_prompt(cid, value), saved, "System prompt")
-
-            hint = "Leave empty to use the default: " + default
-            self.app.push_screen(
-                TextDialog("System prompt (Ctrl+S saves)", current if current is not None
-                           else default, multiline=True, hint=hint),
-                answered,
-            )
-
-        def saved(info: ConversationInfo) -> None:
-            if self.conversation is not None and self.conversation.id == info.id:
-                self.conversation = info
-            self.notify("System prompt saved.", timeout=3)
-            self.schedule_preview(now=True)
-
-        self.run_db(lambda: agent.get_conversation(cid), ask, "System prompt")

@@ -20,6 +20,7 @@ from textual.message import Message
 from textual.reactive import reactive
 from textual.widget import Widget
 from textual.widgets import Markdown, Static
+from textual.widgets.markdown import MarkdownStream
 
 ROLE_TITLES = {"user": "You", "assistant": "Assistant", "system": "System"}
 
@@ -78,7 +79,7 @@ class MessageView(Widget):
             self._body = Markdown(data.content)
         else:
             self._body = Static(Text(data.content), classes="plain")
-        self._stream = None
+        self._stream: MarkdownStream | None = None
 
     def compose(self):  # type: ignore[no-untyped-def]
         yield self._header

@@ -13,8 +13,9 @@ from recursa.agent import PlanSection, PromptPlan, PromptTrace, SummaryInfo
 from rich.text import Text
 from textual import on
 from textual.app import ComposeResult
-from textual.containers import Horizontal, Vertical, VerticalScroll
+from textual.containers import Horizontal, VerticalScroll
 from textual.message import Message
+from textual.widget import Widget
 from textual.widgets import Button, Collapsible, Static
 
 SECTION_TITLES = {
@@ -156,7 +157,7 @@ class Inspector(VerticalScroll):
     ) -> None:
         self.plan = plan
         self.subject = title
-        widgets: list[Static | Vertical | Collapsible] = [
+        widgets: list[Widget] = [
             Static(title, classes="title"),
             Static(facts, classes="dim"),
             Static("Sections", classes="heading"),
