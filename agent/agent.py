@@ -880,8 +880,9 @@ class Agent:
         conv = self.store.get_conversation(conversation_id)
         settings = self.settings.merged(conv.settings)
         if settings.policy == "window":
-            return CompactionReport(status="not_needed", when="explicit",
-                                    notes=["policy 'window' keeps no summary"])
+            return CompactionReport(
+                status="not_needed", when="explicit", notes=["policy 'window' keeps no summary"]
+            )
         return self._compact(conv, settings, self.runtime, when="explicit", force=force)
 
     # import and export ---------------------------------------------------------------------
@@ -950,15 +951,20 @@ class Agent:
             return {}
         tid = runtime.tokenizer_id
         cached = self.store.cached_token_counts([r.id for r in records], tid)
-        missing = {r.id: message_cost(runtime, r.role, r.content) for r in records
-                   if r.id not in cached}
+        missing = {
+            r.id: message_cost(runtime, r.role, r.content) for r in records if r.id not in cached
+        }
         if missing:
             self.store.store_token_counts(tid, missing)
             cached.update(missing)
         return cached
 
     def _window_records(
-        self, conv: ConversationRecord, after_seq: int, budget: int, runtime: Runtime,
+        self,
+        conv: ConversationRecord,
+        after_seq: int,
+        budget: int,
+        runtime: Runtime,
         exclude_id: int | None,
     ) -> tuple[list[MessageRecord], dict[int, int]]:
         """Usable messages after `after_seq`, newest pages first, until they overflow `budget`.
@@ -1005,13 +1011,18 @@ class Agent:
         pinned: list[MessageRecord] = []
         recalled: list[MessageRecord] = []
         if summary is not None:
-            pinned = [p for p in self.store.pinned_messages(conv.id)
-                      if p.seq <= covered and usable(p)]
+            pinned = [
+                p for p in self.store.pinned_messages(conv.id) if p.seq <= covered and usable(p)
+            ]
             costs.update(self._costs(runtime, pinned))
             if policy == "summary+recall":
                 recalled = recall_candidates(
-                    self.store, conv.id, new.content, through_seq=covered,
-                    limit=settings.recall.max_hits, exclude={p.id for p in pinned},
+                    self.store,
+                    conv.id,
+                    new.content,
+                    through_seq=covered,
+                    limit=settings.recall.max_hits,
+                    exclude={p.id for p in pinned},
                 )
 
         def cost_of(r: MessageRecord) -> int:
@@ -1052,8 +1063,13 @@ class Agent:
     ) -> CompactionReport:
         """Fold the oldest exchanges into a new summary when the decision says so."""
         job = self._compaction_job(
-            conv, settings, runtime, pending_tokens=pending_tokens,
-            must_evict_through_seq=must_evict_through_seq, force=force, before_seq=before_seq,
+            conv,
+            settings,
+            runtime,
+            pending_tokens=pending_tokens,
+            must_evict_through_seq=must_evict_through_seq,
+            force=force,
+            before_seq=before_seq,
         )
         return self._run_compaction(job, when=when)
 
@@ -1085,19 +1101,30 @@ class Agent:
         latest = self.store.latest_summary(conv.id)
         covered = latest.covers_through_seq if latest else 0
         through = before_seq - 1 if before_seq is not None else None
-        records = [r for r in self.store.messages(conv.id, after_seq=covered, through_seq=through)
-                   if usable(r)]
+        records = [
+            r
+            for r in self.store.messages(conv.id, after_seq=covered, through_seq=through)
+            if usable(r)
+        ]
         costs = self._costs(runtime, records)
         items = [WindowItem(r.id, r.seq, r.role, costs[r.id]) for r in records]
         if force and len(items) > 1:
             must_evict_through_seq = max(must_evict_through_seq, _last_exchange_start(items) - 1)
         decision = decide_compaction(
-            items, marks, covered_through_seq=covered, pending_tokens=pending_tokens,
+            items,
+            marks,
+            covered_through_seq=covered,
+            pending_tokens=pending_tokens,
             must_evict_through_seq=must_evict_through_seq,
         )
         return _CompactionJob(
-            conv=conv, settings=settings, runtime=runtime, latest=latest, records=records,
-            decision=decision, summary_cap=max(16, int(settings.budget.summary_share * flex)),
+            conv=conv,
+            settings=settings,
+            runtime=runtime,
+            latest=latest,
+            records=records,
+            decision=decision,
+            summary_cap=max(16, int(settings.budget.summary_share * flex)),
             start=start,
         )
 
@@ -1116,14 +1143,18 @@ class Agent:
         start = job.start
         if not decision.needed:
             return CompactionReport(
-                status="not_needed", when=when, window_tokens_before=decision.window_tokens_before,
+                status="not_needed",
+                when=when,
+                window_tokens_before=decision.window_tokens_before,
                 window_tokens_after=decision.window_tokens_after,
                 duration_s=time.perf_counter() - start,
             )
         evicted_set = set(decision.evict_ids)
         turns = [Turn(r.role, r.content) for r in job.records if r.id in evicted_set]
         base = CompactionReport(
-            status="failed", when=when, parent_id=latest.id if latest else None,
+            status="failed",
+            when=when,
+            parent_id=latest.id if latest else None,
             covers_from_seq=decision.covers_from_seq,
             covers_through_seq=decision.covers_through_seq,
             evicted_ids=list(decision.evict_ids),
@@ -1132,13 +1163,17 @@ class Agent:
         )
         summarizer = self._summarizer_for(job.settings, runtime)
         try:
-            result = summarizer.fold(latest.content if latest else None, turns,
-                                     max_tokens=job.summary_cap)
+            result = summarizer.fold(
+                latest.content if latest else None, turns, max_tokens=job.summary_cap
+            )
         except RecursaError as exc:
-            return base.model_copy(update={
-                "error": str(exc), "duration_s": time.perf_counter() - start,
-                "notes": [f"summarization failed: {exc}"],
-            })
+            return base.model_copy(
+                update={
+                    "error": str(exc),
+                    "duration_s": time.perf_counter() - start,
+                    "notes": [f"summarization failed: {exc}"],
+                }
+            )
         tokens = runtime.count_text(result.content)
         try:
             record = self.store.add_summary(
@@ -1161,16 +1196,24 @@ class Agent:
                 },
             )
         except CompactionConflict as exc:
-            return base.model_copy(update={
-                "status": "conflict", "duration_s": time.perf_counter() - start,
+            return base.model_copy(
+                update={
+                    "status": "conflict",
+                    "duration_s": time.perf_counter() - start,
+                    "summarizer_calls": result.calls,
+                    "notes": [f"another process compacted first; kept its summary ({exc})"],
+                }
+            )
+        return base.model_copy(
+            update={
+                "status": "compacted",
+                "summary_id": record.id,
+                "summary_tokens": tokens,
                 "summarizer_calls": result.calls,
-                "notes": [f"another process compacted first; kept its summary ({exc})"],
-            })
-        return base.model_copy(update={
-            "status": "compacted", "summary_id": record.id, "summary_tokens": tokens,
-            "summarizer_calls": result.calls, "duration_s": time.perf_counter() - start,
-            "notes": list(result.notes),
-        })
+                "duration_s": time.perf_counter() - start,
+                "notes": list(result.notes),
+            }
+        )
 
     def _turn(
         self,
@@ -1205,8 +1248,12 @@ class Agent:
             yield StreamChunk(event="compacting")
             dropped = self.store.messages_by_ids(plan.dropped_ids)
             report = self._compact(
-                conv, settings, runtime, when="before_reply",
-                must_evict_through_seq=max(r.seq for r in dropped), before_seq=user.seq,
+                conv,
+                settings,
+                runtime,
+                when="before_reply",
+                must_evict_through_seq=max(r.seq for r in dropped),
+                before_seq=user.seq,
             )
             compactions.append(report)
             if report.status == "failed":
@@ -1244,8 +1291,23 @@ class Agent:
             # The consumer stopped reading: keep what was generated, marked interrupted.
             status = "interrupted"
             notes.append("the reader closed the stream before the reply ended")
-            self._commit(conv, settings, runtime, user, plan, pieces, status, None, usage,
-                         gen_params, timings, t_gen, t_start, notes, compactions)
+            self._commit(
+                conv,
+                settings,
+                runtime,
+                user,
+                plan,
+                pieces,
+                status,
+                None,
+                usage,
+                gen_params,
+                timings,
+                t_gen,
+                t_start,
+                notes,
+                compactions,
+            )
             return
         except Exception as exc:  # recorded as an error reply, then re-raised typed below
             status = "error"
@@ -1267,8 +1329,23 @@ class Agent:
                     f"compaction failed, the next turn uses the plain window: {report.error}"
                 )
             timings["compaction_after_s"] = round(report.duration_s, 6)
-        reply = self._commit(conv, settings, runtime, user, plan, pieces, status, error, usage,
-                             gen_params, timings, t_gen, t_start, notes, compactions)
+        reply = self._commit(
+            conv,
+            settings,
+            runtime,
+            user,
+            plan,
+            pieces,
+            status,
+            error,
+            usage,
+            gen_params,
+            timings,
+            t_gen,
+            t_start,
+            notes,
+            compactions,
+        )
         if failure is not None:
             raise TurnFailedError(
                 f"The model failed while replying ({error}). The message was kept and the "
@@ -1341,9 +1418,13 @@ class Agent:
         budget = compute_budget(runtime.context_window, settings.budget)
         templates = Templates.load(settings.summarizer.template_version)
         build_plan(
-            counter=runtime, templates=templates,
-            system_prompt=self._system_prompt(conv, settings), new=NewText(text),
-            budget=budget, budget_settings=settings.budget, policy="window",
+            counter=runtime,
+            templates=templates,
+            system_prompt=self._system_prompt(conv, settings),
+            new=NewText(text),
+            budget=budget,
+            budget_settings=settings.budget,
+            policy="window",
         )
 
     def _prepare_regenerate(self, conversation_id: int) -> MessageRecord:

@@ -96,8 +96,9 @@ def decide_compaction(
         )
     total = sum(w.tokens for w in window) + pending_tokens
     groups = exchanges(window)
-    nothing = CompactionDecision((), covered_through_seq + 1, covered_through_seq, total, total,
-                                 marks)
+    nothing = CompactionDecision(
+        (), covered_through_seq + 1, covered_through_seq, total, total, marks
+    )
     forced = must_evict_through_seq > covered_through_seq
     if (total <= marks.high and not forced) or len(groups) < 2:
         return nothing

@@ -21,7 +21,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from recursa.agent.errors import InvalidInputError
 from recursa.memory.records import ConversationExport, MessageRecord
 
-DOCUMENT_FORMAT = "recursa.conversation/v1"
+DOCUMENT_FORMAT: Literal["recursa.conversation/v1"] = "recursa.conversation/v1"
 
 
 class DocumentMessage(BaseModel):
@@ -32,7 +32,7 @@ class DocumentMessage(BaseModel):
     role: Literal["user", "assistant", "system"]
     content: str
     created_at: datetime | None = Field(
-        None, description="ISO-8601; a time without a zone is taken as UTC."
+        default=None, description="ISO-8601; a time without a zone is taken as UTC."
     )
     metadata: dict[str, Any] | None = None
     status: Literal["complete", "interrupted", "error"] = "complete"

@@ -69,7 +69,9 @@ class PlanMessage(BaseModel):
     created_at: datetime | None = None
     metadata: dict[str, Any] = Field(default_factory=dict)
     pinned: bool = False
-    tokens: int = Field(0, description="What the message adds to the prompt (cached count).")
+    tokens: int = Field(
+        default=0, description="What the message adds to the prompt (cached count)."
+    )
 
     @classmethod
     def from_record(cls, record: MessageRecord, tokens: int) -> PlanMessage:
@@ -102,7 +104,7 @@ class PlanSection(BaseModel):
     summary_id: int | None = None
     messages: list[PlanMessage] = Field(default_factory=list)
     text: str | None = Field(
-        None, description="The system prompt, the summary text or the recall block."
+        default=None, description="The system prompt, the summary text or the recall block."
     )
 
 
@@ -123,7 +125,9 @@ class PromptPlan(BaseModel):
     messages: list[RenderedMessage] = Field(description="The rendered prompt, exactly as sent.")
     system_prompt: str = ""
     summary_id: int | None = None
-    covers_through_seq: int = Field(0, description="Messages up to this seq are summarized.")
+    covers_through_seq: int = Field(
+        default=0, description="Messages up to this seq are summarized."
+    )
     dropped_ids: list[int] = Field(
         default_factory=list,
         description="Window messages after the summary that did not fit: compaction is due.",
@@ -140,7 +144,7 @@ class PromptPlan(BaseModel):
 
     def tokens_by_kind(self) -> dict[str, int]:
         """Token count per section kind (0 for absent sections), for budget bars."""
-        out = dict.fromkeys(SECTION_KINDS, 0)
+        out: dict[str, int] = dict.fromkeys(SECTION_KINDS, 0)
         for s in self.sections:
             out[s.kind] += s.tokens
         return out
@@ -409,9 +413,7 @@ def build_plan(
     c_recall = counter.count_tokens(messages[: 2 + n_window]) if chosen else c_window
     summary_section_tokens = c_sys - system_tokens
 
-    window_records = [
-        PlanMessage.from_record(r, c) for r, c in [*kept_pinned, *suffix]
-    ]
+    window_records = [PlanMessage.from_record(r, c) for r, c in [*kept_pinned, *suffix]]
     sections: list[PlanSection] = [
         PlanSection(kind="system", tokens=system_tokens, text=system_prompt)
     ]

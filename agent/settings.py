@@ -35,33 +35,35 @@ class BudgetSettings(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     max_prompt_tokens: int | None = Field(
-        None,
+        default=None,
         ge=16,
         description="Caps the prompt budget below what the model's context window allows "
         "(None: no cap beyond the window).",
     )
     reply_reserve: int = Field(
-        256, ge=1, description="Tokens of the context window kept free for the reply."
+        default=256, ge=1, description="Tokens of the context window kept free for the reply."
     )
     safety_margin: int = Field(
-        16, ge=0, description="Extra tokens kept free, against template or tokenizer surprises."
+        default=16,
+        ge=0,
+        description="Extra tokens kept free, against template or tokenizer surprises.",
     )
     summary_share: float = Field(
-        0.25,
+        default=0.25,
         ge=0.0,
         le=1.0,
         description="Share of the flexible budget (budget minus system prompt) the summary "
         "may use; a longer summary is condensed.",
     )
     recall_share: float = Field(
-        0.15,
+        default=0.15,
         ge=0.0,
         le=1.0,
         description="Share of the flexible budget recalled excerpts may use when the window "
         "leaves no spare room to lend.",
     )
     window_share: float = Field(
-        0.45,
+        default=0.45,
         gt=0.0,
         le=1.0,
         description="Share of the flexible budget the verbatim window may grow to before it "
@@ -69,7 +71,7 @@ class BudgetSettings(BaseModel):
         "message.",
     )
     low_water: float = Field(
-        0.5,
+        default=0.5,
         gt=0.0,
         lt=1.0,
         description="Compaction evicts the oldest exchanges until the window is at most this "
@@ -92,14 +94,14 @@ class GenerationSettings(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    max_new_tokens: int = Field(256, ge=1, description="Upper bound on a reply's tokens.")
-    temperature: float = Field(0.0, ge=0.0, le=5.0, description="0 means greedy decoding.")
-    top_p: float = Field(1.0, gt=0.0, le=1.0, description="Nucleus sampling mass.")
-    seed: int | None = Field(None, description="Sampling seed (None: unseeded).")
+    max_new_tokens: int = Field(default=256, ge=1, description="Upper bound on a reply's tokens.")
+    temperature: float = Field(default=0.0, ge=0.0, le=5.0, description="0 means greedy decoding.")
+    top_p: float = Field(default=1.0, gt=0.0, le=1.0, description="Nucleus sampling mass.")
+    seed: int | None = Field(default=None, description="Sampling seed (None: unseeded).")
     repetition_penalty: float = Field(
-        1.1, ge=1.0, le=3.0, description="Penalty on already-seen tokens (1.0 = off)."
+        default=1.1, ge=1.0, le=3.0, description="Penalty on already-seen tokens (1.0 = off)."
     )
-    stop: tuple[str, ...] = Field((), description="Generation ends before any of these.")
+    stop: tuple[str, ...] = Field(default=(), description="Generation ends before any of these.")
 
     def params(self, **overrides: Any) -> GenerationParams:
         """These defaults as runtime `GenerationParams`, with optional overrides."""
@@ -114,16 +116,18 @@ class SummarizerSettings(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     model: str | None = Field(
-        None, description="Model spec of the summarizer (None: the conversation's own model)."
+        default=None,
+        description="Model spec of the summarizer (None: the conversation's own model).",
     )
     max_new_tokens: int = Field(
-        96, ge=8, description="Upper bound on the tokens of one summarization reply."
+        default=96, ge=8, description="Upper bound on the tokens of one summarization reply."
     )
     template_version: str = Field(
-        "v1", description="Version of the summarizer prompt templates (agent/prompts/*.toml)."
+        default="v1",
+        description="Version of the summarizer prompt templates (agent/prompts/*.toml).",
     )
     repetition_penalty: float = Field(
-        1.2, ge=1.0, le=3.0, description="Penalty against loops in small models' summaries."
+        default=1.2, ge=1.0, le=3.0, description="Penalty against loops in small models' summaries."
     )
 
 
@@ -132,9 +136,9 @@ class RecallSettings(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    max_hits: int = Field(8, ge=0, description="At most this many recalled excerpts.")
+    max_hits: int = Field(default=8, ge=0, description="At most this many recalled excerpts.")
     max_excerpt_tokens: int = Field(
-        96, ge=8, description="A recalled message longer than this is shown as an excerpt."
+        default=96, ge=8, description="A recalled message longer than this is shown as an excerpt."
     )
 
 
@@ -143,16 +147,23 @@ class RuntimeSettings(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    device: Literal["cpu", "cuda", "auto"] = Field("cpu", description="Where a local model runs.")
-    threads: int | None = Field(None, ge=1, description="CPU threads (None: the runtime picks).")
+    device: Literal["cpu", "cuda", "auto"] = Field(
+        default="cpu", description="Where a local model runs."
+    )
+    threads: int | None = Field(
+        default=None, ge=1, description="CPU threads (None: the runtime picks)."
+    )
     context_window: int | None = Field(
-        None, ge=64, description="Override the model's context window (None: the model's own)."
+        default=None,
+        ge=64,
+        description="Override the model's context window (None: the model's own).",
     )
     api_key_env: str = Field(
-        "OPENAI_API_KEY", description="Environment variable holding an HTTP server's API key."
+        default="OPENAI_API_KEY",
+        description="Environment variable holding an HTTP server's API key.",
     )
-    timeout_s: float = Field(60.0, gt=0, description="HTTP timeout per wait, in seconds.")
-    max_retries: int = Field(3, ge=0, le=20, description="HTTP retries on 429/5xx/connect.")
+    timeout_s: float = Field(default=60.0, gt=0, description="HTTP timeout per wait, in seconds.")
+    max_retries: int = Field(default=3, ge=0, le=20, description="HTTP retries on 429/5xx/connect.")
 
     def options(self) -> RuntimeOptions:
         """These settings as the runtime registry's RuntimeOptions."""
@@ -176,17 +187,19 @@ class Settings(BaseSettings):
         validate_default=True,
     )
 
-    model: str = Field("smollm2-135m", description="The chat model's spec (see `recursa models`).")
+    model: str = Field(
+        default="smollm2-135m", description="The chat model's spec (see `recursa models`)."
+    )
     db_url: str | None = Field(
-        None, description="SQLAlchemy database URL (None: the embedded SQLite database)."
+        default=None, description="SQLAlchemy database URL (None: the embedded SQLite database)."
     )
     policy: Policy = Field(
-        "summary+recall",
+        default="summary+recall",
         description="Prompt memory policy: 'window' (plain sliding window), 'summary' "
         "(running summary + window) or 'summary+recall' (also recall archived turns).",
     )
     system_prompt: str = Field(
-        "You are a helpful assistant.",
+        default="You are a helpful assistant.",
         description="System prompt of conversations that do not set their own.",
     )
     budget: BudgetSettings = Field(

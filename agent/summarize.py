@@ -109,10 +109,17 @@ class ModelSummarizer:
         ]
 
     def _fold(
-        self, previous: str | None, turns: list[Turn], max_new: int, result: SummaryResult
+        self,
+        previous: str | None,
+        turns: list[Turn],
+        max_new: int,
+        result: SummaryResult,
+        *,
+        previous_condensed: bool = False,
     ) -> str:
         limit = self.request_limit(max_new)
-        if limit <= 0:
+        room = limit - self.runtime.count_tokens(self._request(None, []))
+        if room < 16:
             raise SummarizationError(
                 f"The summarizer model's context ({self.runtime.context_window} tokens) cannot "
                 f"hold a request and a {max_new}-token reply; lower summarizer.max_new_tokens."
@@ -121,10 +128,10 @@ class ModelSummarizer:
         if self.runtime.count_tokens(request) <= limit:
             result.chunks += 1
             return self._generate(request, max_new, result)
-        if previous and self.runtime.count_tokens(self._request(previous, [])) > limit // 2:
-            # The running summary itself crowds the request: shrink it first.
-            previous = self.condense(previous, limit // 4, result)
-            return self._fold(previous, turns, max_new, result)
+        if previous and not previous_condensed and self.runtime.count_text(previous) > room // 2:
+            # The running summary itself crowds the request: shrink it once, first.
+            previous = self.condense(previous, room // 3, result)
+            return self._fold(previous, turns, max_new, result, previous_condensed=True)
         if len(turns) > 1:
             # Chunk and recurse: fold the older half, then the newer half into that.
             middle = len(turns) // 2

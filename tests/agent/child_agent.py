@@ -39,8 +39,9 @@ def main(argv: list[str]) -> None:
         return
     text, go = argv[3], Path(argv[4])
     runtime = ScriptedRuntime(default="a short reply", chunk_delay_s=0.001)
-    with Agent.open(url, runtime, summarizer=SlowExtractive(),
-                    max_prompt_tokens=300, reply_reserve=32) as agent:
+    with Agent.open(
+        url, runtime, summarizer=SlowExtractive(), max_prompt_tokens=300, reply_reserve=32
+    ) as agent:
         agent.preview_prompt(cid, "warm up")  # open connections before the race
         while not go.exists():
             time.sleep(0.005)

@@ -7,7 +7,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
 from recursa.agent import Agent
 from recursa.agent.runtime.scripted import ScriptedRuntime
 

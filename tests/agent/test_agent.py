@@ -13,7 +13,6 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 import pytest
-
 from recursa.agent import Agent, CancelToken, PromptPlan, StreamChunk, TurnFailedError
 from recursa.agent.errors import BudgetError, InvalidInputError, NotFoundError
 from recursa.agent.runtime.scripted import ScriptedRuntime
@@ -165,7 +164,9 @@ class FailingSummarizer:
 
     name = "failing"
 
-    def fold(self, previous: str | None, turns: Sequence[Turn], *, max_tokens: int) -> SummaryResult:
+    def fold(
+        self, previous: str | None, turns: Sequence[Turn], *, max_tokens: int
+    ) -> SummaryResult:
         raise SummarizationError("The summarizer model returned an empty summary.")
 
 
@@ -211,7 +212,9 @@ def test_compaction_conflict_is_not_applied_twice(make_agent: MakeAgent) -> None
     class Racing:
         name = "racing"
 
-        def fold(self, previous: str | None, turns: Sequence[Turn], *, max_tokens: int) -> SummaryResult:
+        def fold(
+            self, previous: str | None, turns: Sequence[Turn], *, max_tokens: int
+        ) -> SummaryResult:
             second.compact(cid, force=True)  # the other process wins the race
             return SummaryResult("late summary", "summarize/v1", "racing")
 

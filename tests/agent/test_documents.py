@@ -8,7 +8,6 @@ from datetime import UTC, datetime
 from typing import Any
 
 import pytest
-
 from recursa.agent import Agent
 from recursa.agent.documents import ConversationDocument
 from recursa.agent.errors import InvalidInputError
@@ -32,8 +31,12 @@ DOC: dict[str, Any] = {
             "created_at": "2024-03-01T09:01:30.250000+02:00",
             "metadata": {"lang": "en", "tags": ["trip", 1, None, {"deep": True}]},
         },
-        {"role": "assistant", "content": "Noted: Lisbon, 12 May.", "created_at": "2024-03-01T09:02:00Z"},
-        {"role": "user", "content": "ünïcødé ✓ and \"quotes\""},
+        {
+            "role": "assistant",
+            "content": "Noted: Lisbon, 12 May.",
+            "created_at": "2024-03-01T09:02:00Z",
+        },
+        {"role": "user", "content": 'ünïcødé ✓ and "quotes"'},
     ],
 }
 
@@ -137,8 +140,10 @@ def test_malformed_documents_are_rejected_and_nothing_is_written(
 def test_store_rejection_mid_import_leaves_nothing(make_agent: MakeAgent) -> None:
     """A document the store refuses (NUL in content) is not half-imported."""
     agent = make_agent()
-    bad = {"title": "x", "messages": [{"role": "user", "content": "ok"},
-                                      {"role": "user", "content": "bad\x00byte"}]}
+    bad = {
+        "title": "x",
+        "messages": [{"role": "user", "content": "ok"}, {"role": "user", "content": "bad\x00byte"}],
+    }
     with pytest.raises(InvalidInputError):
         agent.import_conversation(bad)
     assert agent.list_conversations(include_archived=True) == []

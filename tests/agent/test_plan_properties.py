@@ -11,7 +11,6 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-
 from recursa.agent.compaction import (
     Marks,
     WindowItem,
@@ -55,15 +54,21 @@ def histories(draw: st.DrawFn) -> dict:
     records = [record(i + 1, "user" if i % 2 == 0 else "assistant", t) for i, t in enumerate(texts)]
     covered = draw(st.integers(0, n))
     pinned_seqs = draw(st.sets(st.integers(1, max(1, covered)), max_size=3)) if covered else set()
-    records = [
-        record(r.seq, r.role, r.content, pinned=r.seq in pinned_seqs) for r in records
-    ]
+    records = [record(r.seq, r.role, r.content, pinned=r.seq in pinned_seqs) for r in records]
     summary = None
     if covered and draw(st.booleans()):
         summary = SummaryRecord(
-            id=7, conversation_id=1, covers_from_seq=1, covers_through_seq=covered,
-            parent_id=None, depth=1, content=draw(text_st), token_count=0,
-            tokenizer_id=COUNTER.tokenizer_id, model="scripted", prompt_version="summarize/v1",
+            id=7,
+            conversation_id=1,
+            covers_from_seq=1,
+            covers_through_seq=covered,
+            parent_id=None,
+            depth=1,
+            content=draw(text_st),
+            token_count=0,
+            tokenizer_id=COUNTER.tokenizer_id,
+            model="scripted",
+            prompt_version="summarize/v1",
             created_at=T0,
         )
     else:
@@ -77,9 +82,7 @@ def histories(draw: st.DrawFn) -> dict:
         "summary": summary,
         "new": draw(text_st),
         "budget": draw(st.integers(30, 600)),
-        "shares": draw(
-            st.tuples(st.floats(0, 0.35), st.floats(0, 0.3), st.floats(0.1, 0.35))
-        ),
+        "shares": draw(st.tuples(st.floats(0, 0.35), st.floats(0, 0.3), st.floats(0.1, 0.35))),
         "policy": draw(st.sampled_from(["window", "summary", "summary+recall"])),
         "max_hits": draw(st.integers(0, 8)),
     }
@@ -143,7 +146,7 @@ def test_plan_keeps_system_and_new_never_duplicates_and_window_is_a_suffix(h: di
     in_candidates = set(candidates)
     unpinned = [m.id for m in window.messages if m.id in in_candidates] if window else []
     if unpinned:
-        assert unpinned == candidates[len(candidates) - len(unpinned):]
+        assert unpinned == candidates[len(candidates) - len(unpinned) :]
     # Everything left out of the window is reported as dropped (compaction due).
     assert sorted(set(candidates) - set(unpinned)) == plan.dropped_ids
     if plan.policy == "window":
@@ -161,8 +164,12 @@ def test_message_too_large_for_budget_is_rejected_with_sizes() -> None:
     """A new message that cannot fit even alone raises BudgetError naming its size and budget."""
     with pytest.raises(BudgetError, match=r"The message is \d+ tokens.*budget is 40 tokens"):
         build_plan(
-            counter=COUNTER, templates=TEMPLATES, system_prompt="sys", new=NewText("word " * 50),
-            budget=40, budget_settings=BudgetSettings(),
+            counter=COUNTER,
+            templates=TEMPLATES,
+            system_prompt="sys",
+            new=NewText("word " * 50),
+            budget=40,
+            budget_settings=BudgetSettings(),
         )
 
 
@@ -186,8 +193,11 @@ def test_message_cost_is_what_a_message_adds_after_a_system_message() -> None:
 def windows(draw: st.DrawFn) -> tuple[list[WindowItem], int, Marks, int]:
     covered = draw(st.integers(0, 50))
     n = draw(st.integers(0, 30))
-    roles = draw(st.lists(st.sampled_from(["user", "assistant", "assistant", "system"]),
-                          min_size=n, max_size=n))
+    roles = draw(
+        st.lists(
+            st.sampled_from(["user", "assistant", "assistant", "system"]), min_size=n, max_size=n
+        )
+    )
     gaps = draw(st.lists(st.integers(1, 3), min_size=n, max_size=n))
     seq = covered
     items = []
@@ -207,8 +217,13 @@ def test_compaction_evicts_whole_oldest_exchanges_and_moves_coverage_forward(
 ) -> None:
     """Eviction takes a prefix of whole exchanges, keeps the newest one, ends under low water."""
     items, covered, marks, pending = w
-    d = decide_compaction(items, marks, covered_through_seq=covered, pending_tokens=pending,
-                          must_evict_through_seq=must)
+    d = decide_compaction(
+        items,
+        marks,
+        covered_through_seq=covered,
+        pending_tokens=pending,
+        must_evict_through_seq=must,
+    )
     total = sum(i.tokens for i in items) + pending
     assert d.window_tokens_before == total
     if not d.needed:
@@ -255,6 +270,4 @@ def test_compaction_rejects_items_inside_coverage() -> None:
     with pytest.raises(ValueError, match="inside the summary's coverage"):
         decide_compaction([WindowItem(1, 3, "user", 5)], Marks(10, 5), covered_through_seq=3)
     with pytest.raises(ValueError, match="increasing seq"):
-        decide_compaction(
-            [WindowItem(1, 5, "user", 5), WindowItem(2, 4, "user", 5)], Marks(10, 5)
-        )
+        decide_compaction([WindowItem(1, 5, "user", 5), WindowItem(2, 4, "user", 5)], Marks(10, 5))

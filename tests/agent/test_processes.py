@@ -9,8 +9,6 @@ import sys
 import time
 from pathlib import Path
 
-import pytest
-
 from recursa.agent import Agent
 from recursa.agent.runtime.scripted import ScriptedRuntime
 
@@ -65,16 +63,19 @@ def test_two_processes_send_to_one_conversation(db_url: str, tmp_path: Path) -> 
     """Both turns are stored, seqs stay consistent, and the due compaction happens once."""
     history = {
         "messages": [
-            {"role": "user" if i % 2 == 0 else "assistant",
-             "content": f"old line {i} with a few more words to fill the window"}
+            {
+                "role": "user" if i % 2 == 0 else "assistant",
+                "content": f"old line {i} with a few more words to fill the window",
+            }
             for i in range(40)
         ]
     }
     with Agent.open(db_url, ScriptedRuntime()) as agent:
         cid = agent.import_conversation(history)
     go = tmp_path / "go"
-    children = [_spawn("send", db_url, str(cid), f"hello from child {n}", str(go))
-                for n in range(2)]
+    children = [
+        _spawn("send", db_url, str(cid), f"hello from child {n}", str(go)) for n in range(2)
+    ]
     time.sleep(1.5)  # both children open their stores and wait
     go.touch()
     outputs = []

@@ -5,7 +5,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-
 from recursa.agent.errors import ConfigError
 from recursa.agent.settings import Settings
 
@@ -31,7 +30,10 @@ def test_toml_file_is_read_and_env_overrides_it(
     )
     s = Settings.load()
     assert (s.policy, s.model, s.budget.max_prompt_tokens, s.budget.reply_reserve) == (
-        "window", "scripted", 700, 99,
+        "window",
+        "scripted",
+        700,
+        99,
     )
     monkeypatch.setenv("RECURSA_BUDGET__MAX_PROMPT_TOKENS", "512")
     monkeypatch.setenv("RECURSA_POLICY", "summary")
@@ -44,8 +46,9 @@ def test_toml_file_is_read_and_env_overrides_it(
 def test_flat_and_nested_names_are_equivalent() -> None:
     """max_prompt_tokens=512 is budget={'max_prompt_tokens': 512}."""
     a = Settings.load(max_prompt_tokens=512, max_new_tokens=20, policy="window")
-    b = Settings.load(budget={"max_prompt_tokens": 512}, generation={"max_new_tokens": 20},
-                      policy="window")
+    b = Settings.load(
+        budget={"max_prompt_tokens": 512}, generation={"max_new_tokens": 20}, policy="window"
+    )
     assert a == b
 
 
