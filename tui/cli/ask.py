@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import sys
-from typing import Any
+import threading
+from typing import TYPE_CHECKING, Any
 
 import click
 from recursa.tui.cli.common import (
@@ -14,6 +15,9 @@ from recursa.tui.cli.common import (
     open_agent,
     short,
 )
+
+if TYPE_CHECKING:
+    from recursa.agent.agent import ReplyStream
 
 INTERRUPTED_EXIT = 130
 
@@ -50,16 +54,11 @@ def ask_command(text: str | None, conversation_id: int | None, model: str | None
         elif system_prompt is not None:
             agent.set_system_prompt(conversation_id, system_prompt)
         stream = agent.stream(conversation_id, message)
-        try:
-            for chunk in stream:
-                if chunk.event == "text" and not as_json:
-                    click.echo(chunk.text, nl=False)
-                    sys.stdout.flush()
-        except KeyboardInterrupt:
-            stream.close()  # the partial reply is stored as interrupted
-            click.echo("", err=False)
-            raise CliError("Interrupted; the partial reply was stored.", INTERRUPTED_EXIT) from None
+        interrupted = _drain(stream, echo=not as_json)
         reply = stream.reply
+        if interrupted:
+            click.echo()
+            raise CliError("Interrupted; the partial reply was stored.", INTERRUPTED_EXIT)
     assert reply is not None
     if as_json:
         echo_json({
@@ -74,6 +73,44 @@ def ask_command(text: str | None, conversation_id: int | None, model: str | None
         })
     else:
         click.echo()
+
+
+def _drain(stream: ReplyStream, *, echo: bool) -> bool:
+    """Print the stream's text as it comes; True when Ctrl-C stopped it.
+
+    The stream is read in a worker thread so that Ctrl-C lands in this thread,
+    never inside the turn: the turn then sees a cancel, and stores the partial
+    reply as interrupted before it ends.
+    """
+    failure: list[BaseException] = []
+    finished = threading.Event()
+
+    def pump() -> None:
+        try:
+            for chunk in stream:
+                if chunk.event == "text" and echo:
+                    click.echo(chunk.text, nl=False)
+                    sys.stdout.flush()
+        except BaseException as exc:  # re-raised in the main thread below
+            failure.append(exc)
+        finally:
+            finished.set()
+
+    worker = threading.Thread(target=pump, name="recursa-ask", daemon=True)
+    worker.start()
+    interrupted = False
+    # Wait on an Event, not Thread.join: a join interrupted by Ctrl-C can make
+    # is_alive() report False while the thread still runs (seen on CPython 3.11).
+    while not finished.is_set():
+        try:
+            finished.wait(0.1)
+        except KeyboardInterrupt:
+            interrupted = True
+            stream.cancel()  # a second Ctrl-C while the reply is being stored is ignored
+    worker.join()
+    if failure:
+        raise failure[0]
+    return interrupted
 
 
 def _message(text: str | None) -> str:
