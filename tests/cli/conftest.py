@@ -14,6 +14,34 @@ from recursa.agent.runtime.scripted import ScriptedRuntime
 from recursa.tui.cli import cli
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
+REPO = Path(__file__).resolve().parents[2]
+
+
+def load_suite_module(name: str, relative: str) -> Any:
+    """A helper module of the suite by path (the test folders are not packages)."""
+    import importlib.util
+    import sys
+
+    if name in sys.modules:
+        return sys.modules[name]
+    spec = importlib.util.spec_from_file_location(name, REPO / relative)
+    assert spec and spec.loader
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module  # dataclasses look their module up while the class is built
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture
+def suite_conftest() -> Any:
+    """tests/conftest.py as a module (for fresh_postgres_database), whatever `conftest` is now."""
+    return load_suite_module("cli_suite_conftest", "tests/conftest.py")
+
+
+@pytest.fixture
+def openai_server() -> Any:
+    """tests/runtime/openai_server.py: a real OpenAI-compatible server on 127.0.0.1."""
+    return load_suite_module("cli_openai_server", "tests/runtime/openai_server.py")
 
 
 @dataclass

@@ -70,6 +70,27 @@ def test_ask_with_an_unreachable_server_is_exit_1(run):
     assert "Traceback" not in result.output
 
 
+def test_a_model_failing_mid_reply_exits_1_and_the_failure_is_stored(run, openai_server):
+    behaviour = openai_server.Behaviour(models=("m",), cut_after_chunks=2)
+    with openai_server.serve(behaviour) as server:
+        result = run("ask", "-m", f"openai:m@{server.base_url}", "Tell me a story")
+    assert result.exit_code == 1
+    last_line = result.stderr.strip().splitlines()[-1]
+    assert last_line.startswith("Error: The model failed while replying")
+    messages = run.json("conversations", "show", "1")["messages"]
+    assert [(m["role"], m["status"]) for m in messages] == [("user", "complete"),
+                                                           ("assistant", "error")]
+    assert "error" in messages[1]["metadata"]
+
+
+def test_ask_json_through_an_openai_compatible_server(run, openai_server):
+    with openai_server.serve(openai_server.Behaviour(models=("m",))) as server:
+        data = run.json("ask", "-m", f"openai:m@{server.base_url}", "Hello")
+    assert data["text"] == "Hello from the test server, one word at a time."
+    assert data["model"] == f"openai:m@{server.base_url}"
+    assert data["usage"]["prompt_tokens"] > 0
+
+
 def test_ask_with_a_bad_setting_in_the_environment_is_a_usage_error(run, monkeypatch):
     monkeypatch.setenv("RECURSA_POLICY", "nonsense")
     result = run("ask", "-m", "scripted", "hi")

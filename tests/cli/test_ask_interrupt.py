@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import signal
@@ -10,27 +9,12 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Any
 
-REPO = Path(__file__).resolve().parents[2]
 RECURSA = Path(sys.executable).with_name("recursa")
 
 
-def _openai_server_module() -> Any:
-    name = "cli_interrupt_openai_server"
-    if name in sys.modules:
-        return sys.modules[name]
-    spec = importlib.util.spec_from_file_location(
-        name, REPO / "tests" / "runtime" / "openai_server.py")
-    assert spec and spec.loader
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module
-    spec.loader.exec_module(module)
-    return module
-
-
-def test_ctrl_c_stores_the_partial_reply_and_exits_130(tmp_path):
-    server_mod = _openai_server_module()
+def test_ctrl_c_stores_the_partial_reply_and_exits_130(tmp_path, openai_server):
+    server_mod = openai_server
     behaviour = server_mod.Behaviour(
         models=("slow",), reply=" ".join(f"word{i}" for i in range(200)), chunk_delay_s=0.2)
     db = f"sqlite:///{tmp_path / 'int.db'}"

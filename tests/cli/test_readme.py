@@ -21,7 +21,6 @@ The model behind `recursa ask` and the library example is the scripted model
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import re
@@ -95,20 +94,7 @@ def _translate(line: str, env: dict[str, str]) -> str:
     return stripped
 
 
-def _load(name: str, path: Path) -> Any:
-    """A helper module of the suite by path (test folders are not packages)."""
-    if name in sys.modules:
-        return sys.modules[name]
-    spec = importlib.util.spec_from_file_location(name, path)
-    assert spec and spec.loader
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module  # dataclasses look their module up while the class is built
-    spec.loader.exec_module(module)
-    return module
-
-
-def _server(stack: ExitStack, models: tuple[str, ...]) -> str:
-    module = _load("readme_openai_server", REPO / "tests" / "runtime" / "openai_server.py")
+def _server(module: Any, stack: ExitStack, models: tuple[str, ...]) -> str:
     server = stack.enter_context(module.serve(module.Behaviour(models=models)))
     return str(server.base_url)
 
@@ -118,7 +104,7 @@ CLI_CHECK = "recursa conversations list --all --json > listing.json\n"
 
 
 @pytest.mark.parametrize("block", [b for _, b in sh_blocks()], ids=[i for i, _ in sh_blocks()])
-def test_readme_shell_block_runs(block, tmp_path, recursa_home):
+def test_readme_shell_block_runs(block, tmp_path, recursa_home, openai_server, suite_conftest):
     env = os.environ.copy()
     env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
     env["RECURSA_MODEL"] = "scripted"
@@ -131,11 +117,11 @@ def test_readme_shell_block_runs(block, tmp_path, recursa_home):
             base = os.environ.get("RECURSA_TEST_POSTGRES_URL")
             if not base:
                 pytest.skip("PostgreSQL README block: set RECURSA_TEST_POSTGRES_URL to run it")
-            suite = _load("readme_suite_conftest", REPO / "tests" / "conftest.py")
-            env["README_PG_URL"] = stack.enter_context(suite.fresh_postgres_database(base))
+            env["README_PG_URL"] = stack.enter_context(
+                suite_conftest.fresh_postgres_database(base))
         match = OPENAI_EXAMPLE.search(block)
         if match:
-            env["README_OPENAI_URL"] = _server(stack, (match["model"],))
+            env["README_OPENAI_URL"] = _server(openai_server, stack, (match["model"],))
         lines = [_translate(line, env) for line in block.splitlines() if line.strip()]
         script = "set -euo pipefail\n" + "\n".join(lines) + "\n"
         if is_cli_block:
