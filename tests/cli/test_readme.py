@@ -172,3 +172,11 @@ def test_readme_library_example_runs_on_the_default_model(recursa_home):
     out = _run_library_example(None, recursa_home).splitlines()
     assert len(out) >= 3 and out[0].strip()
     assert any(re.fullmatch(r"\d+ of \d+ prompt tokens", line) for line in out)
+
+
+def test_readme_links_and_images_point_at_files_that_exist():
+    text = README.read_text(encoding="utf-8")
+    targets = re.findall(r"\]\((?!https?://)([^)#\s]+)\)", text)
+    assert "docs/screenshot.svg" in targets and "docs/cli.md" in targets
+    for target in targets:
+        assert (REPO / target).is_file(), f"README links to a missing file: {target}"
