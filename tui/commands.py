@@ -76,15 +76,16 @@ COMMANDS: tuple[Command, ...] = (
     # the selected message
     Command("pin_message", "p", "Pin / unpin message",
             "Pin the selected message (pinned messages always stay in the prompt), or unpin it.",
-            scope="messages"),
+            scope="messages", show_in_footer=True),
     Command("copy_message", "y,c", "Copy message", "Copy the selected message to the clipboard.",
-            scope="messages"),
+            scope="messages", show_in_footer=True),
     Command("rate_good", "plus,equals_sign", "Rate reply good",
-            "Rate the selected reply as good (used to pick fine-tuning data).", scope="messages"),
+            "Rate the selected reply as good (used to pick fine-tuning data).", scope="messages",
+            show_in_footer=True),
     Command("rate_bad", "minus", "Rate reply bad", "Rate the selected reply as bad.",
-            scope="messages"),
+            scope="messages", show_in_footer=True),
     Command("inspect_message", "i,enter", "Inspect message",
-            "Open the inspector on the selected reply.", scope="messages"),
+            "Open the inspector on the selected reply.", scope="messages", show_in_footer=True),
     # the composer (documented here; the widget handles the keys itself)
     Command("send", "enter", "Send", "Send the message.", scope="composer", palette=False),
     Command("newline", "ctrl+j,shift+enter,alt+enter", "New line",
@@ -93,11 +94,12 @@ COMMANDS: tuple[Command, ...] = (
     Command("open_conversation", "enter", "Open", "Open the highlighted conversation.",
             scope="sidebar", palette=False),
     Command("sidebar_rename", "r", "Rename", "Rename the highlighted conversation.",
-            scope="sidebar", palette=False),
+            scope="sidebar", palette=False, show_in_footer=True),
     Command("sidebar_archive", "a", "Archive", "Archive the highlighted conversation.",
-            scope="sidebar", palette=False),
+            scope="sidebar", palette=False, show_in_footer=True),
     Command("sidebar_delete", "delete,d", "Delete",
-            "Delete the highlighted conversation (asks first).", scope="sidebar", palette=False),
+            "Delete the highlighted conversation (asks first).", scope="sidebar", palette=False,
+            show_in_footer=True),
 )
 
 

@@ -12,6 +12,7 @@ import asyncio
 import os
 import sys
 import tempfile
+import time
 from datetime import timedelta
 from pathlib import Path
 
@@ -29,6 +30,8 @@ DRAFT = "Which question should I ask Ada first?"
 async def shoot(target: Path) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         os.environ["RECURSA_HOME"] = tmp
+        os.environ["TZ"] = "UTC"  # the demo's fixed timestamps, shown the same everywhere
+        time.tzset()
         db = f"sqlite:///{Path(tmp) / 'demo.db'}"
         seed = Agent.open(db, ScriptedRuntime())
         try:

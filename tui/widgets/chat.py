@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
+from datetime import UTC, datetime
 
 from recursa.agent import MessageInfo
 from recursa.tui.commands import bindings
@@ -21,6 +22,14 @@ from textual.reactive import reactive
 from textual.widget import Widget
 from textual.widgets import Markdown, Static
 from textual.widgets.markdown import MarkdownStream
+
+
+def local_time(when: datetime) -> str:
+    """A stored (UTC) timestamp in the user's local time zone, to the minute."""
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    return when.astimezone().strftime("%Y-%m-%d %H:%M")
+
 
 ROLE_TITLES = {"user": "You", "assistant": "Assistant", "system": "System"}
 
@@ -43,7 +52,7 @@ class MessageData:
     def from_info(cls, m: MessageInfo) -> MessageData:
         return cls(
             id=m.id, seq=m.seq, role=m.role, content=m.content, status=m.status,
-            pinned=m.pinned, rating=m.rating, created=m.created_at.strftime("%Y-%m-%d %H:%M"),
+            pinned=m.pinned, rating=m.rating, created=local_time(m.created_at),
             superseded=bool(m.metadata.get("superseded")),
         )
 

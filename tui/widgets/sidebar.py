@@ -12,6 +12,7 @@ from typing import Literal
 
 from recursa.agent import ConversationInfo, SearchResult
 from recursa.tui.commands import bindings
+from recursa.tui.widgets.chat import local_time
 from rich.text import Text
 from textual import on
 from textual.app import ComposeResult
@@ -42,7 +43,7 @@ class ConversationItem(ListItem):
         yield Label(Text(conversation_title(info), overflow="ellipsis", no_wrap=True),
                     classes="title")
         count = f"{info.message_count} message" + ("" if info.message_count == 1 else "s")
-        when = info.updated_at.strftime("%Y-%m-%d %H:%M")
+        when = local_time(info.updated_at)
         yield Label(Text(f"{when} · {count}"), classes="meta")
 
 
