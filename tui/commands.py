@@ -42,9 +42,18 @@ class Command:
         return Binding(self.keys, action, self.title, show=self.show_in_footer)
 
 
+KEY_NAMES = {"plus": "+", "minus": "-", "equals_sign": "=", "escape": "Esc"}
+
+
 def _pretty(key: str) -> str:
+    """'ctrl+shift+a' -> 'Ctrl+Shift+A', 'plus' -> '+'."""
+    if key in KEY_NAMES:
+        return KEY_NAMES[key]
     parts = key.split("+")
-    return "+".join(p.capitalize() if len(p) > 1 else p for p in parts)
+    *mods, last = parts
+    shown = last.upper() if len(last) == 1 and mods else (
+        last if len(last) == 1 else last.capitalize())
+    return "+".join([*(m.capitalize() for m in mods), shown])
 
 
 COMMANDS: tuple[Command, ...] = (

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from recursa.tui.commands import COMMANDS, SCOPE_TITLES
+from rich.console import Group, RenderableType
 from rich.table import Table
 from textual.app import ComposeResult
 from textual.binding import Binding
@@ -11,20 +12,32 @@ from textual.screen import ModalScreen
 from textual.widgets import Static
 
 
-def help_table() -> Table:
-    table = Table(box=None, expand=True, show_header=False, padding=(0, 2, 0, 0))
-    table.add_column("key", style="bold", no_wrap=True)
-    table.add_column("command", no_wrap=True)
-    table.add_column("what it does", ratio=1)
+def help_table() -> Group:
+    """One table per place a key works, then the app-wide keys Textual provides."""
+    tables: list[Table] = []
     for scope, title in SCOPE_TITLES.items():
-        table.add_row(f"[u]{title}[/u]", "", "")
+        table = _table(title)
         for c in COMMANDS:
             if c.scope == scope:
                 table.add_row(c.key_display, c.title, c.help)
-        table.add_row("", "", "")
-    table.add_row("Ctrl+P", "Command palette", "Every command above, by name (and themes).")
-    table.add_row("Tab / Shift+Tab", "Move focus", "Between the list, the messages and the box.")
-    table.add_row("Ctrl+Q", "Quit", "")
+        tables.append(table)
+    general = _table("Textual")
+    general.add_row("Ctrl+P", "Command palette", "Every command above, by name (and themes).")
+    general.add_row("Tab / Shift+Tab", "Move focus", "Between the list, the messages and the box.")
+    general.add_row("Ctrl+Q", "Quit", "")
+    tables.append(general)
+    spaced: list[RenderableType] = []
+    for table in tables:
+        spaced += [table, ""]
+    return Group(*spaced)
+
+
+def _table(title: str) -> Table:
+    table = Table(title=title, title_justify="left", title_style="bold underline", box=None,
+                  expand=True, show_header=False, padding=(0, 2, 0, 0))
+    table.add_column("key", style="bold", no_wrap=True, min_width=18)
+    table.add_column("command", no_wrap=True, min_width=20)
+    table.add_column("what it does", ratio=1)
     return table
 
 
