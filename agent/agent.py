@@ -850,10 +850,19 @@ class Agent:
         params: GenerationParams | None = None,
         cancel: CancelToken | None = None,
     ) -> Reply:
-        """`send` in a worker thread, so the event loop keeps running."""
-        return await asyncio.to_thread(
-            self.send, conversation_id, text, params=params, cancel=cancel
-        )
+        """`send` in a worker thread, so the event loop keeps running.
+
+        Cancelling the awaiting task cancels the generation too (the partial
+        reply is stored as interrupted).
+        """
+        token = cancel or CancelToken()
+        try:
+            return await asyncio.to_thread(
+                self.send, conversation_id, text, params=params, cancel=token
+            )
+        except asyncio.CancelledError:
+            token.cancel()
+            raise
 
     async def astream(
         self,
@@ -1315,12 +1324,34 @@ class Agent:
             failure = exc
             notes.append(f"generation failed: {error}")
 
+        timings["generate_s"] = round(time.perf_counter() - t_gen, 6)
         if status != "error" and settings.policy != "window":
             # Fold old turns now, so the next turn's time to first token does not pay for it.
             pending = message_cost(runtime, "assistant", "".join(pieces)) if pieces else 0
             job = self._compaction_job(conv, settings, runtime, pending_tokens=pending)
             if job.decision.needed:
-                yield StreamChunk(event="compacting")
+                try:
+                    yield StreamChunk(event="compacting")
+                except GeneratorExit:
+                    # Closed after the text ended: keep the reply; compaction can wait.
+                    self._commit(
+                        conv,
+                        settings,
+                        runtime,
+                        user,
+                        plan,
+                        pieces,
+                        status,
+                        error,
+                        usage,
+                        gen_params,
+                        timings,
+                        t_gen,
+                        t_start,
+                        notes,
+                        compactions,
+                    )
+                    return
             report = self._run_compaction(job, when="after_reply")
             if report.status != "not_needed":
                 compactions.append(report)
@@ -1375,7 +1406,7 @@ class Agent:
         from recursa.memory.store import NewTrace
 
         text = "".join(pieces)
-        timings["generate_s"] = round(time.perf_counter() - t_gen, 6)
+        timings.setdefault("generate_s", round(time.perf_counter() - t_gen, 6))
         if usage is not None and usage.time_to_first_token_s is not None:
             timings["ttft_s"] = usage.time_to_first_token_s
         timings["compactions"] = [c.model_dump(mode="json") for c in compactions]

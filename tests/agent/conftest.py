@@ -19,10 +19,13 @@ def smollm() -> Iterator[Any]:
     pytest.importorskip("torch")
     pytest.importorskip("transformers")
     from recursa.agent.runtime.local import load_local
+    from recursa.agent.runtime.options import RuntimeOptions
 
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("RECURSA_CACHE_DIR", str(SHARED_CACHE))
-        runtime = load_local(name="smollm2-135m")
+        # One thread: on a busy shared machine, torch's thread pool competing with other
+        # processes for the same cores is several times slower than a single thread.
+        runtime = load_local(name="smollm2-135m", options=RuntimeOptions(threads=1))
     yield runtime
     runtime.close()
 
