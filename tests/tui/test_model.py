@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 from recursa.tui.app import RecursaApp
 from recursa.tui.widgets.inspector import SectionView
+from textual.widgets import Label
 from tui_helpers import ready, settle
 
 pytestmark = pytest.mark.model
@@ -18,7 +21,16 @@ async def test_smollm2_reply_is_streamed_shown_and_stored(tui_db):
     app = RecursaApp(model="smollm2-135m", db_url=tui_db,
                      settings={"max_new_tokens": 12, "temperature": 0.0})
     async with app.run_test(size=(120, 36)) as pilot:
-        screen = await ready(pilot)
+        screen = app.main_screen
+        # The window is up while the model loads: the loading line shows what is happening.
+        progress: set[str] = set()
+        while not screen.model_ready and app.model_error is None:
+            if screen.is_mounted and screen.query_one("#loading").has_class("-active"):
+                progress.add(str(screen.query_one("#loading-label", Label).render()))
+            await asyncio.sleep(0.01)
+        assert any("smollm2" in text.lower() for text in progress), progress
+        assert not screen.query_one("#loading").has_class("-active")
+        await ready(pilot)
         assert app.model_error is None, app.model_error
         assert screen.model_ready
         await pilot.press(*"What is the capital of France?", "enter")

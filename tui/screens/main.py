@@ -436,9 +436,7 @@ class MainScreen(ActionsMixin, Screen[None]):
 
     async def _append(self, view: MessageView, text: str) -> None:
         if view.is_attached:
-            await view.append_text(text)
-            if self.chat.cursor is None:
-                self.chat.scroll_end(animate=False)
+            await view.append_text(text)  # an anchored chat view follows the growing reply
 
     async def _turn_refused(
         self, message: str, text: str | None, user_view: MessageView | None,

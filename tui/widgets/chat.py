@@ -229,8 +229,9 @@ class ChatView(VerticalScroll, can_focus=True):
         await self.mount_all(views)
         self._loading = False
         if focus_seq is None:
-            self.call_after_refresh(self.scroll_end, animate=False)
+            self.anchor()  # stay at the newest message as replies grow, until the user scrolls
             return
+        self.anchor(False)
         target = next((i for i, v in enumerate(views) if v.data.seq == focus_seq), None)
         if target is None:
             target = max(0, min(len(views) - 1, len(views) // 2))
@@ -265,7 +266,9 @@ class ChatView(VerticalScroll, can_focus=True):
             await hint.remove()
         view = MessageView(data)
         await self.mount(view)
-        self.scroll_end(animate=False)
+        if data.role == "user":
+            self.cursor = None
+            self.anchor()  # the user just sent: follow the reply
         return view
 
     def view_for(self, message_id: int) -> MessageView | None:
