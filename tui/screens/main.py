@@ -204,7 +204,7 @@ class MainScreen(ActionsMixin, Screen[None]):
                 conversation_id = None
         if conversation_id is None and conversations:
             conversation_id = conversations[0].id
-        self.ui(self.sidebar.show_conversations, conversations, conversation_id)
+        self.ui(self.show_list, conversations, conversation_id)
         if conversation_id is None:
             self.ui(self._show_first_run)
         else:
@@ -284,11 +284,14 @@ class MainScreen(ActionsMixin, Screen[None]):
             if info is not None:
                 item.set_class(info.id == conversation_id, "-current")
 
+    def show_list(self, conversations: list[ConversationInfo], current: int | None) -> None:
+        """Refill the sidebar; one refill at a time, the newest wins."""
+        self.run_worker(self.sidebar.show_conversations(conversations, current),
+                        group="sidebar", exclusive=True)
+
     def refresh_conversations(self) -> None:
         def done(conversations: list[ConversationInfo]) -> None:
-            current = self.conversation.id if self.conversation else None
-            self.run_worker(self.sidebar.show_conversations(conversations, current),
-                            group="sidebar", exclusive=True)
+            self.show_list(conversations, self.conversation.id if self.conversation else None)
 
         agent = self.agent
         self.run_db(lambda: agent.list_conversations(limit=LIST_LIMIT), done,
