@@ -11,7 +11,7 @@ the sentences richest in names and numbers; benchmarks and tests name it as such
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -204,8 +204,9 @@ class ExtractiveSummarizer:
     the best ones are kept, in their original order, within the token limit.
     """
 
-    def __init__(self, count_text: object = None) -> None:
-        self._count = count_text if callable(count_text) else _word_count
+    def __init__(self, count_text: Callable[[str], int] | None = None) -> None:
+        # Pass the runtime's count_text so summaries fit their share in *its* tokens.
+        self._count = count_text or _word_count
 
     @property
     def name(self) -> str:
@@ -241,9 +242,8 @@ def _word_count(text: str) -> int:
     return len(re.findall(r"\w+|[^\w\s]", text))
 
 
-def cut_to_tokens(count_text: object, text: str, max_tokens: int) -> str:
+def cut_to_tokens(count_text: Callable[[str], int], text: str, max_tokens: int) -> str:
     """The longest word prefix of `text` within `max_tokens`, ending with '…'."""
-    assert callable(count_text)
     words = text.split()
     lo, hi = 0, len(words)
     while lo < hi:

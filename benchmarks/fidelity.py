@@ -207,7 +207,7 @@ def run_one(
     with Agent.open(
         f"sqlite:///{db}",
         runtime,
-        summarizer=ExtractiveSummarizer(),
+        summarizer=ExtractiveSummarizer(runtime.count_text),
         max_prompt_tokens=budget,
         reply_reserve=256,
         policy=policy,

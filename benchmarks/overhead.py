@@ -95,7 +95,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         with Agent.open(
             url,
             runtime,
-            summarizer=ExtractiveSummarizer(),
+            summarizer=ExtractiveSummarizer(runtime.count_text),
             max_prompt_tokens=args.budget,
             reply_reserve=256,
         ) as agent:

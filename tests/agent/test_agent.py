@@ -427,3 +427,25 @@ async def test_asend_and_astream_do_not_block_the_loop(make_agent: MakeAgent) ->
     assert reply.text == "x y z"
     assert chunks[-1].reply is not None and chunks[-1].reply.text == "p q"
     assert ticks > 3
+
+
+def test_prompt_prefix_is_stable_between_compactions(make_agent: MakeAgent) -> None:
+    """Between compactions, each prompt extends the previous one (KV-cache reuse works)."""
+    runtime = ScriptedRuntime(default=echo, context_window=2048)
+    agent = make_agent(runtime, max_prompt_tokens=600, reply_reserve=32)
+    cid = agent.create_conversation()
+    previous = None
+    extended = 0
+    for i in range(16):
+        reply = agent.send(cid, f"tell me about topic {i} and the weather")
+        trace = reply.trace
+        assert trace is not None
+        stable = [m for m in trace.messages[:-1] if not m["content"].startswith("Excerpts")]
+        if previous is not None and trace.summary_id == previous[0]:
+            assert stable[: len(previous[1])] == previous[1]
+            extended += 1
+        previous = (
+            trace.summary_id,
+            [*stable, trace.messages[-1], {"role": "assistant", "content": reply.text}],
+        )
+    assert extended >= 8
