@@ -149,3 +149,13 @@ def test_search_treats_fts_operators_as_plain_words(run, seed):
 def test_search_with_an_empty_query_is_a_usage_error(run):
     result = run("conversations", "search", "  ")
     assert result.exit_code == 2 and "empty" in result.stderr
+
+
+def test_brackets_in_titles_and_messages_are_printed_literally(run, seed):
+    """Rich markup in user text is shown as typed, never interpreted (or crashing on '[/]')."""
+    cid = seed("[red]Alarm[/] [/]", [("[bold]not bold[/bold] [/]", "ok [pinned]")])
+    assert "[red]Alarm[/] [/]" in run.ok("conversations", "list").stdout
+    shown = run.ok("conversations", "show", str(cid)).stdout
+    assert "[red]Alarm[/] [/]" in shown and "[bold]not bold[/bold] [/]" in shown
+    assert "ok [pinned]" in shown
+    assert "[red]Alarm[/] [/]" in run.ok("conversations", "search", "bold").stdout

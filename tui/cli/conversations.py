@@ -75,8 +75,8 @@ def show_command(conversation_id: int, as_md: bool, as_json: bool) -> None:
         echo_json({"conversation": info, "messages": messages})
         return
     out = console()
-    out.print(f"[bold]{info.title or '(untitled)'}[/bold]  conversation {info.id}, "
-              f"{info.message_count} messages, model {info.model or '-'}"
+    out.print(f"[bold]{_escape(info.title or '(untitled)')}[/bold]  conversation {info.id}, "
+              f"{info.message_count} messages, model {_escape(info.model or '-')}"
               + (", archived" if info.archived else ""), markup=True)
     if info.system_prompt:
         out.print(f"system prompt: {info.system_prompt}", markup=False)

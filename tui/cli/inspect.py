@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 import click
+from rich.markup import escape
 from recursa.tui.cli.common import (
     add_row,
     console,
@@ -131,8 +132,8 @@ def summaries_command(conversation_id: int, full: bool, as_json: bool) -> None:
         for s in chain:
             out.print(f"[bold]summary {s.id}[/bold] (depth {s.depth}, covers "
                       f"#{s.covers_from_seq}-#{s.covers_through_seq}, folds in "
-                      f"{s.parent_id or 'nothing'}, {s.token_count} tokens, {s.model})",
-                      markup=True)
+                      f"{s.parent_id or 'nothing'}, {s.token_count} tokens, "
+                      f"{escape(s.model or '-')})", markup=True)
             out.print(s.content, markup=False)
             out.print()
         return
