@@ -5,7 +5,6 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 import click
-from rich.markup import escape
 from recursa.tui.cli.common import (
     add_row,
     console,
@@ -18,6 +17,7 @@ from recursa.tui.cli.common import (
     table,
     when,
 )
+from rich.markup import escape
 
 if TYPE_CHECKING:
     from recursa.agent.plan import PlanSection, PromptPlan
