@@ -449,3 +449,22 @@ def test_prompt_prefix_is_stable_between_compactions(make_agent: MakeAgent) -> N
             [*stable, trace.messages[-1], {"role": "assistant", "content": reply.text}],
         )
     assert extended >= 8
+
+
+def test_turns_compaction_recall_and_traces_on_both_databases(db_url: str) -> None:
+    """The whole turn works the same on SQLite and PostgreSQL."""
+    runtime = ScriptedRuntime(default=echo, context_window=512)
+    with Agent.open(db_url, runtime, max_prompt_tokens=250, reply_reserve=32) as agent:
+        cid = agent.create_conversation(title="both")
+        fact = agent.send(cid, "my locker code is 4821")
+        for i in range(10):
+            agent.send(cid, f"filler number {i} about the weather and trains")
+        assert agent.summaries(cid)
+        plan = agent.preview_prompt(cid, "what is my locker code?")
+        assert plan.total_tokens <= plan.budget
+        recall = plan.section("recall")
+        assert recall is not None and fact.user_message_id in recall.message_ids
+        last = agent.messages(cid)[-1]
+        assert agent.reconstruct_prompt(last.id) == agent.trace(last.id).messages
+        doc = agent.export_conversation(cid)
+        assert agent.export_conversation(agent.import_conversation(doc)) == doc
