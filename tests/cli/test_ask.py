@@ -52,6 +52,12 @@ def test_ask_system_prompt_reaches_the_model(run):
     assert "Answer in French." in trace["plan"]["messages"][0]["content"]
 
 
+def test_ask_title_with_continue_is_a_usage_error(run):
+    first = run.json("ask", "-m", "scripted", "one")
+    result = run("ask", "-c", str(first["conversation_id"]), "-t", "New title", "two")
+    assert result.exit_code == 2 and "conversations rename" in result.stderr
+
+
 def test_ask_with_nothing_to_ask_is_a_usage_error(run):
     result = run("ask", "-m", "scripted", input="   \n")
     assert result.exit_code == 2 and "Nothing to ask" in result.stderr

@@ -41,6 +41,11 @@ def ask_command(text: str | None, conversation_id: int | None, model: str | None
     The message is TEXT, standard input, or both (`cat notes.txt | recursa ask
     "summarize this"` sends TEXT, a blank line, then the piped text).
     """
+    if title is not None and conversation_id is not None:
+        raise click.UsageError(
+            "--title names a new conversation; to retitle one, use "
+            "`recursa conversations rename ID TITLE`."
+        )
     message = _message(text)
     overrides: dict[str, Any] = {}
     if max_new_tokens is not None:
