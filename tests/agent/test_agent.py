@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
+import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -130,14 +131,27 @@ def test_closing_a_stream_early_stores_the_partial_reply(make_agent: MakeAgent) 
 
 def test_cancel_token_from_another_thread(make_agent: MakeAgent) -> None:
     """A CancelToken passed to send() stops generation from another thread."""
-    runtime = ScriptedRuntime(replies=["w " * 200], chunk_delay_s=0.005)
+    started = threading.Event()
+
+    def long_reply(messages: Sequence[Any]) -> str:
+        started.set()
+        return "w " * 200
+
+    runtime = ScriptedRuntime(default=long_reply, chunk_delay_s=0.005)
     agent = make_agent(runtime)
     cid = agent.create_conversation()
     token = CancelToken()
-    threading.Timer(0.1, token.cancel).start()
+
+    def cancel_soon() -> None:
+        started.wait(30)
+        time.sleep(0.1)
+        token.cancel()
+
+    threading.Thread(target=cancel_soon, daemon=True).start()
     reply = agent.send(cid, "talk", cancel=token)
     assert reply.status == "interrupted"
-    assert 0 < len(reply.text) < len("w " * 200)
+    assert len(reply.text) < len("w " * 200)
+    assert agent.get_message(reply.message_id).status == "interrupted"
 
 
 def test_model_error_mid_turn_is_recorded_and_next_turn_works(make_agent: MakeAgent) -> None:
