@@ -296,10 +296,13 @@ def compose(
     if seed is None:
         seed = base.seed
     if found is not None and params is None:
-        base = base.model_copy(update={
-            k: v for k, v in (("temperature", found.temperature), ("top_p", found.top_p))
-            if v is not None
-        })
+        base = base.model_copy(
+            update={
+                k: v
+                for k, v in (("temperature", found.temperature), ("top_p", found.top_p))
+                if v is not None
+            }
+        )
     guard_settings = _repetition(repetition)
     spec = CompositionSpec(
         target_tokens=target_tokens,
@@ -324,7 +327,9 @@ def compose(
     )
     try:
         header = store.append_message(
-            conv.id, "system", final_instructions,
+            conv.id,
+            "system",
+            final_instructions,
             metadata={_SPEC_KEY: spec.model_dump(mode="json")},
         )
         if opening:
@@ -334,8 +339,15 @@ def compose(
         raise
     token = cancel or CancelToken()
     run = _Run(
-        agent=agent, conv=conv, header=header, spec=spec, settings=agent.settings_for(conv.id),
-        runtime=runtime, templates=templates, summarizer=summarizer, cancel=token,
+        agent=agent,
+        conv=conv,
+        header=header,
+        spec=spec,
+        settings=agent.settings_for(conv.id),
+        runtime=runtime,
+        templates=templates,
+        summarizer=summarizer,
+        cancel=token,
         guard=RepetitionGuard(guard_settings),
     )
     run.guard.remember(opening)
@@ -397,8 +409,16 @@ def resume_composition(
         guard.calm = int(steps[-1].metadata.get("calm", 0))
     token = cancel or CancelToken()
     run = _Run(
-        agent=agent, conv=conv, header=header, spec=spec, settings=agent.settings_for(conv.id),
-        runtime=runtime, templates=templates, summarizer=summarizer, cancel=token, guard=guard,
+        agent=agent,
+        conv=conv,
+        header=header,
+        spec=spec,
+        settings=agent.settings_for(conv.id),
+        runtime=runtime,
+        templates=templates,
+        summarizer=summarizer,
+        cancel=token,
+        guard=guard,
     )
     run.tokens = generated
     run.index = max((int(r.metadata[_STEP_KEY]) for r in steps), default=0)
@@ -422,7 +442,8 @@ def composition_text(agent: Agent, composition_id: int) -> str:
     """The stored document: the opening followed by every stored step."""
     records = [r for r in agent.store.messages(composition_id) if usable(r)]
     return "".join(
-        r.content for r in records
+        r.content
+        for r in records
         if r.metadata.get(_OPENING_KEY) or (r.role == "assistant" and _STEP_KEY in r.metadata)
     )
 
@@ -551,15 +572,36 @@ class _Run:
         except (GeneratorExit, KeyboardInterrupt):
             # The reader went away (or Ctrl-C): keep what it already received.
             if pieces:
-                self._store_step(plan, params, pieces, usage, "interrupted", reports, notes,
-                                 plan_s, t_gen, None, "cancelled")
+                self._store_step(
+                    plan,
+                    params,
+                    pieces,
+                    usage,
+                    "interrupted",
+                    reports,
+                    notes,
+                    plan_s,
+                    t_gen,
+                    None,
+                    "cancelled",
+                )
             self.save_spec(self.spec.model_copy(update={"stop_reason": "cancelled"}))
             raise
         except Exception as exc:  # stored as far as it got, then re-raised typed
             if pieces:
-                self._store_step(plan, params, pieces, usage, "interrupted", reports,
-                                 [*notes, f"generation failed: {exc}"], plan_s, t_gen, None,
-                                 "error")
+                self._store_step(
+                    plan,
+                    params,
+                    pieces,
+                    usage,
+                    "interrupted",
+                    reports,
+                    [*notes, f"generation failed: {exc}"],
+                    plan_s,
+                    t_gen,
+                    None,
+                    "error",
+                )
             raise CompositionFailedError(
                 f"The model failed during step {self.index + 1} ({exc}). The finished steps "
                 f"are stored; resume with composition id {self.conv.id}.",
@@ -570,8 +612,9 @@ class _Run:
             status, finish = "interrupted", "cancelled"
         text = "".join(pieces)
         verdict = self.guard.observe(text) if status == "complete" else None
-        step = self._store_step(plan, params, pieces, usage, status, reports, notes, plan_s,
-                                t_gen, verdict, finish)
+        step = self._store_step(
+            plan, params, pieces, usage, status, reports, notes, plan_s, t_gen, verdict, finish
+        )
         yield self._progress("step", step=step)
         if finish == "cancelled":
             return "cancelled"
@@ -598,8 +641,7 @@ class _Run:
         update["stop"] = tuple(dict.fromkeys((*self.settings.generation.stop, *spec.stop)))
         controls = self.guard.controls()
         if controls is not None:
-            update["repetition_penalty"] = max(base.repetition_penalty,
-                                               controls.repetition_penalty)
+            update["repetition_penalty"] = max(base.repetition_penalty, controls.repetition_penalty)
             n = controls.no_repeat_ngram_size
             if base.no_repeat_ngram_size:
                 n = min(n, base.no_repeat_ngram_size) if n else base.no_repeat_ngram_size
@@ -649,8 +691,11 @@ class _Run:
                 notes.append(
                     f"repetition: {verdict.repeated:.0%} of the step's {self.guard.settings.n}-"
                     f"grams were already written; "
-                    + ("stopping" if verdict.action == "stop"
-                       else f"control level {verdict.level} for the next step")
+                    + (
+                        "stopping"
+                        if verdict.action == "stop"
+                        else f"control level {verdict.level} for the next step"
+                    )
                 )
         timings: dict[str, Any] = {
             "plan_s": round(plan_s, 6),
@@ -692,9 +737,16 @@ class _Run:
             self.doc_tail = text[-1:]
             self.last_finish = finish
         return CompositionStep(
-            index=index, message_id=message.id, seq=message.seq, text=text, tokens=tokens,
-            finish_reason=finish, status=status, prompt_tokens=plan.total_tokens,
-            budget=plan.budget, summary_id=plan.summary_id,
+            index=index,
+            message_id=message.id,
+            seq=message.seq,
+            text=text,
+            tokens=tokens,
+            finish_reason=finish,
+            status=status,
+            prompt_tokens=plan.total_tokens,
+            budget=plan.budget,
+            summary_id=plan.summary_id,
             repeated=verdict.repeated if verdict is not None else 0.0,
             control_level=self.guard.level,
         )
@@ -742,8 +794,13 @@ class _Run:
         total = 0
         page = 32
         while True:
-            batch = store.messages(self.conv.id, after_seq=after_seq, through_seq=through,
-                                   limit=page, newest_first=True)
+            batch = store.messages(
+                self.conv.id,
+                after_seq=after_seq,
+                through_seq=through,
+                limit=page,
+                newest_first=True,
+            )
             if not batch:
                 break
             text = [r for r in batch if usable(r) and r.role != "system"]
@@ -762,16 +819,18 @@ class _Run:
             return {}
         store, tid = self.agent.store, self.runtime.tokenizer_id
         cached = store.cached_token_counts([r.id for r in records], tid)
-        missing = {r.id: message_cost(self.runtime, r.role, r.content) for r in records
-                   if r.id not in cached}
+        missing = {
+            r.id: message_cost(self.runtime, r.role, r.content)
+            for r in records
+            if r.id not in cached
+        }
         if missing:
             store.store_token_counts(tid, missing)
             cached.update(missing)
         return cached
 
     def _marks(self) -> tuple[Marks, int]:
-        system = self.templates.render("system", system_prompt=self.spec.instructions,
-                                       summary=None)
+        system = self.templates.render("system", system_prompt=self.spec.instructions, summary=None)
         system_tokens = self.runtime.count_tokens([{"role": "system", "content": system}])
         flex = flexible_budget(self._budget(), system_tokens)
         cap = max(16, int(self.settings.budget.summary_share * flex))
@@ -783,14 +842,18 @@ class _Run:
         marks, cap = self._marks()
         latest = store.latest_summary(self.conv.id)
         covered = latest.covers_through_seq if latest else 0
-        records = [r for r in store.messages(self.conv.id, after_seq=covered)
-                   if usable(r) and r.role != "system"]
+        records = [
+            r
+            for r in store.messages(self.conv.id, after_seq=covered)
+            if usable(r) and r.role != "system"
+        ]
         costs = self._costs(records)
         # Every step is its own unit of eviction: the decision groups messages into
         # exchanges that start at a "user" message, so each item is labelled as one.
         items = [WindowItem(r.id, r.seq, "user", costs[r.id]) for r in records]
-        decision = decide_compaction(items, marks, covered_through_seq=covered,
-                                     must_evict_through_seq=must_evict_through_seq)
+        decision = decide_compaction(
+            items, marks, covered_through_seq=covered, must_evict_through_seq=must_evict_through_seq
+        )
         if not decision.needed:
             return None
         return _Job(latest, records, decision, cap, time.perf_counter())
@@ -805,12 +868,18 @@ class _Run:
 
         store = self.agent.store
         latest, records, decision, cap, start = (
-            job.latest, job.records, job.decision, job.cap, job.start
+            job.latest,
+            job.records,
+            job.decision,
+            job.cap,
+            job.start,
         )
         evicted = set(decision.evict_ids)
         turns = [Turn(r.role, r.content) for r in records if r.id in evicted]
         base = CompactionReport(
-            status="failed", when="before_reply", parent_id=latest.id if latest else None,
+            status="failed",
+            when="before_reply",
+            parent_id=latest.id if latest else None,
             covers_from_seq=decision.covers_from_seq,
             covers_through_seq=decision.covers_through_seq,
             evicted_ids=list(decision.evict_ids),
@@ -818,13 +887,17 @@ class _Run:
             window_tokens_after=decision.window_tokens_after,
         )
         try:
-            result = self._summarizer().fold(latest.content if latest else None, turns,
-                                              max_tokens=cap)
+            result = self._summarizer().fold(
+                latest.content if latest else None, turns, max_tokens=cap
+            )
         except RecursaError as exc:
-            return base.model_copy(update={
-                "error": str(exc), "duration_s": time.perf_counter() - start,
-                "notes": [f"summarization failed: {exc}"],
-            })
+            return base.model_copy(
+                update={
+                    "error": str(exc),
+                    "duration_s": time.perf_counter() - start,
+                    "notes": [f"summarization failed: {exc}"],
+                }
+            )
         tokens = self.runtime.count_text(result.content)
         try:
             record = store.add_summary(
@@ -847,17 +920,25 @@ class _Run:
                 },
             )
         except CompactionConflict as exc:
-            return base.model_copy(update={
-                "status": "conflict", "duration_s": time.perf_counter() - start,
-                "summarizer_calls": result.calls,
-                "notes": [f"another process compacted first; kept its summary ({exc})"],
-            })
+            return base.model_copy(
+                update={
+                    "status": "conflict",
+                    "duration_s": time.perf_counter() - start,
+                    "summarizer_calls": result.calls,
+                    "notes": [f"another process compacted first; kept its summary ({exc})"],
+                }
+            )
         self.compactions += 1
-        return base.model_copy(update={
-            "status": "compacted", "summary_id": record.id, "summary_tokens": tokens,
-            "summarizer_calls": result.calls, "duration_s": time.perf_counter() - start,
-            "notes": list(result.notes),
-        })
+        return base.model_copy(
+            update={
+                "status": "compacted",
+                "summary_id": record.id,
+                "summary_tokens": tokens,
+                "summarizer_calls": result.calls,
+                "duration_s": time.perf_counter() - start,
+                "notes": list(result.notes),
+            }
+        )
 
     def _summarizer(self) -> Summarizer:
         if self.summarizer is None:
@@ -875,12 +956,18 @@ class _Run:
     # -- chunks and the stored state ----------------------------------------------------------
 
     def _progress(
-        self, event: Literal["text", "compacting", "step"], text: str = "",
+        self,
+        event: Literal["text", "compacting", "step"],
+        text: str = "",
         step: CompositionStep | None = None,
     ) -> CompositionChunk:
         return CompositionChunk(
-            event=event, text=text, tokens=self.tokens, target_tokens=self.spec.target_tokens,
-            compactions=self.compactions, step=step,
+            event=event,
+            text=text,
+            tokens=self.tokens,
+            target_tokens=self.spec.target_tokens,
+            compactions=self.compactions,
+            step=step,
         )
 
     def save_spec(self, spec: CompositionSpec) -> None:
@@ -907,8 +994,11 @@ class _Run:
             text=self.prior_text + "".join(self.pieces_all),
         )
         return CompositionChunk(
-            event="done", tokens=self.tokens, target_tokens=self.spec.target_tokens,
-            compactions=self.compactions, result=result,
+            event="done",
+            tokens=self.tokens,
+            target_tokens=self.spec.target_tokens,
+            compactions=self.compactions,
+            result=result,
         )
 
 
@@ -972,8 +1062,9 @@ def _check_budget(
     flex = flexible_budget(budget, system_tokens)
     cue: ChatMessage = {"role": "user", "content": templates.render("continue", started=True)}
     cue_tokens = runtime.count_tokens([system, cue]) - system_tokens
-    summary_cap = max(16, int(settings.budget.summary_share * flex)) if (
-        settings.policy != "window") else 0
+    summary_cap = (
+        max(16, int(settings.budget.summary_share * flex)) if (settings.policy != "window") else 0
+    )
     step_overhead = message_cost(runtime, "assistant", "") + 2  # role markers, separator
     room = flex - cue_tokens - summary_cap - step_overhead
     if room < 1:

@@ -27,7 +27,7 @@ def words(text: str) -> list[str]:
 def ngrams(tokens: Sequence[str], n: int) -> list[tuple[str, ...]]:
     if n < 1:
         raise ValueError(f"n must be >= 1, got {n}")
-    return [tuple(tokens[i:i + n]) for i in range(len(tokens) - n + 1)]
+    return [tuple(tokens[i : i + n]) for i in range(len(tokens) - n + 1)]
 
 
 def distinct_n(tokens: Sequence[str], n: int) -> float:
@@ -86,8 +86,8 @@ def _has_repeat(ids: Sequence[int], length: int) -> bool:
     for start in range(1, len(ids) - length + 1):
         h = (h * base + ids[start + length - 1] - ids[start - 1] * power) % mod
         starts = seen.setdefault(h, [])
-        window = ids[start:start + length]
-        if any(ids[s:s + length] == window for s in starts):
+        window = ids[start : start + length]
+        if any(ids[s : s + length] == window for s in starts):
             return True
         starts.append(start)
     return False
@@ -118,9 +118,7 @@ class RepetitionSettings:
     min_ngrams: int = 6
     context_words: int = 600
     cooldown: int = 2
-    levels: tuple[Level, ...] = field(
-        default_factory=lambda: (Level(1.3, 4), Level(1.6, 3))
-    )
+    levels: tuple[Level, ...] = field(default_factory=lambda: (Level(1.3, 4), Level(1.6, 3)))
 
     def __post_init__(self) -> None:
         if self.n < 1:
@@ -138,8 +136,11 @@ class RepetitionSettings:
 
     def to_dict(self) -> dict[str, Any]:
         return {
-            "enabled": self.enabled, "n": self.n, "threshold": self.threshold,
-            "min_ngrams": self.min_ngrams, "context_words": self.context_words,
+            "enabled": self.enabled,
+            "n": self.n,
+            "threshold": self.threshold,
+            "min_ngrams": self.min_ngrams,
+            "context_words": self.context_words,
             "cooldown": self.cooldown,
             "levels": [[lv.repetition_penalty, lv.no_repeat_ngram_size] for lv in self.levels],
         }
@@ -150,7 +151,8 @@ class RepetitionSettings:
         raw_levels = values.pop("levels", None)
         levels = (
             tuple(Level(float(p), int(k)) for p, k in raw_levels)
-            if raw_levels is not None else cls().levels
+            if raw_levels is not None
+            else cls().levels
         )
         return cls(levels=levels, **values)
 
@@ -214,4 +216,3 @@ class RepetitionGuard:
         if not self.settings.enabled or self.level == 0:
             return None
         return self.settings.levels[self.level - 1]
-

@@ -96,18 +96,30 @@ def run_one(
     url = f"sqlite:///{folder / f'{memory}-{int(control)}.db'}"
     policy = "window" if memory == "truncation" else "summary"
     params = GenerationParams(temperature=args.temperature, top_p=1.0, repetition_penalty=1.0)
-    with Agent.open(url, _Shared(runtime), max_prompt_tokens=args.budget,  # type: ignore[arg-type]
-                    policy=policy) as agent:
+    with Agent.open(
+        url,
+        _Shared(runtime),
+        max_prompt_tokens=args.budget,  # type: ignore[arg-type]
+        policy=policy,
+    ) as agent:
         started = time.perf_counter()
         stream = compose(
-            agent, OPENING, target_tokens=args.target, step_tokens=args.step,
-            instructions=INSTRUCTIONS, seed=args.seed, params=params, repetition=control,
+            agent,
+            OPENING,
+            target_tokens=args.target,
+            step_tokens=args.step,
+            instructions=INSTRUCTIONS,
+            seed=args.seed,
+            params=params,
+            repetition=control,
         )
         for chunk in stream:
             if chunk.event == "step" and chunk.step is not None and args.verbose:
-                print(f"  [{memory} control={control}] step {chunk.step.index}: "
-                      f"{chunk.tokens}/{args.target} tokens, prompt {chunk.step.prompt_tokens}",
-                      flush=True)
+                print(
+                    f"  [{memory} control={control}] step {chunk.step.index}: "
+                    f"{chunk.tokens}/{args.target} tokens, prompt {chunk.step.prompt_tokens}",
+                    flush=True,
+                )
         seconds = time.perf_counter() - started
         result = stream.result
         assert result is not None
@@ -116,16 +128,25 @@ def run_one(
         if args.show_text:
             print(f"--- {memory}, control={control} ---\n{result.text[:1500]}\n", flush=True)
         return Row(
-            memory=memory, control=control, tokens=result.tokens, seconds=seconds,
-            distinct2=distinct_n(text_words, 2), distinct3=distinct_n(text_words, 3),
-            longest=longest_repeated_ngram(text_words), stop_reason=result.stop_reason,
-            steps=result.steps, compactions=result.compactions, max_prompt=max_prompt,
+            memory=memory,
+            control=control,
+            tokens=result.tokens,
+            seconds=seconds,
+            distinct2=distinct_n(text_words, 2),
+            distinct3=distinct_n(text_words, 3),
+            longest=longest_repeated_ngram(text_words),
+            stop_reason=result.stop_reason,
+            steps=result.steps,
+            compactions=result.compactions,
+            max_prompt=max_prompt,
         )
 
 
 def table(rows: list[Row], args: argparse.Namespace) -> str:
-    head = (f"Composition benchmark: SmolLM2-135M, budget {args.budget}, target {args.target} "
-            f"tokens, step {args.step}, temperature {args.temperature}, threads {args.threads}")
+    head = (
+        f"Composition benchmark: SmolLM2-135M, budget {args.budget}, target {args.target} "
+        f"tokens, step {args.step}, temperature {args.temperature}, threads {args.threads}"
+    )
     lines = [
         head,
         "",
@@ -150,12 +171,17 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--target", type=int, default=2048, help="tokens of text to generate")
     parser.add_argument("--budget", type=int, default=512, help="prompt budget (tokens)")
     parser.add_argument("--step", type=int, default=128, help="tokens per step")
-    parser.add_argument("--threads", type=int, default=1,
-                        help="torch threads (1 is fastest on a machine shared with others)")
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=1,
+        help="torch threads (1 is fastest on a machine shared with others)",
+    )
     parser.add_argument("--temperature", type=float, default=0.0, help="0: greedy decoding")
     parser.add_argument("--seed", type=int, default=1)
-    parser.add_argument("--only", choices=("truncation", "summary"), default=None,
-                        help="run one prompt memory only")
+    parser.add_argument(
+        "--only", choices=("truncation", "summary"), default=None, help="run one prompt memory only"
+    )
     parser.add_argument("--verbose", action="store_true", help="print every step")
     parser.add_argument("--show-text", action="store_true", help="print each text's start")
     args = parser.parse_args(argv)
@@ -169,11 +195,15 @@ def main(argv: list[str] | None = None) -> None:
         with tempfile.TemporaryDirectory(prefix="recursa-bench-compose-") as tmp:
             for memory in memories:
                 for control in (False, True):
-                    row = run_one(runtime, memory=memory, control=control, args=args,
-                                  folder=Path(tmp))
+                    row = run_one(
+                        runtime, memory=memory, control=control, args=args, folder=Path(tmp)
+                    )
                     rows.append(row)
-                    print(f"done: {memory}, control={control}: {row.tokens} tokens in "
-                          f"{row.seconds:.0f} s ({row.stop_reason})", flush=True)
+                    print(
+                        f"done: {memory}, control={control}: {row.tokens} tokens in "
+                        f"{row.seconds:.0f} s ({row.stop_reason})",
+                        flush=True,
+                    )
                     if len(rows) < 2 * len(memories):  # a long run shows what it has so far
                         print(table(rows, args) + "\n", flush=True)
     finally:

@@ -13,8 +13,9 @@ from recursa.tui.cli import cli
 
 
 def write(db_url: str, *args: str, input: str | None = None) -> Result:
-    result = CliRunner().invoke(cli, ["write", "--db", db_url, "-m", "scripted", *args],
-                                input=input)
+    result = CliRunner().invoke(
+        cli, ["write", "--db", db_url, "-m", "scripted", *args], input=input
+    )
     if result.exception is not None and not isinstance(result.exception, SystemExit):
         raise result.exception
     return result

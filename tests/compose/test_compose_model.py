@@ -91,16 +91,35 @@ def _wait_for_compaction(db_url: str, child: subprocess.Popen[bytes], *, steps: 
 
 
 def test_composition_past_the_budget_survives_sigkill_and_resumes(
-    smollm: Any, shared_model: Any, make_agent: Callable[..., Agent], sqlite_url: str,
+    smollm: Any,
+    shared_model: Any,
+    make_agent: Callable[..., Agent],
+    sqlite_url: str,
 ) -> None:
     """4x the budget: killed mid-composition, resumed from the last stored step, all exact."""
     env = {**os.environ, **ENV, "RECURSA_CACHE_DIR": str(SHARED_CACHE)}
     opening = "Today the weather"
     child = subprocess.Popen(
-        [sys.executable, "-c", "from recursa.tui.cli import main; main()", "write", opening,
-         "--tokens", str(TARGET), "--step", str(STEP), "--seed", "7", "--preset", "weather",
-         "--db", sqlite_url],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env,
+        [
+            sys.executable,
+            "-c",
+            "from recursa.tui.cli import main; main()",
+            "write",
+            opening,
+            "--tokens",
+            str(TARGET),
+            "--step",
+            str(STEP),
+            "--seed",
+            "7",
+            "--preset",
+            "weather",
+            "--db",
+            sqlite_url,
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env=env,
     )
     out, err = _Reader(child.stdout), _Reader(child.stderr)
     out.start()
@@ -138,7 +157,7 @@ def test_composition_past_the_budget_survives_sigkill_and_resumes(
     assert [m.id for m in steps[: len(before)]] == [m.id for m in before]
     assert [m.metadata["composition_step"] for m in steps] == list(range(1, len(steps) + 1))
     assert sum(m.metadata["tokens"] for m in steps) == TARGET
-    assert "".join(m.content for m in steps[len(before):]) == emitted
+    assert "".join(m.content for m in steps[len(before) :]) == emitted
     assert composition_text(agent, cid) == stored_before + emitted == result.document
 
     # Every step's prompt, recounted with the model's tokenizer and chat template.

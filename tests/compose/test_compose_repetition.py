@@ -19,7 +19,7 @@ from recursa.agent.compose_repetition import (
 def _brute_longest(tokens: list[str]) -> int:
     best = 0
     for length in range(1, len(tokens)):
-        grams = [tuple(tokens[i:i + length]) for i in range(len(tokens) - length + 1)]
+        grams = [tuple(tokens[i : i + length]) for i in range(len(tokens) - length + 1)]
         if len(set(grams)) < len(grams):
             best = length
     return best

@@ -348,8 +348,7 @@ def test_resume_refuses_chats_and_unknown_ids(make_agent: Callable[..., Agent]) 
 
 def test_composition_on_both_databases(db_url: str, make_agent: Callable[..., Agent]) -> None:
     """The same composition, interrupted and resumed, on SQLite and on PostgreSQL."""
-    agent = make_agent(ScriptedRuntime(default=numbered()), db_url=db_url,
-                       max_prompt_tokens=BUDGET)
+    agent = make_agent(ScriptedRuntime(default=numbered()), db_url=db_url, max_prompt_tokens=BUDGET)
     stream = compose(agent, "Start.", target_tokens=3 * BUDGET, step_tokens=32)
     emitted = []
     for chunk in stream:

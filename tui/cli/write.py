@@ -40,17 +40,16 @@ class _Progress:
 
     def __init__(self, err: IO[str], out: IO[str], composition_id: int) -> None:
         self._err = err
-        self._mode = (
-            "lines" if not err.isatty() else "title" if out.isatty() else "status"
-        )
+        self._mode = "lines" if not err.isatty() else "title" if out.isatty() else "status"
         self._id = composition_id
         self._shown = False
 
-    def update(self, tokens: int, target: int, compactions: int, steps: int, *,
-               event: str) -> None:
-        line = (f"[composition {self._id}] {tokens}/{target} tokens, step {steps}, "
-                f"{compactions} compaction{'s' if compactions != 1 else ''}"
-                + (" (compacting…)" if event == "compacting" else ""))
+    def update(self, tokens: int, target: int, compactions: int, steps: int, *, event: str) -> None:
+        line = (
+            f"[composition {self._id}] {tokens}/{target} tokens, step {steps}, "
+            f"{compactions} compaction{'s' if compactions != 1 else ''}"
+            + (" (compacting…)" if event == "compacting" else "")
+        )
         if self._mode == "status":
             self._err.write("\r\x1b[2K" + line)
             self._shown = True
