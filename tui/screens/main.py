@@ -17,6 +17,7 @@ from recursa.agent import (
     PromptPlan,
     Reply,
     ReplyStream,
+    SummaryInfo,
     TurnFailedError,
 )
 from recursa.agent.errors import NotFoundError, RecursaError
@@ -511,7 +512,7 @@ class MainScreen(ActionsMixin, Screen[None]):
 
     @on(Composer.Changed)
     def _composer_changed(self) -> None:
-        self.inspect_target = None if self.inspector_visible else self.inspect_target
+        self.inspect_target = None  # typing: the inspector follows the next prompt again
         self.schedule_preview()
 
     def schedule_preview(self, now: bool = False) -> None:
@@ -539,14 +540,16 @@ class MainScreen(ActionsMixin, Screen[None]):
         if not get_current_worker().is_cancelled:  # a newer preview replaced this one
             self.ui(self._show_preview, cid, text, plan, chain)
 
-    async def _show_preview(self, cid: int, text: str, plan: PromptPlan, chain: list) -> None:
+    async def _show_preview(
+        self, cid: int, text: str, plan: PromptPlan, chain: list[SummaryInfo]
+    ) -> None:
         if self.conversation is None or self.conversation.id != cid:
             return
         self.budget.status = ""
         self.budget.show_plan(plan)
         self.last_preview = (text, plan)
         if self.inspector_visible and self.inspect_target is None:
-            await self.inspector.show_preview(plan, chain)
+            await self.inspector.show_preview(plan, chain, placeholder=not text.strip())
 
     # --- the inspector ---------------------------------------------------------------------
 

@@ -142,10 +142,18 @@ class Inspector(VerticalScroll):
         ]
         await self._show(title, " · ".join(facts), trace.plan, chain, notes)
 
-    async def show_preview(self, plan: PromptPlan, chain: Sequence[SummaryInfo]) -> None:
-        """The prompt the next turn would use for the text being typed."""
+    async def show_preview(
+        self, plan: PromptPlan, chain: Sequence[SummaryInfo], *, placeholder: bool = False
+    ) -> None:
+        """The prompt the next turn would use for the text being typed.
+
+        `placeholder`: the message box is empty and the plan was made for a stand-in.
+        """
         facts = f"{plan.total_tokens} / {plan.budget} tokens · {plan.free_tokens} free"
         notes = list(plan.notes)
+        if placeholder:
+            notes.append("The message box is empty: the new message is a stand-in of one "
+                         "character until you type.")
         if plan.dropped_ids:
             notes.append(f"{len(plan.dropped_ids)} window messages do not fit: "
                          "the next turn compacts first")
