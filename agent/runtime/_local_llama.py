@@ -37,16 +37,6 @@ def supports(model: Any) -> bool:
     return rope.get("rope_type", rope.get("type", "default")) == "default"
 
 
-@dataclass
-class _Layer:
-    norm1: torch.Tensor
-    qkv: torch.Tensor
-    out: torch.Tensor
-    norm2: torch.Tensor
-    gate_up: torch.Tensor
-    down: torch.Tensor
-
-
 class KVState:
     """One conversation's KV cache: keys and values of the tokens in `ids`, in place."""
 
@@ -94,12 +84,84 @@ class KVState:
         self.k, self.v, self.capacity = k, v, capacity
 
 
-class LlamaEngine:
-    """Runs a Llama model's forward pass over a `KVState`, returning last-position logits."""
+class _Linear:
+    """One weight matrix in the engine's precision, applied as x @ W.T.
 
-    def __init__(self, model: Any, *, dtype: torch.dtype, device: torch.device) -> None:
+    float32/bfloat16/float16 keep the matrix as is; a one-row input (a decode
+    step) runs as a matrix-vector product, which CPU kernels stream faster than
+    a one-row matmul. int8 is weight-only quantization (per output row: int8
+    values and a scale; activations stay bfloat16): a decode step reads half the
+    bytes of bfloat16, and decode time on a CPU is bound by reading the weights.
+    The int8 kernel is slow for many rows, so prefill multiplies by a float32
+    copy of the *dequantized* matrix with float32 accumulation, the arithmetic
+    the int8 kernel does, so both paths use the same weights.
+
+    Only float32 computes a token the same way (to ~1e-5 in the logits) whether
+    it is prefilled in a batch or decoded alone; with 16-bit activations the
+    logits move by ~0.1-0.3 between the two, so greedy output with a reused KV
+    cache can differ from a full prefill where two tokens nearly tie.
+    """
+
+    __slots__ = ("dense", "packed", "scales", "out_features")
+
+    def __init__(self, weight: torch.Tensor, precision: str, device: torch.device) -> None:
+        weight = weight.detach().float()
+        self.out_features = weight.shape[0]
+        self.packed: torch.Tensor | None = None
+        self.scales: torch.Tensor | None = None
+        if precision == "int8":
+            scales = weight.abs().amax(dim=1).clamp(min=1e-8) / 127.0
+            quantized = torch.round(weight / scales[:, None]).clamp(-127, 127)
+            self.packed = quantized.to(torch.int8).to(device).contiguous()
+            self.scales = scales.to(device=device, dtype=torch.bfloat16)
+            weight = quantized * self.scales.float()[:, None]
+            precision = "float32"
+        self.dense = weight.to(device=device, dtype=getattr(torch, precision)).contiguous()
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        if x.shape[0] == 1:
+            if self.packed is not None:
+                return torch._weight_int8pack_mm(x, self.packed, self.scales)
+            return torch.mv(self.dense, x[0]).unsqueeze(0)
+        if self.packed is not None:
+            return F.linear(x.float(), self.dense).to(x.dtype)
+        return F.linear(x, self.dense)
+
+
+@dataclass
+class _Layer:
+    norm1: torch.Tensor
+    qkv: _Linear
+    out: _Linear
+    norm2: torch.Tensor
+    gate_up: _Linear
+    down: _Linear
+
+
+PRECISIONS = ("float32", "bfloat16", "float16", "int8")
+
+
+class LlamaEngine:
+    """Runs a Llama model's forward pass over a `KVState`, returning last-position logits.
+
+    `precision` is how the weights are held and multiplied: "float32",
+    "bfloat16", "float16" or "int8" (weight-only, CPU, bfloat16 activations).
+    The residual stream and the norms stay float32 in every precision, so
+    rounding does not pile up across the 30 layers.
+    """
+
+    def __init__(self, model: Any, *, precision: str, device: torch.device) -> None:
+        if precision not in PRECISIONS:
+            raise ValueError(f"unknown precision {precision!r}")
+        if precision == "int8" and device.type != "cpu":
+            raise ValueError("int8 weights are only supported on CPU")
         config = model.config
-        self.dtype = dtype
+        self.precision = precision
+        # `dtype` feeds the matrix multiplies; `kv_dtype` holds the rotary embedding,
+        # the KV cache and the attention. int8 keeps attention in float32: one-row
+        # float32 attention is as fast here as the 16-bit kernel and rounds less.
+        self.dtype = torch.bfloat16 if precision == "int8" else getattr(torch, precision)
+        self.kv_dtype = torch.float32 if precision == "int8" else self.dtype
         self.device = device
         self.heads = config.num_attention_heads
         self.kv_heads = config.num_key_value_heads
@@ -110,54 +172,60 @@ class LlamaEngine:
         rope = getattr(config, "rope_parameters", None) or {}
         theta = float(rope.get("rope_theta", getattr(config, "rope_theta", 10000.0)))
 
-        def w(t: torch.Tensor) -> torch.Tensor:
-            return t.detach().to(device=device, dtype=dtype).contiguous()
+        def lin(*weights: torch.Tensor) -> _Linear:
+            joined = torch.cat(weights) if len(weights) > 1 else weights[0]
+            return _Linear(joined, precision, device)
+
+        def vec(t: torch.Tensor) -> torch.Tensor:
+            return t.detach().to(device=device, dtype=torch.float32).contiguous()
 
         inner = model.model
-        self.embed = w(inner.embed_tokens.weight)
-        self.norm = w(inner.norm.weight)
-        head = model.lm_head.weight
-        self.lm_head = self.embed if head is inner.embed_tokens.weight else w(head)
+        # The embedding is only gathered from (a few rows per step): float32 is free.
+        self.embed = vec(inner.embed_tokens.weight)
+        self.norm = vec(inner.norm.weight)
+        self.lm_head = lin(model.lm_head.weight)
         self.layers = [
             _Layer(
-                norm1=w(layer.input_layernorm.weight),
-                qkv=w(
-                    torch.cat(
-                        [
-                            layer.self_attn.q_proj.weight,
-                            layer.self_attn.k_proj.weight,
-                            layer.self_attn.v_proj.weight,
-                        ]
-                    )
+                norm1=vec(layer.input_layernorm.weight),
+                qkv=lin(
+                    layer.self_attn.q_proj.weight,
+                    layer.self_attn.k_proj.weight,
+                    layer.self_attn.v_proj.weight,
                 ),
-                out=w(layer.self_attn.o_proj.weight),
-                norm2=w(layer.post_attention_layernorm.weight),
-                gate_up=w(torch.cat([layer.mlp.gate_proj.weight, layer.mlp.up_proj.weight])),
-                down=w(layer.mlp.down_proj.weight),
+                out=lin(layer.self_attn.o_proj.weight),
+                norm2=vec(layer.post_attention_layernorm.weight),
+                gate_up=lin(layer.mlp.gate_proj.weight, layer.mlp.up_proj.weight),
+                down=lin(layer.mlp.down_proj.weight),
             )
             for layer in inner.layers
         ]
-        self.intermediate = self.layers[0].down.shape[1]
-        # Rotary tables in float32 (as Hugging Face computes them), cast once.
+        self.intermediate = self.layers[0].gate_up.out_features // 2
+        # Rotary tables in float32 (as Hugging Face computes them), cast once. The sign of
+        # rotate_half is folded into the sine table so a rotation is a roll, two muls, an add.
         inv_freq = 1.0 / (
             theta ** (torch.arange(0, self.head_dim, 2, dtype=torch.float32) / self.head_dim)
         )
         positions = torch.arange(self.max_len, dtype=torch.float32)
         freqs = torch.outer(positions, inv_freq)
         emb = torch.cat([freqs, freqs], dim=-1)
-        self.cos = emb.cos().to(device=device, dtype=dtype)
-        self.sin = emb.sin().to(device=device, dtype=dtype)
+        half = self.head_dim // 2
+        sin = emb.sin()
+        sin[:, :half] = -sin[:, :half]
+        self.cos = emb.cos().to(device=device, dtype=self.kv_dtype)
+        self.sin = sin.to(device=device, dtype=self.kv_dtype)
         self._scale = self.head_dim**-0.5
+        # float32 one-row attention is fastest as two small matmuls; in 16-bit the
+        # fused kernel wins (the matmul path converts the scores back and forth).
+        self._manual_decode_attention = self.kv_dtype == torch.float32
 
     def new_state(self) -> KVState:
         return KVState(
-            len(self.layers), self.kv_heads, self.head_dim, self.dtype, self.device, self.max_len
+            len(self.layers), self.kv_heads, self.head_dim, self.kv_dtype, self.device, self.max_len
         )
 
     def _rms(self, x: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
-        xf = x.float()
-        xf = xf * torch.rsqrt(xf.pow(2).mean(-1, keepdim=True) + self.eps)
-        return weight * xf.to(self.dtype)
+        normed = x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + self.eps) * weight
+        return normed.to(self.dtype)
 
     def forward(self, state: KVState, ids: list[int]) -> torch.Tensor:
         """Feeds `ids` after the cached tokens; returns the float32 logits of the last one."""
@@ -170,54 +238,47 @@ class LlamaEngine:
         assert state.k is not None and state.v is not None
         heads, kv_heads, dim = self.heads, self.kv_heads, self.head_dim
         group = heads // kv_heads
-        x = self.embed[torch.tensor(ids, device=self.device)]
-        cos = self.cos[past:end]
-        sin = self.sin[past:end]
         half = dim // 2
+        x = self.embed[torch.tensor(ids, device=self.device)]
+        cos = self.cos[past:end].unsqueeze(1)
+        sin = self.sin[past:end].unsqueeze(1)
         mask = None
         if count > 1 and past > 0:
             # Query i sits at position past+i and may see keys 0..past+i.
             mask = torch.ones(count, end, dtype=torch.bool, device=self.device).tril(past)
+        qk_heads = heads + kv_heads
         q_size = heads * dim
-        kv_size = kv_heads * dim
+        manual = count == 1 and self._manual_decode_attention
         for index, layer in enumerate(self.layers):
-            h = self._rms(x, layer.norm1)
-            qkv = h @ layer.qkv.t()
-            q = qkv[:, :q_size].view(count, heads, dim).transpose(0, 1)
-            k = qkv[:, q_size : q_size + kv_size].view(count, kv_heads, dim).transpose(0, 1)
-            v = qkv[:, q_size + kv_size :].view(count, kv_heads, dim).transpose(0, 1)
-            q = q * cos + torch.cat([-q[..., half:], q[..., :half]], dim=-1) * sin
-            k = k * cos + torch.cat([-k[..., half:], k[..., :half]], dim=-1) * sin
+            qkv = layer.qkv(self._rms(x, layer.norm1)).to(self.kv_dtype)
+            # Rotate q and k together: they are adjacent in the fused projection.
+            qk = qkv[:, : qk_heads * dim].view(count, qk_heads, dim)
+            qk = qk * cos + torch.roll(qk, half, dims=-1) * sin
+            q = qk[:, :heads].transpose(0, 1)
+            k = qk[:, heads:].transpose(0, 1)
+            v = qkv[:, q_size + kv_heads * dim :].view(count, kv_heads, dim).transpose(0, 1)
             keys = state.k[index]
             values = state.v[index]
             keys[:, past:end] = k
             values[:, past:end] = v
             keys = keys[:, :end]
             values = values[:, :end]
-            if count == 1:
-                # One query row: grouped matmuls beat the fused kernel at this shape.
-                qg = q.view(kv_heads, group, dim)
-                scores = (qg @ keys.transpose(1, 2)).float() * self._scale
-                probs = scores.softmax(-1).to(self.dtype)
-                attn = (probs @ values).reshape(1, heads * dim)
+            if manual:
+                scores = (q.reshape(kv_heads, group, dim) @ keys.transpose(1, 2)) * self._scale
+                attn = (scores.softmax(-1) @ values).reshape(1, q_size)
             else:
-                attn = (
-                    F.scaled_dot_product_attention(
-                        q.unsqueeze(0),
-                        keys.unsqueeze(0),
-                        values.unsqueeze(0),
-                        attn_mask=mask,
-                        is_causal=mask is None,
-                        enable_gqa=True,
-                    )[0]
-                    .transpose(0, 1)
-                    .reshape(count, heads * dim)
-                )
-            x = x + attn @ layer.out.t()
-            h = self._rms(x, layer.norm2)
-            gate_up = h @ layer.gate_up.t()
+                attn = F.scaled_dot_product_attention(
+                    q.unsqueeze(0),
+                    keys.unsqueeze(0),
+                    values.unsqueeze(0),
+                    attn_mask=mask,
+                    is_causal=mask is None and count > 1,
+                    enable_gqa=True,
+                )[0]
+                attn = attn.transpose(0, 1).reshape(count, q_size)
+            x = x + layer.out(attn.to(self.dtype)).float()
+            gate_up = layer.gate_up(self._rms(x, layer.norm2))
             gate, up = gate_up[:, : self.intermediate], gate_up[:, self.intermediate :]
-            x = x + (F.silu(gate) * up) @ layer.down.t()
+            x = x + layer.down(F.silu(gate) * up).float()
         state.ids.extend(ids)
-        last = self._rms(x[-1:], self.norm)
-        return (last @ self.lm_head.t())[0].float()
+        return self.lm_head(self._rms(x[-1:], self.norm))[0].float()

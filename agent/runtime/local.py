@@ -43,7 +43,10 @@ _LOCAL_INSTALL = 'pip install "recursa[local]"'
 # Prefill runs in chunks so a cancel is noticed within one chunk, not after the whole prompt.
 _PREFILL_CHUNK = 512
 DEFAULT_MAX_CACHED = 4
-DTYPES = ("float32", "bfloat16", "float16")
+PRECISIONS = ("float32", "bfloat16", "float16", "int8")
+# float32 by default: only float32 makes greedy output with a reused KV cache identical
+# to a full prefill (see _local_llama._Linear); "int8" decodes faster on CPU.
+DEFAULT_CPU_PRECISION = "float32"
 
 
 class LocalOptions(Protocol):
@@ -64,7 +67,7 @@ class LoadInfo:
     from_cache: bool
     engine: str
     device: str
-    dtype: str
+    precision: str
     load_s: float
 
 
@@ -105,7 +108,7 @@ def load_local(
     name: str | None = None,
     options: LocalOptions | Any | None = None,
     progress: ProgressCallback | None = None,
-    dtype: str | None = None,
+    precision: str | None = None,
     max_cached_conversations: int = DEFAULT_MAX_CACHED,
 ) -> LocalRuntime:
     """Load a local model and wrap it in a `LocalRuntime`.
@@ -113,7 +116,8 @@ def load_local(
     `source`: a model folder, a `.gguf` file, a folder plus `gguf_file`, or a
     Hugging Face id that is already in the local hub cache (nothing is
     downloaded). None means the embedded default, SmolLM2-135M-Instruct.
-    `dtype`: "float32", "bfloat16" or "float16"; None picks float32 on CPU and
+    `precision`: how the weights are held: "float32", "bfloat16", "float16" or
+    "int8" (weight-only, CPU). None picks DEFAULT_CPU_PRECISION on CPU and
     bfloat16 on CUDA.
     """
     torch, transformers = _require_torch()
@@ -148,16 +152,20 @@ def load_local(
         raise ModelNotFoundError(f"No model found at {source_text}. Check the path.")
 
     device = _pick_device(torch, str(_option(options, "device", "cpu")))
-    dtype_name = dtype or ("bfloat16" if device.type == "cuda" else "float32")
-    if dtype_name not in DTYPES:
-        raise InvalidInputError(f"Unknown dtype {dtype_name!r}; use one of {', '.join(DTYPES)}.")
-    torch_dtype = getattr(torch, dtype_name)
+    precision = precision or ("bfloat16" if device.type == "cuda" else DEFAULT_CPU_PRECISION)
+    if precision not in PRECISIONS:
+        raise InvalidInputError(
+            f"Unknown precision {precision!r}; use one of {', '.join(PRECISIONS)}."
+        )
+    if precision == "int8" and device.type != "cpu":
+        raise InvalidInputError("precision='int8' is for CPU; use 'bfloat16' on CUDA.")
     if progress is not None:
         progress(f"Loading {name or source_text}", None)
     try:
         tokenizer = transformers.AutoTokenizer.from_pretrained(folder, local_files_only=local_only)
+        # Loaded in float32 on the CPU; the engine casts or quantizes its own copy.
         model = transformers.AutoModelForCausalLM.from_pretrained(
-            folder, local_files_only=local_only, dtype=torch_dtype
+            folder, local_files_only=local_only, dtype=torch.float32
         )
     except OSError as exc:
         if path.exists():
@@ -172,21 +180,22 @@ def load_local(
             "(instruct) model."
         )
     model.eval()
-    model.to(device)
     from recursa.agent.runtime import _local_llama
 
     engine: Any
+    config = model.config
     if _local_llama.supports(model):
-        engine = _local_llama.LlamaEngine(model, dtype=torch_dtype, device=device)
+        engine = _local_llama.LlamaEngine(model, precision=precision, device=device)
         engine_name = "llama-inplace"
-        config = model.config
         del model  # the engine holds its own (fused) copies of the weights
     else:
         from recursa.agent.runtime._local_generic import GenericEngine
 
+        if precision == "int8":
+            precision = "bfloat16"  # int8 is a feature of the lean engine only
+        model.to(device=device, dtype=getattr(torch, precision))
         engine = GenericEngine(model, device=device)
         engine_name = "hf-generic"
-        config = model.config
     window = int(_option(options, "context_window", 0) or engine.max_len)
     window = min(window, engine.max_len)
     info = LoadInfo(
@@ -196,7 +205,7 @@ def load_local(
         from_cache=from_cache,
         engine=engine_name,
         device=str(device),
-        dtype=dtype_name,
+        precision=precision,
         load_s=time.perf_counter() - started,
     )
     return LocalRuntime(

@@ -256,3 +256,20 @@ def test_lean_engine_matches_transformers_logits(smollm: Any) -> None:
         got = engine.forward(state, ids[-1:])
     assert torch.allclose(got, expected, atol=1e-2, rtol=0)
     assert int(got.argmax()) == int(expected.argmax())
+
+
+def test_int8_precision_decodes_the_same_first_token_as_float32(smollm: Any) -> None:
+    """The opt-in int8 weights (faster CPU decode) give a coherent reply starting like float32's."""
+    from recursa.agent.runtime.local import load_local
+
+    reference = smollm.stream(QUESTION, GREEDY).complete()
+    fast = load_local(smollm.load_info.path, name="smollm2-int8", precision="int8")
+    try:
+        assert fast.load_info.precision == "int8"
+        first = fast.stream(QUESTION, GREEDY).complete()
+        second = fast.stream(QUESTION, GREEDY).complete()
+        assert first.text == second.text and re.search(r"[A-Za-z]{3,}", first.text)
+        assert first.text.split()[0] == reference.text.split()[0]
+        assert first.usage.prompt_tokens == reference.usage.prompt_tokens
+    finally:
+        fast.close()

@@ -1,0 +1,278 @@
+"""Local runtime benchmark: load, prefill, decode, and time to first token over a long chat.
+
+Run: python -m benchmarks.runtime [--runs N] [--turns 30] [--window 2048] [--threads T]
+                                  [--precision P] [--skip-cold]
+
+Measures, on the embedded default model (SmolLM2-135M-Instruct):
+- cold load (GGUF conversion into a fresh cache folder) vs cached load;
+- prefill tokens/s on a 1,000-token prompt; decode tokens/s over 128 tokens;
+- time to first token per turn over a simulated chat bounded at --window tokens,
+  with KV prefix reuse on and off in the same run (each turn is timed both ways,
+  back to back). Old turns are evicted in chunks: when the next turn would not
+  fit, the oldest turns are dropped until the history is at most half the
+  window, and then the chat only appends again, so the cached prefix stays valid;
+- llama.cpp's prefill and decode rates on the same GGUF when `llama_cpp` is importable.
+
+Figures vary with the machine's load: read medians and the ratios of one run.
+Not a timed test.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
+from recursa.agent.runtime.default_model import default_gguf_path
+from recursa.agent.runtime.local import LocalRuntime, load_local
+from recursa.agent.runtime.protocol import ChatMessage, GenerationParams
+
+SYSTEM = "You are a helpful assistant. Answer clearly and briefly."
+TOPICS = (
+    "the water cycle", "how bread rises", "why the sky is blue", "the history of tea",
+    "how bicycles stay upright", "what a compiler does", "how vaccines work",
+    "the life of bees", "why leaves change colour", "how a refrigerator cools",
+    "the rules of chess", "how rainbows form", "what causes tides", "how paper is made",
+    "the planets of the solar system", "how volcanoes erupt", "what DNA is",
+    "how airplanes fly", "the invention of printing", "how the heart pumps blood",
+)
+ESSAY = "Write a long, detailed essay about the history of the Roman Empire, in many paragraphs."
+
+
+@dataclass
+class Row:
+    measure: str
+    unit: str
+    samples: list[float] = field(default_factory=list)
+
+    def cells(self) -> tuple[str, str, str, str]:
+        if not self.samples:
+            return ("-", "-", "-", "0")
+        low, mid, high = min(self.samples), statistics.median(self.samples), max(self.samples)
+        return (f"{low:.3g}", f"{mid:.3g}", f"{high:.3g}", str(len(self.samples)))
+
+
+def _load(options: Any, precision: str | None) -> LocalRuntime:
+    return load_local(name="smollm2-135m", options=options, precision=precision)
+
+
+def bench_load(
+    runs: int, options: Any, precision: str | None, log: Callable[[str], None]
+) -> tuple[Row, Row]:
+    cold, cached = Row("load: cold (GGUF conversion)", "s"), Row("load: cached safetensors", "s")
+    previous = os.environ.get("RECURSA_CACHE_DIR")
+    with tempfile.TemporaryDirectory(prefix="recursa-bench-") as scratch:
+        try:
+            for index in range(runs):
+                os.environ["RECURSA_CACHE_DIR"] = str(Path(scratch) / f"cold-{index}")
+                runtime = _load(options, precision)
+                assert runtime.load_info.converted
+                cold.samples.append(runtime.load_info.load_s)
+                runtime.close()
+                log(f"cold load {index + 1}/{runs}: {cold.samples[-1]:.1f} s")
+            for index in range(runs):
+                runtime = _load(options, precision)
+                assert runtime.load_info.from_cache
+                cached.samples.append(runtime.load_info.load_s)
+                runtime.close()
+                log(f"cached load {index + 1}/{runs}: {cached.samples[-1]:.2f} s")
+        finally:
+            if previous is None:
+                os.environ.pop("RECURSA_CACHE_DIR", None)
+            else:
+                os.environ["RECURSA_CACHE_DIR"] = previous
+    return cold, cached
+
+
+def prompt_of(runtime: LocalRuntime, tokens: int) -> list[ChatMessage]:
+    """A single user message whose templated prompt is exactly `tokens` long."""
+    words = " ".join(f"{TOPICS[i % len(TOPICS)]} matters" for i in range(tokens))
+    ids = runtime._tokenizer.encode(words, add_special_tokens=False)
+    overhead = runtime.count_tokens([{"role": "user", "content": ""}])
+    size = tokens - overhead
+    while True:
+        text = runtime._tokenizer.decode(ids[:size])
+        messages: list[ChatMessage] = [{"role": "user", "content": text}]
+        count = runtime.count_tokens(messages)
+        if count == tokens or size <= 0:
+            return messages
+        size += tokens - count
+
+
+def bench_prefill_decode(runtime: LocalRuntime, runs: int, log: Callable[[str], None]) -> list[Row]:
+    label = runtime.load_info.precision
+    prefill = Row(f"prefill, 1,000-token prompt [{label}]", "tok/s")
+    decode = Row(f"decode, 128 new tokens [{label}]", "tok/s")
+    produced = Row(f"  tokens decoded per run [{label}]", "tok")
+    long_prompt = prompt_of(runtime, 1000)
+    essay: list[ChatMessage] = [{"role": "user", "content": ESSAY}]
+    runtime.stream(essay, GenerationParams(max_new_tokens=8)).complete()  # warm-up
+    for index in range(runs):
+        done = runtime.stream(long_prompt, GenerationParams(max_new_tokens=1)).complete()
+        assert done.usage.time_to_first_token_s
+        prefill.samples.append(done.usage.prompt_tokens / done.usage.time_to_first_token_s)
+        done = runtime.stream(essay, GenerationParams(max_new_tokens=128)).complete()
+        decode.samples.append(done.usage.decode_tokens_per_s or 0.0)
+        produced.samples.append(done.usage.completion_tokens)
+        log(f"run {index + 1}/{runs}: prefill {prefill.samples[-1]:.0f} tok/s, "
+            f"decode {decode.samples[-1]:.1f} tok/s ({done.usage.completion_tokens} tokens)")
+    return [prefill, decode, produced]
+
+
+def bench_chat(
+    runtime: LocalRuntime, turns: int, window: int, reply_tokens: int, log: Callable[[str], None]
+) -> tuple[list[float], list[float], list[int]]:
+    """Per-turn time to first token with reuse and without; the turns where eviction happened."""
+    params = GenerationParams(max_new_tokens=reply_tokens)
+    system: ChatMessage = {"role": "system", "content": SYSTEM}
+    history: list[ChatMessage] = []
+    with_reuse: list[float] = []
+    without: list[float] = []
+    evictions: list[int] = []
+    key = "bench-chat"
+    runtime.forget(key)
+    for turn in range(1, turns + 1):
+        topic = TOPICS[(turn - 1) % len(TOPICS)]
+        user: ChatMessage = {
+            "role": "user",
+            "content": f"Turn {turn}. Tell me about {topic}, and how it relates to what we "
+            "discussed before. Give two facts and one example.",
+        }
+        if runtime.count_tokens([system, *history, user]) + reply_tokens > window:
+            # Chunked eviction: drop a block of the oldest turns at once.
+            while history and runtime.count_tokens([system, *history, user]) > window // 2:
+                del history[:2]
+            evictions.append(turn)
+        messages = [system, *history, user]
+        reused = runtime.stream(messages, params, cache_key=key).complete()
+        fresh = runtime.stream(messages, GenerationParams(max_new_tokens=1)).complete()
+        assert reused.usage.time_to_first_token_s and fresh.usage.time_to_first_token_s
+        with_reuse.append(reused.usage.time_to_first_token_s)
+        without.append(fresh.usage.time_to_first_token_s)
+        log(f"turn {turn:2d}: prompt {reused.usage.prompt_tokens:5d} tok, prefilled "
+            f"{reused.usage.prefill_tokens:5d} with reuse; TTFT {with_reuse[-1]:.3f} s vs "
+            f"{without[-1]:.3f} s")
+        history.extend([user, {"role": "assistant", "content": reused.text}])
+    return with_reuse, without, evictions
+
+
+def bench_llama_cpp(gguf: Path, threads: int, runs: int) -> tuple[Row, Row] | None:
+    try:
+        from llama_cpp import Llama  # type: ignore[import-not-found]
+    except ImportError:
+        return None
+    prefill, decode = Row("llama.cpp prefill, 1,000 tokens", "tok/s"), Row(
+        "llama.cpp decode, 128 tokens", "tok/s"
+    )
+    llm = Llama(model_path=str(gguf), n_ctx=2048, n_threads=threads, verbose=False)
+    text = " ".join(f"{TOPICS[i % len(TOPICS)]} matters" for i in range(400))
+    tokens = llm.tokenize(text.encode())[:1000]
+    for _ in range(runs):
+        llm.reset()
+        start = time.perf_counter()
+        llm.eval(tokens)
+        prefill.samples.append(len(tokens) / (time.perf_counter() - start))
+        start = time.perf_counter()
+        for _step in range(128):
+            scores = llm.scores[llm.n_tokens - 1]
+            llm.eval([int(scores.argmax())])
+        decode.samples.append(128 / (time.perf_counter() - start))
+    return prefill, decode
+
+
+def _ratio(numerator: list[float], denominator: list[float]) -> float | None:
+    if not numerator or not denominator:
+        return None
+    return statistics.median(numerator) / statistics.median(denominator)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--runs", type=int, default=3, help="repetitions of each measure")
+    parser.add_argument("--turns", type=int, default=30)
+    parser.add_argument("--window", type=int, default=2048)
+    parser.add_argument("--reply-tokens", type=int, default=48)
+    parser.add_argument("--threads", type=int, default=None)
+    parser.add_argument("--precision", default=None, help="float32, bfloat16, int8 (CPU)")
+    parser.add_argument(
+        "--also-precision",
+        default="int8",
+        help="measure prefill/decode again in this precision ('' to skip)",
+    )
+    parser.add_argument("--skip-cold", action="store_true", help="skip the cold-load runs")
+    args = parser.parse_args()
+
+    def log(line: str) -> None:
+        print(f"  {line}", flush=True)
+
+    import torch
+
+    threads = args.threads or torch.get_num_threads()
+    options = SimpleNamespace(device="cpu", threads=threads, context_window=None)
+    rows: list[Row] = []
+    print("Loading ...", flush=True)
+    cold = cached = None
+    if not args.skip_cold:
+        cold, cached = bench_load(args.runs, options, args.precision, log)
+        rows += [cold, cached]
+    runtime = _load(options, args.precision)
+    info = runtime.load_info
+    print(f"model {runtime.name}: engine {info.engine}, {info.precision}, {info.device}, "
+          f"{threads} threads", flush=True)
+    rows += bench_prefill_decode(runtime, args.runs, log)
+    decode_row = rows[-2]
+    with_reuse, without, evictions = bench_chat(
+        runtime, args.turns, args.window, args.reply_tokens, log
+    )
+    rows += [
+        Row(f"TTFT per turn, reuse on ({args.turns} turns)", "s", with_reuse),
+        Row(f"TTFT per turn, reuse off ({args.turns} turns)", "s", without),
+        Row("TTFT last turn, reuse on", "s", with_reuse[-1:]),
+        Row("TTFT last turn, reuse off", "s", without[-1:]),
+        Row("TTFT total over the chat, reuse on", "s", [sum(with_reuse)]),
+        Row("TTFT total over the chat, reuse off", "s", [sum(without)]),
+    ]
+    runtime.close()
+    other_decode: Row | None = None
+    if args.also_precision and args.also_precision != info.precision:
+        other = _load(options, args.also_precision)
+        print(f"again in {other.load_info.precision}:", flush=True)
+        extra = bench_prefill_decode(other, args.runs, log)
+        other_decode = extra[1]
+        rows += extra
+        other.close()
+    llama = bench_llama_cpp(default_gguf_path(), threads, args.runs)
+    if llama is not None:
+        rows += list(llama)
+
+    width = max(len(r.measure) for r in rows)
+    print()
+    print(f"{'measure':<{width}}  {'min':>8} {'median':>8} {'max':>8} {'n':>3}  unit")
+    for row in rows:
+        low, mid, high, n = row.cells()
+        print(f"{row.measure:<{width}}  {low:>8} {mid:>8} {high:>8} {n:>3}  {row.unit}")
+    print()
+    print(f"chunked eviction at turns: {', '.join(map(str, evictions)) or 'none'}")
+    if cold and cached:
+        ratio = _ratio(cached.samples, cold.samples)
+        print(f"cached / cold load (median): {ratio:.3f}  (target <= 0.25)")
+    ratio = _ratio(with_reuse[-1:], without[-1:])
+    print(f"turn-{args.turns} TTFT reuse / no reuse: {ratio:.3f}  (target <= 0.2)")
+    if llama is None:
+        print("llama.cpp: not measured (llama_cpp not importable)")
+    else:
+        for row in (decode_row, other_decode):
+            if row is not None:
+                ratio = _ratio(row.samples, llama[1].samples)
+                print(f"{row.measure} vs llama.cpp (median): {ratio:.2f}  (target >= 0.5)")
+
+
+if __name__ == "__main__":
+    main()
