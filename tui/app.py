@@ -102,8 +102,9 @@ class RecursaApp(App[None]):
         if not agent.model_loaded:
             call(screen.loading_progress, f"Loading {agent.model_spec}…", None)
         try:
-            agent.load_model(lambda message, fraction: call(screen.loading_progress, message,
-                                                            fraction))
+            agent.load_model(
+                lambda message, fraction: call(screen.loading_progress, message, fraction)
+            )
         except RecursaError as exc:
             self.model_error = exc
             call(screen.model_failed)

@@ -38,15 +38,17 @@ async def shoot(target: Path) -> None:
             cid, other = demo_conversation(seed)
         finally:
             seed.close()
-        set_updated_at(db, {cid: BASE_TIME + timedelta(minutes=20),
-                            other: BASE_TIME - timedelta(days=2)})
+        set_updated_at(
+            db, {cid: BASE_TIME + timedelta(minutes=20), other: BASE_TIME - timedelta(days=2)}
+        )
         app = RecursaApp(model=ScriptedRuntime(), db_url=db)
         app.theme = "textual-dark"
         async with app.run_test(size=SIZE) as pilot:
             screen = await ready(pilot)
             await pilot.press("f3", *DRAFT)
-            await settle(pilot, lambda: screen.last_preview is not None
-                         and screen.last_preview[0] == DRAFT)
+            await settle(
+                pilot, lambda: screen.last_preview is not None and screen.last_preview[0] == DRAFT
+            )
             screen.composer.cursor_blink = False
             await settle(pilot)
             target.parent.mkdir(parents=True, exist_ok=True)

@@ -106,10 +106,17 @@ async def test_regenerate_answers_again_and_marks_the_old_reply(make_app):
 
 async def test_pin_copy_and_rate_the_selected_message(make_app, seed: Agent):
     """p pins (and unpins), y copies to the clipboard, + and - rate the selected reply."""
-    cid = seed.import_conversation(document("Facts", [
-        ("user", "My sister is Ada."), ("assistant", "Noted: your sister is Ada."),
-        ("user", "Thanks"), ("assistant", "You're welcome."),
-    ]))
+    cid = seed.import_conversation(
+        document(
+            "Facts",
+            [
+                ("user", "My sister is Ada."),
+                ("assistant", "Noted: your sister is Ada."),
+                ("user", "Thanks"),
+                ("assistant", "You're welcome."),
+            ],
+        )
+    )
     app = make_app()
     async with app.run_test(size=(120, 36)) as pilot:
         screen = await ready(pilot)
@@ -136,9 +143,15 @@ async def test_pin_copy_and_rate_the_selected_message(make_app, seed: Agent):
 
 async def test_inspector_shows_the_stored_trace_section_by_section(make_app, seed: Agent):
     """The inspector's sections and token counts are the reply's stored trace's."""
-    seed.import_conversation(document("Earlier", [
-        ("user", "What is recursion?"), ("assistant", "A function calling itself."),
-    ]))
+    seed.import_conversation(
+        document(
+            "Earlier",
+            [
+                ("user", "What is recursion?"),
+                ("assistant", "A function calling itself."),
+            ],
+        )
+    )
     app = make_app(ScriptedRuntime(replies=["It is **recursion** again."]))
     async with app.run_test(size=(140, 40)) as pilot:
         screen = await ready(pilot)
@@ -158,16 +171,26 @@ async def test_inspector_shows_the_stored_trace_section_by_section(make_app, see
 
 async def test_inspector_previews_the_next_prompt_for_the_composer(make_app, seed: Agent):
     """With the composer focused, the inspector shows preview_prompt for the typed text."""
-    cid = seed.import_conversation(document("Earlier", [
-        ("user", "What is recursion?"), ("assistant", "A function calling itself."),
-    ]))
+    cid = seed.import_conversation(
+        document(
+            "Earlier",
+            [
+                ("user", "What is recursion?"),
+                ("assistant", "A function calling itself."),
+            ],
+        )
+    )
     app = make_app()
     async with app.run_test(size=(140, 40)) as pilot:
         screen = await ready(pilot)
         await pilot.press("f3", *"what about loops?")
-        await settle(pilot, lambda: screen.inspector.plan is not None
-                     and screen.inspector.plan.section("new").messages[0].content
-                     == "what about loops?")
+        await settle(
+            pilot,
+            lambda: (
+                screen.inspector.plan is not None
+                and screen.inspector.plan.section("new").messages[0].content == "what about loops?"
+            ),
+        )
         expected = app.agent.preview_prompt(cid, "what about loops?")
         shown = [(s.kind, s.tokens) for s in screen.inspector.query(SectionView)]
         assert shown == [(s.kind, s.tokens) for s in expected.sections]
@@ -176,22 +199,32 @@ async def test_inspector_previews_the_next_prompt_for_the_composer(make_app, see
 
 async def test_budget_bar_numbers_are_preview_prompt_numbers(make_app, seed: Agent):
     """As the user types, the bar shows preview_prompt's per-section tokens and free tokens."""
-    cid = seed.import_conversation(document("Budget", [
-        ("user", "Hello there, this is a longer first message."),
-        ("assistant", "Hello! A reply of a certain length, too."),
-    ]))
+    cid = seed.import_conversation(
+        document(
+            "Budget",
+            [
+                ("user", "Hello there, this is a longer first message."),
+                ("assistant", "Hello! A reply of a certain length, too."),
+            ],
+        )
+    )
     app = make_app()
     async with app.run_test(size=(120, 36)) as pilot:
         screen = await ready(pilot)
         text = "how many tokens will this message cost"
         await pilot.press(*text)
-        await settle(pilot, lambda: screen.last_preview is not None
-                     and screen.last_preview[0] == text)
+        await settle(
+            pilot, lambda: screen.last_preview is not None and screen.last_preview[0] == text
+        )
         expected = budget_figures(app.agent.preview_prompt(cid, text))
         assert screen.budget.figures == expected
         rendered = str(screen.budget.render())
-        for label, kind in (("system", "system"), ("summary", "summary"), ("recall", "recall"),
-                            ("window", "window")):
+        for label, kind in (
+            ("system", "system"),
+            ("summary", "summary"),
+            ("recall", "recall"),
+            ("window", "window"),
+        ):
             assert f"{label} {expected[kind]}" in rendered
         assert f"free {expected['free']} of {expected['budget']}" in rendered
 
@@ -200,8 +233,10 @@ async def test_budget_bar_shows_compacting_while_compaction_runs(make_app, seed:
     """A turn that folds old turns into the summary says 'compacting…' while it does."""
     turns = []
     for i in range(12):
-        turns += [("user", f"Question {i} " + "about many things " * 10),
-                  ("assistant", f"Answer {i} " + "with a lot of words " * 10)]
+        turns += [
+            ("user", f"Question {i} " + "about many things " * 10),
+            ("assistant", f"Answer {i} " + "with a lot of words " * 10),
+        ]
     seed.import_conversation(document("Long", turns))
     runtime = ScriptedRuntime(default="A summary of the earlier turns.", chunk_delay_s=0.01)
     app = make_app(runtime, settings={"max_prompt_tokens": 400})
@@ -214,8 +249,11 @@ async def test_budget_bar_shows_compacting_while_compaction_runs(make_app, seed:
             if screen.budget.compacting:
                 saw_compacting = "compacting…" in str(screen.budget.render())
                 break
-            if not screen.streaming and len(screen.chat.message_views) > 24 and (
-                    screen.chat.message_views[-1].data.id is not None):
+            if (
+                not screen.streaming
+                and len(screen.chat.message_views) > 24
+                and (screen.chat.message_views[-1].data.id is not None)
+            ):
                 break
             await asyncio.sleep(0.005)
         await settle(pilot)
@@ -232,8 +270,10 @@ async def test_a_model_failure_mid_reply_is_shown_and_stored_as_an_error(make_ap
         await pilot.press(*"hello", "enter")
         await settle(pilot)
         stored = app.agent.messages(screen.conversation.id)
-        assert [(m.role, m.status) for m in stored] == [("user", "complete"),
-                                                       ("assistant", "error")]
+        assert [(m.role, m.status) for m in stored] == [
+            ("user", "complete"),
+            ("assistant", "error"),
+        ]
         view = screen.chat.message_views[-1]
         assert view.data.status == "error" and "failed" in str(view._header.render())
         assert any("GPU caught fire" in str(n.message) for n in app._notifications)
@@ -264,9 +304,16 @@ async def test_inspector_summary_chain_jumps_to_the_covered_messages(make_app, s
     for start, end, parent in ((1, 40, None), (41, 80, 1)):
         parent_id = seed.store.latest_summary(cid).id if parent else None
         seed.store.add_summary(
-            cid, content=f"Summary of turns {start} to {end}.", covers_from_seq=start,
-            covers_through_seq=end, parent_id=parent_id, token_count=7,
-            tokenizer_id="scripted-words-v1", model="scripted", prompt_version="v1")
+            cid,
+            content=f"Summary of turns {start} to {end}.",
+            covers_from_seq=start,
+            covers_through_seq=end,
+            parent_id=parent_id,
+            token_count=7,
+            tokenizer_id="scripted-words-v1",
+            model="scripted",
+            prompt_version="v1",
+        )
     chain = seed.summaries(cid)
     app = make_app()
     async with app.run_test(size=(160, 44)) as pilot:
@@ -274,9 +321,10 @@ async def test_inspector_summary_chain_jumps_to_the_covered_messages(make_app, s
         await pilot.press("f3")
         await settle(pilot, lambda: bool(screen.inspector.query(ChainLink)))
         links = list(screen.inspector.query(ChainLink))
-        assert [(li.summary.id, li.summary.covers_from_seq, li.summary.covers_through_seq)
-                for li in links] == [(s.id, s.covers_from_seq, s.covers_through_seq)
-                                     for s in chain]
+        assert [
+            (li.summary.id, li.summary.covers_from_seq, li.summary.covers_through_seq)
+            for li in links
+        ] == [(s.id, s.covers_from_seq, s.covers_through_seq) for s in chain]
         assert min(v.data.seq for v in screen.chat.message_views) > 80
         oldest = links[-1]
         oldest.query_one("Button").press()

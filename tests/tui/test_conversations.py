@@ -22,10 +22,12 @@ def titles_in_list(screen) -> list[str]:
 
 async def test_switching_conversations_shows_each_ones_messages(make_app, seed: Agent):
     """Opening another conversation from the list shows its messages; newest is listed first."""
-    a = seed.import_conversation(document("Apples", [("user", "I like apples."),
-                                                     ("assistant", "Apples are great.")]))
-    b = seed.import_conversation(document("Bananas", [("user", "Bananas?"),
-                                                      ("assistant", "Yellow.")]))
+    a = seed.import_conversation(
+        document("Apples", [("user", "I like apples."), ("assistant", "Apples are great.")])
+    )
+    b = seed.import_conversation(
+        document("Bananas", [("user", "Bananas?"), ("assistant", "Yellow.")])
+    )
     app = make_app()
     async with app.run_test(size=(120, 36)) as pilot:
         screen = await ready(pilot)
@@ -36,8 +38,10 @@ async def test_switching_conversations_shows_each_ones_messages(make_app, seed: 
         await pilot.press("down", "enter")
         await settle(pilot)
         assert screen.conversation.id == a
-        assert [v.text for v in screen.chat.message_views] == ["I like apples.",
-                                                               "Apples are great."]
+        assert [v.text for v in screen.chat.message_views] == [
+            "I like apples.",
+            "Apples are great.",
+        ]
 
 
 async def test_switching_conversations_while_a_reply_streams(make_app, seed: Agent):
@@ -63,14 +67,18 @@ async def test_switching_conversations_while_a_reply_streams(make_app, seed: Age
         assert screen.streaming, "the reply is still being written"
         assert [v.text for v in screen.chat.message_views] == ["I like apples."]
         await settle(pilot)
-        assert [m.content for m in app.agent.messages(b)] == ["Bananas?", "tell me more",
-                                                               long_reply]
+        assert [m.content for m in app.agent.messages(b)] == [
+            "Bananas?",
+            "tell me more",
+            long_reply,
+        ]
 
 
 async def test_search_result_opens_the_conversation_at_the_matching_message(make_app, seed):
     """A full-text hit opens its conversation scrolled to, and selecting, that message."""
-    turns = [("user" if i % 2 == 0 else "assistant", f"ordinary message number {i}")
-             for i in range(300)]
+    turns = [
+        ("user" if i % 2 == 0 else "assistant", f"ordinary message number {i}") for i in range(300)
+    ]
     turns[123] = ("assistant", "the secret word is xylophone, remember it")
     target = seed.import_conversation(document("Long one", turns))
     seed.import_conversation(document("Other", [("user", "nothing here")]))
@@ -169,10 +177,13 @@ async def test_new_conversation_and_first_message_titles_it(make_app):
 async def test_a_conversation_of_5000_messages_opens_one_page_at_a_time(make_app, seed: Agent):
     """Only the newest page is mounted; scrolling to the top mounts the page before it."""
     cid = seed.create_conversation(title="Huge")
-    seed.store.append_messages(cid, [
-        NewMessage(role="user" if i % 2 == 0 else "assistant", content=f"message {i + 1}")
-        for i in range(5000)
-    ])
+    seed.store.append_messages(
+        cid,
+        [
+            NewMessage(role="user" if i % 2 == 0 else "assistant", content=f"message {i + 1}")
+            for i in range(5000)
+        ],
+    )
     app = make_app()
     async with app.run_test(size=(120, 36)) as pilot:
         screen = await ready(pilot)

@@ -18,8 +18,9 @@ async def test_smollm2_reply_is_streamed_shown_and_stored(tui_db):
     with a trace the inspector shows."""
     pytest.importorskip("torch")
     pytest.importorskip("transformers")
-    app = RecursaApp(model="smollm2-135m", db_url=tui_db,
-                     settings={"max_new_tokens": 12, "temperature": 0.0})
+    app = RecursaApp(
+        model="smollm2-135m", db_url=tui_db, settings={"max_new_tokens": 12, "temperature": 0.0}
+    )
     async with app.run_test(size=(120, 36)) as pilot:
         screen = app.main_screen
         # The window is up while the model loads: the loading line shows what is happening.
@@ -34,8 +35,14 @@ async def test_smollm2_reply_is_streamed_shown_and_stored(tui_db):
         assert app.model_error is None, app.model_error
         assert screen.model_ready
         await pilot.press(*"What is the capital of France?", "enter")
-        await settle(pilot, lambda: len(screen.chat.message_views) == 2
-                     and screen.chat.message_views[1].data.id is not None, timeout=240)
+        await settle(
+            pilot,
+            lambda: (
+                len(screen.chat.message_views) == 2
+                and screen.chat.message_views[1].data.id is not None
+            ),
+            timeout=240,
+        )
         user, reply = screen.chat.message_views
         stored = app.agent.messages(screen.conversation.id)
         assert [m.role for m in stored] == ["user", "assistant"]

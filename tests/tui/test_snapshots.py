@@ -38,8 +38,9 @@ def unfocus(app: RecursaApp) -> None:
 
 def seeded_app(tui_db: str, seed: Agent) -> RecursaApp:
     cid, other = demo_conversation(seed)
-    set_updated_at(tui_db, {cid: BASE_TIME + timedelta(minutes=20),
-                            other: BASE_TIME - timedelta(days=2)})
+    set_updated_at(
+        tui_db, {cid: BASE_TIME + timedelta(minutes=20), other: BASE_TIME - timedelta(days=2)}
+    )
     return RecursaApp(model=ScriptedRuntime(), db_url=tui_db)
 
 

@@ -127,5 +127,6 @@ async def test_system_prompt_can_be_edited(make_app, seed):
         assert app.agent.get_conversation(cid).system_prompt == "You are a pirate."
         plan = app.agent.preview_prompt(cid, "hello")
         assert plan.section("system").text == "You are a pirate." or (
-            "pirate" in plan.messages[0]["content"])
+            "pirate" in plan.messages[0]["content"]
+        )
         assert screen.budget.figures is not None

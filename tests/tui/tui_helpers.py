@@ -14,8 +14,9 @@ from textual.pilot import Pilot
 BASE_TIME = datetime(2025, 3, 14, 9, 30, tzinfo=UTC)
 
 
-async def settle(pilot: Pilot, until: Callable[[], bool] | None = None, *,
-                 timeout: float = 30.0) -> None:
+async def settle(
+    pilot: Pilot, until: Callable[[], bool] | None = None, *, timeout: float = 30.0
+) -> None:
     """Let workers and pending messages finish; with `until`, also wait for that condition."""
     app = pilot.app
     loop = asyncio.get_running_loop()
@@ -37,20 +38,31 @@ async def ready(pilot: Pilot) -> MainScreen:
     app = pilot.app
     assert isinstance(app, RecursaApp)
     screen = app.main_screen
-    await settle(pilot, lambda: app.agent is not None and (
-        screen.model_ready or app.model_error is not None))
+    await settle(
+        pilot, lambda: app.agent is not None and (screen.model_ready or app.model_error is not None)
+    )
     return screen
 
 
-def document(title: str, turns: list[tuple[str, str]], *, start: datetime = BASE_TIME,
-             system_prompt: str | None = None, pinned: set[int] = frozenset()) -> dict[str, Any]:
+def document(
+    title: str,
+    turns: list[tuple[str, str]],
+    *,
+    start: datetime = BASE_TIME,
+    system_prompt: str | None = None,
+    pinned: set[int] = frozenset(),
+) -> dict[str, Any]:
     """A conversation document with fixed timestamps, one minute apart."""
     return {
         "title": title,
         "system_prompt": system_prompt,
         "messages": [
-            {"role": role, "content": content,
-             "created_at": (start + timedelta(minutes=i)).isoformat(), "pinned": i in pinned}
+            {
+                "role": role,
+                "content": content,
+                "created_at": (start + timedelta(minutes=i)).isoformat(),
+                "pinned": i in pinned,
+            }
             for i, (role, content) in enumerate(turns)
         ],
     }
@@ -64,8 +76,10 @@ def set_updated_at(db_url: str, when: dict[int, datetime]) -> None:
     try:
         with engine.begin() as conn:
             for cid, at in when.items():
-                conn.execute(text("UPDATE conversations SET updated_at = :at WHERE id = :id"),
-                             {"at": at.replace(tzinfo=None), "id": cid})
+                conn.execute(
+                    text("UPDATE conversations SET updated_at = :at WHERE id = :id"),
+                    {"at": at.replace(tzinfo=None), "id": cid},
+                )
     finally:
         engine.dispose()
 
@@ -77,10 +91,18 @@ def screen_text(app: RecursaApp) -> str:
     from rich.console import Console
 
     width, height = app.size
-    console = Console(width=width, height=height, file=io.StringIO(), force_terminal=True,
-                      color_system="truecolor", record=True, legacy_windows=False)
-    console.print(app.screen._compositor.render_update(
-        full=True, screen_stack=app._background_screens))
+    console = Console(
+        width=width,
+        height=height,
+        file=io.StringIO(),
+        force_terminal=True,
+        color_system="truecolor",
+        record=True,
+        legacy_windows=False,
+    )
+    console.print(
+        app.screen._compositor.render_update(full=True, screen_stack=app._background_screens)
+    )
     return console.export_text()
 
 
@@ -96,31 +118,57 @@ DEMO_TURNS: list[tuple[str, str]] = [
     ("user", "She is writing a paper about octopus camouflage."),
     ("assistant", "Fascinating. Octopuses change colour with *chromatophores*."),
     ("user", "Can you give me three questions to ask her about it?"),
-    ("assistant", "Here are three:\n\n1. How fast can an octopus change colour?\n"
-                  "2. Do they match texture as well as colour?\n"
-                  "3. How do you measure camouflage in the wild?"),
+    (
+        "assistant",
+        "Here are three:\n\n1. How fast can an octopus change colour?\n"
+        "2. Do they match texture as well as colour?\n"
+        "3. How do you measure camouflage in the wild?",
+    ),
     ("user", "Which one is the easiest to answer?"),
-    ("assistant", "Probably the first: colour changes take **under a second**, "
-                  "so it is easy to film and time."),
+    (
+        "assistant",
+        "Probably the first: colour changes take **under a second**, "
+        "so it is easy to film and time.",
+    ),
 ]
 
 
 def demo_conversation(agent) -> tuple[int, int]:  # type: ignore[no-untyped-def]
     """A conversation with Markdown replies, a pinned message and a summary of its start,
     plus an older second conversation; all timestamps fixed. Returns both ids."""
-    other = agent.import_conversation(document(
-        "Recipe ideas", [("user", "What can I cook with leeks?"),
-                         ("assistant", "Leek and potato soup is a classic.")],
-        start=BASE_TIME - timedelta(days=2)))
+    other = agent.import_conversation(
+        document(
+            "Recipe ideas",
+            [
+                ("user", "What can I cook with leeks?"),
+                ("assistant", "Leek and potato soup is a classic."),
+            ],
+            start=BASE_TIME - timedelta(days=2),
+        )
+    )
     cid = agent.import_conversation(document("Questions for Ada", DEMO_TURNS, pinned={0}))
     agent.store.add_summary(
-        cid, content="The user's sister Ada is a marine biologist in Lisbon.",
-        covers_from_seq=1, covers_through_seq=2, parent_id=None, token_count=12,
-        tokenizer_id=agent.runtime.tokenizer_id, model="scripted", prompt_version="v1")
+        cid,
+        content="The user's sister Ada is a marine biologist in Lisbon.",
+        covers_from_seq=1,
+        covers_through_seq=2,
+        parent_id=None,
+        token_count=12,
+        tokenizer_id=agent.runtime.tokenizer_id,
+        model="scripted",
+        prompt_version="v1",
+    )
     first = agent.store.latest_summary(cid)
     agent.store.add_summary(
-        cid, content="Ada (the user's sister, a marine biologist in Lisbon) is writing a "
-        "paper on octopus camouflage.", covers_from_seq=3, covers_through_seq=4,
-        parent_id=first.id, token_count=22, tokenizer_id=agent.runtime.tokenizer_id,
-        model="scripted", prompt_version="v1")
+        cid,
+        content="Ada (the user's sister, a marine biologist in Lisbon) is writing a "
+        "paper on octopus camouflage.",
+        covers_from_seq=3,
+        covers_through_seq=4,
+        parent_id=first.id,
+        token_count=22,
+        tokenizer_id=agent.runtime.tokenizer_id,
+        model="scripted",
+        prompt_version="v1",
+    )
     return cid, other

@@ -45,10 +45,18 @@ class ScreenParts(Protocol):
     @property
     def inspector(self) -> Inspector: ...
 
-    def notify(self, message: str, *, title: str = "", severity: SeverityLevel = "information",
-               timeout: float | None = None, markup: bool = True) -> None: ...
-    def run_db(self, fn: Callable[[], Any], then: Callable[[Any], Any] | None = None,
-               what: str = "") -> Any: ...
+    def notify(
+        self,
+        message: str,
+        *,
+        title: str = "",
+        severity: SeverityLevel = "information",
+        timeout: float | None = None,
+        markup: bool = True,
+    ) -> None: ...
+    def run_db(
+        self, fn: Callable[[], Any], then: Callable[[Any], Any] | None = None, what: str = ""
+    ) -> Any: ...
     def open_conversation(self, conversation_id: int, seq: int | None = None) -> None: ...
     def refresh_conversations(self) -> None: ...
     def load_start(self, conversation_id: int | None) -> Any: ...
@@ -72,8 +80,11 @@ class ActionsMixin:
     def _selected_view(self: ScreenParts, *, reply: bool = False) -> MessageView | None:
         view = self.chat.selected
         if view is None:
-            views = [v for v in self.chat.message_views
-                     if v.data.id is not None and (not reply or v.data.role == "assistant")]
+            views = [
+                v
+                for v in self.chat.message_views
+                if v.data.id is not None and (not reply or v.data.role == "assistant")
+            ]
             view = views[-1] if views else None
         if view is None or view.data.id is None:
             self.notify("No message selected.", severity="warning")
@@ -92,8 +103,9 @@ class ActionsMixin:
 
         def done(info: MessageInfo) -> None:
             view.update_data(MessageData.from_info(info))
-            self.notify("Pinned: it stays in every prompt." if info.pinned else "Unpinned.",
-                        timeout=3)
+            self.notify(
+                "Pinned: it stays in every prompt." if info.pinned else "Unpinned.", timeout=3
+            )
             self.schedule_preview(now=True)
 
         self.run_db(lambda: agent.unpin(mid) if pinned else agent.pin(mid), done, "Pin")
@@ -175,11 +187,11 @@ class ActionsMixin:
             def answered(title: str | None) -> None:
                 if title is None:
                     return
-                self.run_db(lambda: agent.rename_conversation(cid, title.strip() or None),
-                            renamed, "Rename")
+                self.run_db(
+                    lambda: agent.rename_conversation(cid, title.strip() or None), renamed, "Rename"
+                )
 
-            self.app.push_screen(TextDialog("Rename the conversation", info.title or ""),
-                                 answered)
+            self.app.push_screen(TextDialog("Rename the conversation", info.title or ""), answered)
 
         def renamed(info: ConversationInfo) -> None:
             if self.conversation is not None and self.conversation.id == info.id:
@@ -202,13 +214,18 @@ class ActionsMixin:
         agent = self.agent
 
         def ask(info: ConversationInfo) -> None:
-            question = (f"Delete “{conversation_title(info)}” and its {info.message_count} "
-                        "messages, summaries and traces? This cannot be undone.")
+            question = (
+                f"Delete “{conversation_title(info)}” and its {info.message_count} "
+                "messages, summaries and traces? This cannot be undone."
+            )
 
             def answered(yes: bool | None) -> None:
                 if yes:
-                    self.run_db(lambda: agent.delete_conversation(cid),
-                                lambda _: self._after_removal(cid), "Delete")
+                    self.run_db(
+                        lambda: agent.delete_conversation(cid),
+                        lambda _: self._after_removal(cid),
+                        "Delete",
+                    )
 
             self.app.push_screen(ConfirmDialog(question), answered)
 
@@ -240,8 +257,12 @@ class ActionsMixin:
 
             hint = "Leave empty to use the default: " + default
             self.app.push_screen(
-                TextDialog("System prompt (Ctrl+S saves)", current if current is not None
-                           else default, multiline=True, hint=hint),
+                TextDialog(
+                    "System prompt (Ctrl+S saves)",
+                    current if current is not None else default,
+                    multiline=True,
+                    hint=hint,
+                ),
                 answered,
             )
 

@@ -29,10 +29,13 @@ class ErrorDialog(ModalScreen[str]):
     e.g. browsing stored conversations without a model).
     """
 
-    DEFAULT_CSS = DIALOG_CSS.format(name="ErrorDialog") + """
+    DEFAULT_CSS = (
+        DIALOG_CSS.format(name="ErrorDialog")
+        + """
     ErrorDialog > Vertical { border: thick $error; }
     ErrorDialog .title { color: $error; }
     """
+    )
     BINDINGS = [Binding("escape", "close", "Close")]
 
     def __init__(self, title: str, message: str, *, can_continue: bool = True) -> None:
@@ -93,13 +96,17 @@ class ConfirmDialog(ModalScreen[bool]):
 class TextDialog(ModalScreen[str | None]):
     """Ask for a line (or, with multiline=True, a block) of text; None when cancelled."""
 
-    DEFAULT_CSS = DIALOG_CSS.format(name="TextDialog") + """
+    DEFAULT_CSS = (
+        DIALOG_CSS.format(name="TextDialog")
+        + """
     TextDialog TextArea { height: 10; }
     """
+    )
     BINDINGS = [Binding("escape", "cancel", "Cancel"), Binding("ctrl+s", "save", "Save")]
 
-    def __init__(self, title: str, value: str = "", *, multiline: bool = False,
-                 hint: str = "") -> None:
+    def __init__(
+        self, title: str, value: str = "", *, multiline: bool = False, hint: str = ""
+    ) -> None:
         super().__init__()
         self.title_text = title
         self.value = value

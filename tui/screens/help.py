@@ -33,8 +33,15 @@ def help_table() -> Group:
 
 
 def _table(title: str) -> Table:
-    table = Table(title=title, title_justify="left", title_style="bold underline", box=None,
-                  expand=True, show_header=False, padding=(0, 2, 0, 0))
+    table = Table(
+        title=title,
+        title_justify="left",
+        title_style="bold underline",
+        box=None,
+        expand=True,
+        show_header=False,
+        padding=(0, 2, 0, 0),
+    )
     table.add_column("key", style="bold", no_wrap=True, min_width=18)
     table.add_column("command", no_wrap=True, min_width=20)
     table.add_column("what it does", ratio=1)

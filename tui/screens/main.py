@@ -175,8 +175,7 @@ class MainScreen(ActionsMixin, Screen[None]):
         try:
             result = fn()
         except RecursaError as exc:
-            self.ui(self.notify, str(exc), title=what or "Error",
-                                      severity="error")
+            self.ui(self.notify, str(exc), title=what or "Error", severity="error")
             return
         if then is not None:
             self.ui(then, result)
@@ -235,8 +234,9 @@ class MainScreen(ActionsMixin, Screen[None]):
                 page = list(reversed(newest[:PAGE]))
             else:
                 half = PAGE // 2
-                older = agent.messages(conversation_id, before_seq=seq + 1, limit=half + 1,
-                                       newest_first=True)
+                older = agent.messages(
+                    conversation_id, before_seq=seq + 1, limit=half + 1, newest_first=True
+                )
                 newer = agent.messages(conversation_id, after_seq=seq, limit=half + 1)
                 has_older, has_newer = len(older) > half, len(newer) > half
                 page = list(reversed(older[:half])) + newer[:half]
@@ -245,8 +245,7 @@ class MainScreen(ActionsMixin, Screen[None]):
             self.ui(self.notify, str(exc), severity="error")
             return
         if not get_current_worker().is_cancelled:  # another conversation was opened since
-            self.ui(self._show_page, info, page, has_older, has_newer, seq,
-                                      speed)
+            self.ui(self._show_page, info, page, has_older, has_newer, seq, speed)
 
     def _last_speed(self, page: list[MessageInfo]) -> tuple[float | None, float | None] | None:
         last = next((m for m in reversed(page) if m.role == "assistant"), None)
@@ -260,13 +259,18 @@ class MainScreen(ActionsMixin, Screen[None]):
         return ttft, trace.usage.get("decode_tokens_per_s")
 
     async def _show_page(
-        self, info: ConversationInfo, page: list[MessageInfo], has_older: bool,
-        has_newer: bool, seq: int | None,
+        self,
+        info: ConversationInfo,
+        page: list[MessageInfo],
+        has_older: bool,
+        has_newer: bool,
+        seq: int | None,
         speed: tuple[float | None, float | None] | None,
     ) -> None:
         changed = self.conversation is None or self.conversation.id != info.id
-        await self.chat.show_page(info.id, page, has_older=has_older, has_newer=has_newer,
-                                  focus_seq=seq)
+        await self.chat.show_page(
+            info.id, page, has_older=has_older, has_newer=has_newer, focus_seq=seq
+        )
         self.conversation = info
         self.sub_title = conversation_title(info)
         if seq is not None:
@@ -287,16 +291,18 @@ class MainScreen(ActionsMixin, Screen[None]):
 
     def show_list(self, conversations: list[ConversationInfo], current: int | None) -> None:
         """Refill the sidebar; one refill at a time, the newest wins."""
-        self.run_worker(self.sidebar.show_conversations(conversations, current),
-                        group="sidebar", exclusive=True)
+        self.run_worker(
+            self.sidebar.show_conversations(conversations, current), group="sidebar", exclusive=True
+        )
 
     def refresh_conversations(self) -> None:
         def done(conversations: list[ConversationInfo]) -> None:
             self.show_list(conversations, self.conversation.id if self.conversation else None)
 
         agent = self.agent
-        self.run_db(lambda: agent.list_conversations(limit=LIST_LIMIT), done,
-                    "Listing conversations")
+        self.run_db(
+            lambda: agent.list_conversations(limit=LIST_LIMIT), done, "Listing conversations"
+        )
 
     @on(Sidebar.Open)
     def _sidebar_open(self, event: Sidebar.Open) -> None:
@@ -315,8 +321,9 @@ class MainScreen(ActionsMixin, Screen[None]):
             return
 
         def fetch() -> list[MessageInfo]:
-            return self.agent.messages(cid, before_seq=event.before_seq, limit=PAGE + 1,
-                                       newest_first=True)
+            return self.agent.messages(
+                cid, before_seq=event.before_seq, limit=PAGE + 1, newest_first=True
+            )
 
         async def show(found: list[MessageInfo]) -> None:
             if self.chat.conversation_id == cid:
@@ -354,8 +361,9 @@ class MainScreen(ActionsMixin, Screen[None]):
         agent = self.agent
         try:
             hits = agent.search(query, limit=50)
-            titles = {c.id: conversation_title(c)
-                      for c in agent.list_conversations(include_archived=True)}
+            titles = {
+                c.id: conversation_title(c) for c in agent.list_conversations(include_archived=True)
+            }
         except RecursaError as exc:
             self.ui(self.notify, str(exc), severity="error")
             return
@@ -380,11 +388,15 @@ class MainScreen(ActionsMixin, Screen[None]):
             return
         self.composer.clear()
         if self.conversation is None:
+
             def made(cid: int) -> None:
                 self._after_create(cid, text)
 
-            self.run_db(lambda: self.agent.create_conversation(title=title_from(text)), made,
-                        "New conversation")
+            self.run_db(
+                lambda: self.agent.create_conversation(title=title_from(text)),
+                made,
+                "New conversation",
+            )
         else:
             self.run_worker(self._send(self.conversation.id, text), group="send")
 
@@ -443,7 +455,10 @@ class MainScreen(ActionsMixin, Screen[None]):
             await view.append_text(text)  # an anchored chat view follows the growing reply
 
     async def _turn_refused(
-        self, message: str, text: str | None, user_view: MessageView | None,
+        self,
+        message: str,
+        text: str | None,
+        user_view: MessageView | None,
         reply_view: MessageView,
     ) -> None:
         for view in (user_view, reply_view):
@@ -454,8 +469,13 @@ class MainScreen(ActionsMixin, Screen[None]):
         self.notify(message, title="Not sent", severity="error", timeout=10)
 
     async def _turn_done(
-        self, cid: int, reply: Reply | None, error: str | None, user_view: MessageView | None,
-        reply_view: MessageView, regenerated: bool,
+        self,
+        cid: int,
+        reply: Reply | None,
+        error: str | None,
+        user_view: MessageView | None,
+        reply_view: MessageView,
+        regenerated: bool,
     ) -> None:
         self.budget.compacting = False
         if reply_view.is_attached:
@@ -464,14 +484,17 @@ class MainScreen(ActionsMixin, Screen[None]):
             self.notify(error, title="The model failed", severity="error", timeout=10)
         if reply is not None:
             if reply.usage is not None:
-                self.budget.show_reply_speed(reply.usage.time_to_first_token_s,
-                                             reply.usage.decode_tokens_per_s)
+                self.budget.show_reply_speed(
+                    reply.usage.time_to_first_token_s, reply.usage.decode_tokens_per_s
+                )
             if reply.status == "interrupted":
                 self.notify("Stopped: the partial reply was kept.", timeout=3)
 
             def fetch() -> list[MessageInfo]:
-                return [self.agent.get_message(reply.user_message_id),
-                        self.agent.get_message(reply.message_id)]
+                return [
+                    self.agent.get_message(reply.user_message_id),
+                    self.agent.get_message(reply.message_id),
+                ]
 
             def show(found: list[MessageInfo]) -> None:
                 user, assistant = found
@@ -525,8 +548,7 @@ class MainScreen(ActionsMixin, Screen[None]):
             self.preview(self.conversation.id, self.composer.text)
         else:
             cid, text = self.conversation.id, self.composer.text
-            self._preview_timer = self.set_timer(PREVIEW_DELAY_S,
-                                                 lambda: self.preview(cid, text))
+            self._preview_timer = self.set_timer(PREVIEW_DELAY_S, lambda: self.preview(cid, text))
 
     @work(thread=True, exclusive=True, group="preview")
     def preview(self, cid: int, text: str) -> None:

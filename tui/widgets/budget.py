@@ -58,8 +58,9 @@ class BudgetBar(Widget):
             if tail:
                 out.append(f"  {tail}", style="italic")
             out.append("\n")
-            out.append("prompt budget: no conversation open" if self.status == "" else "",
-                       style="dim")
+            out.append(
+                "prompt budget: no conversation open" if self.status == "" else "", style="dim"
+            )
             return out
         budget = max(1, f["budget"])
         used_cells = 0

@@ -51,8 +51,14 @@ class MessageData:
     @classmethod
     def from_info(cls, m: MessageInfo) -> MessageData:
         return cls(
-            id=m.id, seq=m.seq, role=m.role, content=m.content, status=m.status,
-            pinned=m.pinned, rating=m.rating, created=local_time(m.created_at),
+            id=m.id,
+            seq=m.seq,
+            role=m.role,
+            content=m.content,
+            status=m.status,
+            pinned=m.pinned,
+            rating=m.rating,
+            created=local_time(m.created_at),
             superseded=bool(m.metadata.get("superseded")),
         )
 
@@ -214,8 +220,13 @@ class ChatView(VerticalScroll, can_focus=True):
         self.mount(Static(text, id="empty"))
 
     async def show_page(
-        self, conversation_id: int, messages: Sequence[MessageInfo], *, has_older: bool,
-        has_newer: bool, focus_seq: int | None = None,
+        self,
+        conversation_id: int,
+        messages: Sequence[MessageInfo],
+        *,
+        has_older: bool,
+        has_newer: bool,
+        focus_seq: int | None = None,
     ) -> None:
         """Replace the contents with one page of a conversation."""
         self.conversation_id = conversation_id

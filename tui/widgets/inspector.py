@@ -41,8 +41,11 @@ class SectionView(Collapsible):
         if section.messages:
             n = len(section.messages)
             title += f" ({n} message{'' if n == 1 else 's'})"
-        super().__init__(Static(self._body(section)), title=title,
-                         collapsed=section.kind == "window" and len(section.messages) > 6)
+        super().__init__(
+            Static(self._body(section)),
+            title=title,
+            collapsed=section.kind == "window" and len(section.messages) > 6,
+        )
         self.kind = section.kind
         self.tokens = section.tokens
 
@@ -81,8 +84,10 @@ class ChainLink(Horizontal):
         s = self.summary
         head = Text()
         head.append(f"summary {s.id}", style="bold")
-        head.append(f" · depth {s.depth} · covers #{s.covers_from_seq}–#{s.covers_through_seq}"
-                    f" · {s.token_count} tokens")
+        head.append(
+            f" · depth {s.depth} · covers #{s.covers_from_seq}–#{s.covers_through_seq}"
+            f" · {s.token_count} tokens"
+        )
         if self.used:
             head.append(" · used by this prompt", style="italic")
         head.append("\n" + _clip(s.content, 400), style="dim")
@@ -136,8 +141,11 @@ class Inspector(VerticalScroll):
         title = f"Reply #{seq}" if seq is not None else f"Reply {trace.message_id}"
         notes = list(trace.notes) + [
             f"compaction {c.when}: {c.status}"
-            + (f", covers #{c.covers_from_seq}–#{c.covers_through_seq}"
-               if c.covers_from_seq is not None else "")
+            + (
+                f", covers #{c.covers_from_seq}–#{c.covers_through_seq}"
+                if c.covers_from_seq is not None
+                else ""
+            )
             for c in trace.compactions
         ]
         await self._show(title, " · ".join(facts), trace.plan, chain, notes)
@@ -152,15 +160,22 @@ class Inspector(VerticalScroll):
         facts = f"{plan.total_tokens} / {plan.budget} tokens · {plan.free_tokens} free"
         notes = list(plan.notes)
         if placeholder:
-            notes.append("The message box is empty: the new message is a stand-in of one "
-                         "character until you type.")
+            notes.append(
+                "The message box is empty: the new message is a stand-in of one "
+                "character until you type."
+            )
         if plan.dropped_ids:
-            notes.append(f"{len(plan.dropped_ids)} window messages do not fit: "
-                         "the next turn compacts first")
+            notes.append(
+                f"{len(plan.dropped_ids)} window messages do not fit: the next turn compacts first"
+            )
         await self._show("Next prompt (preview)", facts, plan, chain, notes)
 
     async def _show(
-        self, title: str, facts: str, plan: PromptPlan, chain: Sequence[SummaryInfo],
+        self,
+        title: str,
+        facts: str,
+        plan: PromptPlan,
+        chain: Sequence[SummaryInfo],
         notes: Sequence[str],
     ) -> None:
         self.plan = plan
@@ -184,8 +199,13 @@ class Inspector(VerticalScroll):
         for m in plan.messages:
             rendered.append(f"[{m['role']}]\n", style="bold")
             rendered.append(m["content"].rstrip() + "\n")
-        widgets.append(Collapsible(Static(rendered), collapsed=True,
-                                   title=f"Rendered prompt ({len(plan.messages)} messages)"))
+        widgets.append(
+            Collapsible(
+                Static(rendered),
+                collapsed=True,
+                title=f"Rendered prompt ({len(plan.messages)} messages)",
+            )
+        )
         await self.remove_children()
         await self.mount_all(widgets)
 
@@ -204,4 +224,4 @@ def _chain_from(chain: Sequence[SummaryInfo], summary_id: int | None) -> list[Su
     ids = [s.id for s in chain]
     if summary_id not in ids:
         return []
-    return list(chain[ids.index(summary_id):])
+    return list(chain[ids.index(summary_id) :])

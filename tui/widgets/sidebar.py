@@ -40,8 +40,9 @@ class ConversationItem(ListItem):
 
     def compose(self) -> ComposeResult:
         info = self.info
-        yield Label(Text(conversation_title(info), overflow="ellipsis", no_wrap=True),
-                    classes="title")
+        yield Label(
+            Text(conversation_title(info), overflow="ellipsis", no_wrap=True), classes="title"
+        )
         count = f"{info.message_count} message" + ("" if info.message_count == 1 else "s")
         when = local_time(info.updated_at)
         yield Label(Text(f"{when} · {count}"), classes="meta")
@@ -62,8 +63,10 @@ class ResultItem(ListItem):
 
     def compose(self) -> ComposeResult:
         hit = self.hit
-        where = f"{self.title} · #{hit.seq} {hit.role}" if hit.kind == "message" else (
-            f"{self.title} · summary to #{hit.seq}"
+        where = (
+            f"{self.title} · #{hit.seq} {hit.role}"
+            if hit.kind == "message"
+            else (f"{self.title} · summary to #{hit.seq}")
         )
         yield Label(Text(where, overflow="ellipsis", no_wrap=True), classes="meta")
         snippet = " ".join(hit.snippet.split())
