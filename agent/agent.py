@@ -58,7 +58,7 @@ from recursa.agent.runtime.protocol import (
     Usage,
 )
 from recursa.agent.settings import Settings
-from recursa.agent.summarize import ModelSummarizer, Summarizer, Turn
+from recursa.agent.summarize import ModelSummarizer, Summarizer, Turn, cut_to_tokens
 from recursa.agent.templates import Templates
 from recursa.memory.records import (
     ConversationRecord,
@@ -761,14 +761,14 @@ class Agent:
         from recursa.agent.plan import excerpt, format_date
 
         templates = Templates.load(plan.template_version)
-        settings = self.settings.recall
+        limit = plan.recall_excerpt_tokens or self.settings.recall.max_excerpt_tokens
         records = self.store.messages_by_ids(section.message_ids)
         runtime = self.runtime
         excerpts = [
             {
                 "date": format_date(r.created_at),
                 "role": r.role,
-                "text": excerpt(runtime, r.content, settings.max_excerpt_tokens),
+                "text": excerpt(runtime, r.content, limit),
             }
             for r in records
         ]
@@ -1184,6 +1184,11 @@ class Agent:
                 }
             )
         tokens = runtime.count_text(result.content)
+        if tokens > job.summary_cap:
+            # Whatever the summarizer, the summary must fit its share of the budget.
+            result.content = cut_to_tokens(runtime.count_text, result.content, job.summary_cap)
+            result.notes.append(f"summary cut to its share of {job.summary_cap} tokens")
+            tokens = runtime.count_text(result.content)
         try:
             record = self.store.add_summary(
                 job.conv.id,

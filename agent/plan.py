@@ -133,6 +133,9 @@ class PromptPlan(BaseModel):
         description="Window messages after the summary that did not fit: compaction is due.",
     )
     notes: list[str] = Field(default_factory=list)
+    recall_excerpt_tokens: int | None = Field(
+        default=None, description="Longest recalled excerpt (to re-render the recall block)."
+    )
 
     @property
     def free_tokens(self) -> int:
@@ -478,6 +481,7 @@ def build_plan(
         ),
         dropped_ids=sorted(dropped),
         notes=notes,
+        recall_excerpt_tokens=recall_settings.max_excerpt_tokens,
     )
 
 

@@ -482,3 +482,18 @@ def test_turns_compaction_recall_and_traces_on_both_databases(db_url: str) -> No
         assert agent.reconstruct_prompt(last.id) == agent.trace(last.id).messages
         doc = agent.export_conversation(cid)
         assert agent.export_conversation(agent.import_conversation(doc)) == doc
+
+
+def test_trace_with_recalled_excerpts_reconstructs_exactly(make_agent: MakeAgent) -> None:
+    """A prompt with a recall block (cut excerpts, per-conversation limit) re-renders exactly."""
+    agent = small(make_agent, max_prompt_tokens=300)
+    agent._summarizer = ExtractiveSummarizer()
+    cid = agent.create_conversation(settings={"max_excerpt_tokens": 10})
+    agent.send(cid, "my zeppelin is named Hindsight and it is painted " + "very " * 20 + "red")
+    for i in range(10):
+        agent.send(cid, f"filler message {i} about the weather today")
+    reply = agent.send(cid, "what is my zeppelin named?")
+    trace = agent.trace(reply.message_id)
+    recall = trace.plan.section("recall")
+    assert recall is not None and "…" in (recall.text or "")
+    assert agent.reconstruct_prompt(reply.message_id) == trace.messages
