@@ -17,8 +17,9 @@ PromptPlan is built with `preview_prompt` and scored:
 
 The model is the scripted one (replies come from the generated script) and
 token counts use its word tokenizer. Summaries come from the deterministic
-`ExtractiveSummarizer` (no model), so the numbers measure the memory policy,
-not a small model's summarizing skill.
+`ExtractiveSummarizer` (no model) by default, so the numbers measure the memory
+policy, not a small model's summarizing skill; `--summarizer model` uses
+SmolLM2-135M instead (slow: one model call per compaction).
 """
 
 from __future__ import annotations
@@ -30,10 +31,12 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from recursa.agent import Agent
 from recursa.agent.runtime.scripted import ScriptedRuntime
-from recursa.agent.summarize import ExtractiveSummarizer
+from recursa.agent.settings import SummarizerSettings
+from recursa.agent.summarize import ExtractiveSummarizer, ModelSummarizer, Summarizer
 
 BUDGETS = (512, 1024, 2048)
 POLICIES = ("window", "summary", "summary+recall")
@@ -198,8 +201,14 @@ def run_one(
     replies: Sequence[str],
     facts: Sequence[Fact],
     workdir: Path,
+    summarizer_runtime: Any = None,
 ) -> Score:
     runtime = ScriptedRuntime(replies=list(replies), context_window=budget + 512)
+    summarizer: Summarizer = (
+        ModelSummarizer(summarizer_runtime, SummarizerSettings(max_new_tokens=64))
+        if summarizer_runtime is not None
+        else ExtractiveSummarizer(runtime.count_text)
+    )
     db = workdir / f"fidelity-{budget}-{policy.replace('+', '_')}.db"
     started = time.perf_counter()
     hits = 0
@@ -207,7 +216,7 @@ def run_one(
     with Agent.open(
         f"sqlite:///{db}",
         runtime,
-        summarizer=ExtractiveSummarizer(runtime.count_text),
+        summarizer=summarizer,
         max_prompt_tokens=budget,
         reply_reserve=256,
         policy=policy,
@@ -245,17 +254,32 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--exchanges", type=int, default=240)
     parser.add_argument("--facts", type=int, default=24)
     parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument(
+        "--summarizer",
+        choices=["extractive", "model"],
+        default="extractive",
+        help="extractive: the deterministic ExtractiveSummarizer; model: SmolLM2-135M",
+    )
+    parser.add_argument("--budgets", default=",".join(map(str, BUDGETS)))
+    parser.add_argument("--policies", default=",".join(POLICIES))
     args = parser.parse_args(argv)
+    budgets = [int(b) for b in args.budgets.split(",")]
+    policies = [p for p in args.policies.split(",") if p]
     users, replies, facts = generate(args.exchanges, args.facts, args.seed)
     gaps = [f.asked_at - f.stated_at for f in facts]
+    summarizer_runtime = None
+    described = "ExtractiveSummarizer (deterministic, no model)"
+    if args.summarizer == "model":
+        from recursa.agent.runtime.local import load_local
+        from recursa.agent.runtime.options import RuntimeOptions
+
+        summarizer_runtime = load_local(name="smollm2-135m", options=RuntimeOptions(threads=1))
+        described = "SmolLM2-135M-Instruct (greedy, summarizer templates v1)"
     print(
         f"Memory fidelity: {args.exchanges} exchanges, {len(facts)} planted facts, "
         f"seed {args.seed}; questions asked {min(gaps)}-{max(gaps)} exchanges after the fact."
     )
-    print(
-        "Model: scripted (word tokenizer); summaries: ExtractiveSummarizer (deterministic, "
-        "no model)."
-    )
+    print(f"Replies and token counts: scripted model (word tokenizer); summaries: {described}.")
     print()
     header = (
         f"{'budget':>6}  {'policy':<15} {'evidence recall':>15}  {'summary keyword':>15}  "
@@ -264,9 +288,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     print(header)
     print("-" * len(header))
     with tempfile.TemporaryDirectory() as tmp:
-        for budget in BUDGETS:
-            for policy in POLICIES:
-                s = run_one(budget, policy, users, replies, facts, Path(tmp))
+        for budget in budgets:
+            for policy in policies:
+                s = run_one(budget, policy, users, replies, facts, Path(tmp), summarizer_runtime)
                 kw = "-" if s.keyword is None else f"{s.keyword:.2f}"
                 print(
                     f"{budget:>6}  {policy:<15} {s.evidence:>15.2f}  {kw:>15}  "
