@@ -14,6 +14,7 @@ torch and transformers are imported inside the functions that use them.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
@@ -267,8 +268,6 @@ def _autocast(device: Any) -> Any:
     torch = _torch()
     if device.type == "cuda" and torch.cuda.is_bf16_supported():
         return torch.autocast("cuda", dtype=torch.bfloat16)
-    import contextlib
-
     return contextlib.nullcontext()
 
 
@@ -616,6 +615,19 @@ def _train(
     return result
 
 
+@contextlib.contextmanager
+def _torch_threads(threads: int | None) -> Iterator[None]:
+    """Use `threads` CPU threads for the run, then give torch back its previous setting."""
+    torch = _torch()
+    previous = torch.get_num_threads()
+    if threads:
+        torch.set_num_threads(threads)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(previous)
+
+
 def finetune(
     config: FinetuneConfig,
     *,
@@ -635,11 +647,24 @@ def finetune(
     """
     out = Path(config.out)
     _check_out_is_new(out)
-    torch = _torch()
-    if threads:
-        torch.set_num_threads(threads)
     examples = load_jsonl(config.data)  # bad data fails before the slow model load
     source = resolve_base(config.base)
+    with _torch_threads(threads):
+        return _finetune_new(
+            config, examples, source, device, stop_after_steps, keep_checkpoint, on_event
+        )
+
+
+def _finetune_new(
+    config: FinetuneConfig,
+    examples: Sequence[Example],
+    source: str,
+    device: str,
+    stop_after_steps: int | None,
+    keep_checkpoint: bool,
+    on_event: EventCallback | None,
+) -> FinetuneResult:
+    out = Path(config.out)
     prepared = _prepare(config, examples, source, device, on_event)
     out.mkdir(parents=True)
     try:
@@ -685,17 +710,15 @@ def resume_finetune(
     except (OSError, ValidationError) as exc:
         raise InvalidInputError(f"The checkpoint's {CONFIG_FILE} is unreadable: {exc}") from exc
     config = config.model_copy(update={"out": out})
-    torch = _torch()
-    if threads:
-        torch.set_num_threads(threads)
-    # The checkpoint holds the weights and tokenizer; the base model is not needed again.
     examples = load_jsonl(config.data)
-    prepared = _prepare(config, examples, str(checkpoint), device, on_event)
-    return _train(
-        config,
-        prepared,
-        checkpoint=checkpoint,
-        stop_after_steps=stop_after_steps,
-        keep_checkpoint=keep_checkpoint,
-        on_event=on_event,
-    )
+    with _torch_threads(threads):
+        # The checkpoint holds the weights and tokenizer; the base model is not needed again.
+        prepared = _prepare(config, examples, str(checkpoint), device, on_event)
+        return _train(
+            config,
+            prepared,
+            checkpoint=checkpoint,
+            stop_after_steps=stop_after_steps,
+            keep_checkpoint=keep_checkpoint,
+            on_event=on_event,
+        )
