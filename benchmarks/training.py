@@ -61,10 +61,12 @@ def make_examples(count: int, seq_len: int) -> list[dict[str, Any]]:
 
 def worker(args: argparse.Namespace) -> None:
     """Run one configuration and print its figures as one JSON line."""
+    import torch
     from recursa.agent.training.finetune import FinetuneConfig, TrainEvent, finetune
 
     samples: list[float] = []
     tokens: list[int] = []
+    threads = args.threads or torch.get_num_threads()  # finetune restores the setting after
 
     def on_event(event: TrainEvent) -> None:
         if event.kind == "step" and event.tokens_per_s is not None:
@@ -89,8 +91,6 @@ def worker(args: argparse.Namespace) -> None:
         tokens.append(result.tokens_seen // max(1, result.steps))
     peak_rss_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     torch_peak = None
-    import torch
-
     if result.device == "cuda":
         torch_peak = torch.cuda.max_memory_allocated() / 2**20
     print(
@@ -102,7 +102,7 @@ def worker(args: argparse.Namespace) -> None:
                 "peak_rss_mib": peak_rss_mib,
                 "torch_peak_mib": torch_peak,
                 "device": result.device,
-                "threads": torch.get_num_threads(),
+                "threads": threads,
             }
         )
     )
