@@ -116,3 +116,17 @@ def test_finetune_stops_and_resumes_from_the_command_line(
     assert "Resuming at step 1" in second.stderr and "step 3/3" in second.stderr
     assert "Trained 3 step(s)" in second.stdout and "eval loss" in second.stdout
     assert (out / "model.safetensors").is_file()
+
+
+def test_training_modules_import_without_torch() -> None:
+    """`recursa --help` and the training package never pay for torch or transformers."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, recursa.agent.training, recursa.agent.training.masking, "
+        "recursa.tui.cli.train; from recursa.tui.cli import cli; "
+        "print(sorted(m for m in ('torch', 'transformers') if m in sys.modules))"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert done.stdout.strip() == "[]"
