@@ -32,6 +32,9 @@ bench: $(STAMP)
 	$(PY) -m benchmarks.store
 	$(PY) -m benchmarks.runtime
 	$(PY) -m benchmarks.fidelity
+	$(PY) -m benchmarks.overhead
+	$(PY) -m benchmarks.compose
+	$(PY) -m benchmarks.training
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check agent memory tui migrations tests benchmarks
