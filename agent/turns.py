@@ -1,0 +1,255 @@
+"""One dialogue turn as a generator: commit the message, plan, compact, stream, commit the reply.
+
+`run_turn` is the whole data flow of a turn. Its first (placeholder) chunk is
+yielded once the user message is committed, so `Agent.stream` can surface
+input errors before returning; every later chunk is text or a status event,
+and the last one carries the stored Reply with its prompt trace.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Generator
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from recursa.agent.compactor import SummarizerFor, compact, compaction_job, run_compaction
+from recursa.agent.context import check_fits, plan_prompt
+from recursa.agent.errors import InvalidInputError, ModelError
+from recursa.agent.plan import NewText, PromptPlan, message_cost
+from recursa.agent.records import CompactionReport, PromptTrace, Reply, ReplyStatus, StreamChunk
+from recursa.agent.runtime.protocol import CancelToken, GenerationParams, Runtime, Usage
+from recursa.agent.settings import Settings
+from recursa.memory.records import ConversationRecord, MessageRecord
+
+if TYPE_CHECKING:
+    from recursa.memory.store import Store
+
+__all__ = ["TurnFailedError", "check_text", "prepare_regenerate", "run_turn"]
+
+
+class TurnFailedError(ModelError):
+    """The model failed mid-turn; the user message and an error reply (`reply`) are stored."""
+
+    def __init__(self, message: str, reply: Reply) -> None:
+        super().__init__(message)
+        self.reply = reply
+
+
+def check_text(text: object) -> str:
+    """The message text, or InvalidInputError saying what is wrong with it."""
+    if not isinstance(text, str):
+        raise InvalidInputError(f"The message must be text, not {type(text).__name__}.")
+    if not text.strip():
+        raise InvalidInputError("The message is empty; type something to send.")
+    if "\x00" in text:
+        raise InvalidInputError("The message contains a NUL character (U+0000); remove it.")
+    return text
+
+
+@dataclass
+class _TurnState:
+    """What a turn has gathered by the time its reply is committed."""
+
+    conv: ConversationRecord
+    runtime: Runtime
+    user: MessageRecord
+    plan: PromptPlan
+    params: GenerationParams
+    t_start: float
+    t_gen: float
+    timings: dict[str, Any]
+    notes: list[str]
+    compactions: list[CompactionReport]
+    pieces: list[str] = field(default_factory=list)
+    status: ReplyStatus = "complete"
+    error: str | None = None
+    usage: Usage | None = None
+
+
+def run_turn(
+    store: Store,
+    agent_settings: Settings,
+    load_runtime: Callable[[], Runtime],
+    summarizer_for: SummarizerFor,
+    conversation_id: int,
+    text: str | None,
+    *,
+    params: GenerationParams | None,
+    cancel: CancelToken,
+) -> Generator[StreamChunk, None, None]:
+    """One turn (`text` None: answer the last user message again).
+
+    The model is loaded only after the conversation is found, so an unknown id
+    fails fast without loading anything.
+    """
+    t_start = time.perf_counter()
+    conv = store.get_conversation(conversation_id)
+    settings = agent_settings.merged(conv.settings)
+    runtime = load_runtime()
+    notes: list[str] = []
+    compactions: list[CompactionReport] = []
+    if text is not None:
+        text = check_text(text)
+        # Refuse an oversized message before storing anything.
+        check_fits(conv, settings, runtime, text)
+        user = store.append_message(conversation_id, "user", text)
+    else:
+        user = prepare_regenerate(store, conversation_id)
+        notes.append("regenerated reply")
+    yield StreamChunk(event="text")  # consumed by stream(): the user message is committed
+
+    timings: dict[str, Any] = {}
+    t0 = time.perf_counter()
+    plan = plan_prompt(store, conv, settings, runtime, NewText(user.content, user))
+    if plan.dropped_ids and settings.policy != "window":
+        # The window cannot fit: compact before generating, then plan again.
+        yield StreamChunk(event="compacting")
+        dropped = store.messages_by_ids(plan.dropped_ids)
+        report = compact(
+            store,
+            conv,
+            settings,
+            runtime,
+            summarizer_for,
+            when="before_reply",
+            must_evict_through_seq=max(r.seq for r in dropped),
+            before_seq=user.seq,
+        )
+        compactions.append(report)
+        if report.status == "failed":
+            notes.append(f"compaction failed, using the plain window: {report.error}")
+        plan = plan_prompt(store, conv, settings, runtime, NewText(user.content, user))
+    timings["plan_s"] = round(time.perf_counter() - t0, 6)
+    if plan.dropped_ids:
+        notes.append(f"{len(plan.dropped_ids)} window messages did not fit the budget")
+
+    gen_params = params or settings.generation.params()
+    room = runtime.context_window - plan.total_tokens - settings.budget.safety_margin
+    if gen_params.max_new_tokens > room:
+        gen_params = gen_params.model_copy(update={"max_new_tokens": max(1, room)})
+
+    turn = _TurnState(
+        conv=conv,
+        runtime=runtime,
+        user=user,
+        plan=plan,
+        params=gen_params,
+        t_start=t_start,
+        t_gen=time.perf_counter(),
+        timings=timings,
+        notes=notes,
+        compactions=compactions,
+    )
+    failure: BaseException | None = None
+    try:
+        tstream = runtime.stream(
+            plan.messages, gen_params, cache_key=f"conv-{conversation_id}", cancel=cancel
+        )
+        try:
+            for piece in tstream:
+                turn.pieces.append(piece)
+                yield StreamChunk(text=piece)
+            turn.usage = tstream.usage
+            usage = turn.usage
+            if cancel.cancelled or (usage is not None and usage.finish_reason == "cancelled"):
+                turn.status = "interrupted"
+        finally:
+            tstream.close()
+    except GeneratorExit:
+        # The consumer stopped reading: keep what was generated, marked interrupted.
+        turn.status = "interrupted"
+        notes.append("the reader closed the stream before the reply ended")
+        _commit(store, turn)
+        return
+    except Exception as exc:  # recorded as an error reply, then re-raised typed below
+        turn.status = "error"
+        turn.error = f"{type(exc).__name__}: {exc}"
+        failure = exc
+        notes.append(f"generation failed: {turn.error}")
+
+    timings["generate_s"] = round(time.perf_counter() - turn.t_gen, 6)
+    if turn.status != "error" and settings.policy != "window":
+        # Fold old turns now, so the next turn's time to first token does not pay for it.
+        reply_text = "".join(turn.pieces)
+        pending = message_cost(runtime, "assistant", reply_text) if turn.pieces else 0
+        job = compaction_job(store, conv, settings, runtime, pending_tokens=pending)
+        if job.decision.needed:
+            try:
+                yield StreamChunk(event="compacting")
+            except GeneratorExit:
+                # Closed after the text ended: keep the reply; compaction can wait.
+                _commit(store, turn)
+                return
+        report = run_compaction(store, job, summarizer_for, when="after_reply")
+        if report.status != "not_needed":
+            compactions.append(report)
+        if report.status == "failed":
+            notes.append(f"compaction failed, the next turn uses the plain window: {report.error}")
+        timings["compaction_after_s"] = round(report.duration_s, 6)
+    reply = _commit(store, turn)
+    if failure is not None:
+        raise TurnFailedError(
+            f"The model failed while replying ({turn.error}). The message was kept and the "
+            "failure stored; send again to retry.",
+            reply,
+        ) from failure
+    yield StreamChunk(event="done", reply=reply)
+
+
+def _commit(store: Store, turn: _TurnState) -> Reply:
+    """Store the reply and its prompt trace in one transaction; return the Reply."""
+    from recursa.memory.store import NewTrace
+
+    text = "".join(turn.pieces)
+    timings, usage, plan = turn.timings, turn.usage, turn.plan
+    timings.setdefault("generate_s", round(time.perf_counter() - turn.t_gen, 6))
+    if usage is not None and usage.time_to_first_token_s is not None:
+        timings["ttft_s"] = usage.time_to_first_token_s
+    timings["compactions"] = [c.model_dump(mode="json") for c in turn.compactions]
+    timings["turn_s"] = round(time.perf_counter() - turn.t_start, 6)
+    metadata: dict[str, Any] = {}
+    if turn.error:
+        metadata["error"] = turn.error
+    trace = NewTrace(
+        model=turn.runtime.name,
+        budget=plan.budget,
+        total_tokens=plan.total_tokens,
+        user_message_id=turn.user.id,
+        summary_id=plan.summary_id,
+        recalled_ids=plan.recalled_ids,
+        window_ids=plan.window_ids,
+        plan=plan.model_dump(mode="json"),
+        params=turn.params.model_dump(mode="json"),
+        usage=usage.model_dump(mode="json") if usage is not None else {},
+        timings=timings,
+        notes=list(turn.notes),
+    )
+    message, trace_record = store.add_reply(
+        turn.conv.id, text, status=turn.status, metadata=metadata, trace=trace
+    )
+    assert trace_record is not None
+    return Reply(
+        conversation_id=turn.conv.id,
+        message_id=message.id,
+        user_message_id=turn.user.id,
+        text=text,
+        status=turn.status,
+        error=turn.error,
+        trace=PromptTrace.from_record(trace_record),
+        usage=usage,
+    )
+
+
+def prepare_regenerate(store: Store, conversation_id: int) -> MessageRecord:
+    """The last user message, with the replies already given to it marked superseded."""
+    recent = store.messages(conversation_id, limit=64, newest_first=True)
+    user = next((r for r in recent if r.role == "user"), None)
+    if user is None:
+        raise InvalidInputError(
+            f"Conversation {conversation_id} has no user message to answer again."
+        )
+    for r in recent:
+        if r.seq > user.seq and r.role == "assistant" and not r.metadata.get("superseded"):
+            store.update_message(r.id, metadata={**r.metadata, "superseded": True})
+    return user
