@@ -21,7 +21,9 @@ class ReplyStream:
 
     `cancel()` (from any thread) stops generation: the partial reply is stored
     with status "interrupted" and its trace, and the stream ends with it.
-    Leaving the loop early and calling `close()` does the same.
+    Leaving the loop early and calling `close()` (or leaving a `with` block,
+    also by an exception) does the same. A KeyboardInterrupt raised while the
+    model generates stores the partial reply as interrupted before it propagates.
     """
 
     def __init__(self, gen: Generator[StreamChunk, None, None], cancel: CancelToken) -> None:

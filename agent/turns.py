@@ -167,6 +167,13 @@ def run_turn(
         turn.error = f"{type(exc).__name__}: {exc}"
         failure = exc
         notes.append(f"generation failed: {turn.error}")
+    except BaseException as exc:
+        # KeyboardInterrupt (Ctrl-C while the model generates) or SystemExit: the
+        # caller is leaving, but what was generated is kept, like a cancel.
+        turn.status = "interrupted"
+        notes.append(f"interrupted by {type(exc).__name__} before the reply ended")
+        _commit(store, turn)
+        raise
 
     timings["generate_s"] = round(time.perf_counter() - turn.t_gen, 6)
     if turn.status != "error" and settings.policy != "window":
@@ -174,14 +181,20 @@ def run_turn(
         reply_text = "".join(turn.pieces)
         pending = message_cost(runtime, "assistant", reply_text) if turn.pieces else 0
         job = compaction_job(store, conv, settings, runtime, pending_tokens=pending)
-        if job.decision.needed:
-            try:
+        try:
+            if job.decision.needed:
                 yield StreamChunk(event="compacting")
-            except GeneratorExit:
-                # Closed after the text ended: keep the reply; compaction can wait.
-                _commit(store, turn)
-                return
-        report = run_compaction(store, job, summarizer_for, when="after_reply")
+            report = run_compaction(store, job, summarizer_for, when="after_reply")
+        except GeneratorExit:
+            # Closed after the text ended: keep the reply; compaction can wait.
+            _commit(store, turn)
+            return
+        except BaseException as exc:
+            # Interrupted (or failed) after the text ended: keep the reply as it is;
+            # the next turn compacts instead.
+            notes.append(f"compaction after the reply stopped: {type(exc).__name__}")
+            _commit(store, turn)
+            raise
         if report.status != "not_needed":
             compactions.append(report)
         if report.status == "failed":
