@@ -337,8 +337,13 @@ class Agent:
     # prompts and traces -------------------------------------------------------------------
 
     def preview_prompt(self, conversation_id: int, text: str) -> PromptPlan:
-        """The PromptPlan the next turn would use for `text`; stores and generates nothing."""
-        text = check_text(text)
+        """The PromptPlan the next turn would use for `text`; stores and generates nothing.
+
+        `text` may be empty: the plan is then the prompt as it stands, with an
+        empty new message (a budget bar shows it while nothing is typed).
+        `send` still refuses empty text.
+        """
+        text = check_text(text, allow_blank=True)
         conv = self.store.get_conversation(conversation_id)
         settings = self.settings.merged(conv.settings)
         return plan_prompt(self.store, conv, settings, self.runtime, NewText(text))

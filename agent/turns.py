@@ -36,11 +36,15 @@ class TurnFailedError(ModelError):
         self.reply = reply
 
 
-def check_text(text: object) -> str:
-    """The message text, or InvalidInputError saying what is wrong with it."""
+def check_text(text: object, *, allow_blank: bool = False) -> str:
+    """The message text, or InvalidInputError saying what is wrong with it.
+
+    `allow_blank` admits empty or whitespace-only text (a preview of the prompt
+    while nothing is typed); a message to send must say something.
+    """
     if not isinstance(text, str):
         raise InvalidInputError(f"The message must be text, not {type(text).__name__}.")
-    if not text.strip():
+    if not allow_blank and not text.strip():
         raise InvalidInputError("The message is empty; type something to send.")
     if "\x00" in text:
         raise InvalidInputError("The message contains a NUL character (U+0000); remove it.")

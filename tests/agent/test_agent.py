@@ -292,6 +292,28 @@ def test_preview_prompt_stores_and_generates_nothing(make_agent: MakeAgent) -> N
     assert len(agent.messages(cid)) == n and len(runtime.calls) == 1
 
 
+@pytest.mark.parametrize("text", ["", "  "])
+def test_preview_prompt_of_empty_text_is_the_prompt_as_it_stands(
+    make_agent: MakeAgent, text: str
+) -> None:
+    """An empty composer previews the next prompt with an empty new message; send refuses it."""
+    runtime = ScriptedRuntime()
+    agent = make_agent(runtime)
+    cid = agent.create_conversation(system_prompt="Be brief.")
+    agent.send(cid, "hi")
+    n = len(agent.messages(cid))
+    plan = agent.preview_prompt(cid, text)
+    typed = agent.preview_prompt(cid, "next question")
+    assert plan.messages[-1] == {"role": "user", "content": text}
+    assert plan.messages[:-1] == typed.messages[:-1]
+    assert plan.section("window").message_ids == typed.section("window").message_ids
+    assert plan.total_tokens == runtime.count_tokens(plan.messages) <= plan.budget
+    assert plan.total_tokens < typed.total_tokens
+    with pytest.raises(InvalidInputError, match="empty"):
+        agent.send(cid, text)
+    assert len(agent.messages(cid)) == n and len(runtime.calls) == 1
+
+
 def test_regenerate_supersedes_the_last_reply(make_agent: MakeAgent) -> None:
     """regenerate answers the last user message again; the old reply leaves the prompt."""
     runtime = ScriptedRuntime(replies=["first answer", "second answer", "third"])
