@@ -90,6 +90,16 @@ class Agent:
     None to load `settings.model` lazily on first use. `Agent.open(...)` builds
     both from a database URL and a model spec (or an already built runtime).
     The agent owns and closes both.
+
+    One Agent may be used from several threads at once, as the TUI does: reads
+    and previews while a turn streams in a worker thread, or turns in other
+    conversations. Each store call runs in its own session from a connection
+    pool; message numbering and compaction stay consistent under concurrent
+    writers; the model and the summarizer load once, under a lock; and the
+    runtimes guard themselves (a local model runs one generation at a time
+    but counts tokens beside it). Two exceptions: an in-memory SQLite database
+    (`sqlite://`) shares one connection, so use it from one thread at a time;
+    and `close()` must not race a turn that is still running.
     """
 
     def __init__(
