@@ -25,6 +25,7 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    text,
 )
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
@@ -108,6 +109,16 @@ class Message(Base):
         UniqueConstraint("conversation_id", "seq"),
         CheckConstraint("role IN ('system', 'user', 'assistant')", name="role"),
         CheckConstraint("status IN ('complete', 'interrupted', 'error')", name="status"),
+        # Pinned messages are few: a partial index finds a conversation's without
+        # reading its history. Store.pinned_messages repeats this exact predicate
+        # (the planners use a partial index only when the query states it).
+        Index(
+            "ix_messages_pinned",
+            "conversation_id",
+            "seq",
+            sqlite_where=text("pinned = 1"),
+            postgresql_where=text("pinned"),
+        ),
     )
 
     id: Mapped[int] = mapped_column(Id, primary_key=True)

@@ -4,6 +4,14 @@ User text is never handed to the FTS query parser as is. It is split into
 words here, each word is quoted as a literal term, and the terms are joined
 with AND ("all") or OR ("any"), so quotes, `*`, `NEAR`, `-`, `:` and friends in
 a query are just characters: no syntax error, no operator injection.
+
+"any" (recall) keeps its cost independent of the history's length: a word
+found in more than `COMMON_TERM_CAP` of the searched messages says little about
+relevance (the way IDF weighs stop words down), and ranking all its matches
+would cost time that grows with every turn. So each word's frequency is first
+probed with a count that stops at the cap, too-common words are left out of the
+ranking, and when every word is too common only the most recent matches are
+ranked. See `search`.
 """
 
 from __future__ import annotations
@@ -23,6 +31,10 @@ HIGHLIGHT_START = "["
 HIGHLIGHT_END = "]"
 # Words beyond this are ignored: a pasted essay is not a meaningful query.
 MAX_TERMS = 32
+# "any" search: a word matching more messages than this (within the searched
+# conversation and range) is too common to rank by; it is also how many of the
+# most recent matches are ranked when every word is that common.
+COMMON_TERM_CAP = 200
 
 _WORD = re.compile(r"\w+", re.UNICODE)
 
@@ -54,14 +66,53 @@ def _utc(value: Any) -> datetime:
 
 
 def _filters(conversation_id: int | None, through_seq: int | None, alias: str) -> str:
+    """AND clauses restricting `alias` (a messages row; a summaries row when "s")."""
     clauses = []
     if conversation_id is not None:
         clauses.append(f"{alias}.conversation_id = :conversation_id")
-    if through_seq is not None and alias == "m":
-        clauses.append("m.seq <= :through_seq")
-    if through_seq is not None and alias == "s":
-        clauses.append("s.covers_through_seq <= :through_seq")
+    if through_seq is not None:
+        column = "covers_through_seq" if alias == "s" else "seq"
+        clauses.append(f"{alias}.{column} <= :through_seq")
     return "".join(f" AND {clause}" for clause in clauses)
+
+
+def _searched_span(conn: Connection, conversation_id: int | None, through_seq: int | None) -> int:
+    """How many messages a search may match at most (seq runs 1..last_seq in a conversation).
+
+    A range no longer than the cap cannot hold a too-common word, so it skips the probe.
+    """
+    if conversation_id is None:
+        return COMMON_TERM_CAP + 1  # the whole database: always probe
+    last = conn.execute(
+        text("SELECT last_seq FROM conversations WHERE id = :id"), {"id": conversation_id}
+    ).scalar()
+    span = int(last or 0)
+    return span if through_seq is None else min(span, max(through_seq, 0))
+
+
+def _message_frequencies(
+    conn: Connection, terms: Sequence[str], filters: str, params: dict[str, Any]
+) -> dict[str, int]:
+    """How many searched messages contain each term, counted no further than the cap + 1.
+
+    Each count is a LIMITed scan of that term's own matches, so it stops early
+    for a common term: bounded work whatever the history's length.
+    """
+    probe = _SQLITE_PROBE if conn.dialect.name == "sqlite" else _PG_PROBE
+    literal = fts5_query if conn.dialect.name == "sqlite" else tsquery
+    values = dict(params, cap=COMMON_TERM_CAP + 1)
+    parts = []
+    for i, term in enumerate(terms):
+        values[f"t{i}"] = literal([term], "any")
+        # One statement for all the terms: one round trip.
+        parts.append(f"({probe.format(term=f':t{i}', filters=filters)}) AS f{i}")
+    row = conn.execute(text("SELECT " + ", ".join(parts)), values).one()
+    return {term: int(value) for term, value in zip(terms, row, strict=True)}
+
+
+def _recent_floor(conn: Connection, filters: str, params: dict[str, Any]) -> int | None:
+    """SQLite: the id of the oldest of the `COMMON_TERM_CAP` most recent matches of :q."""
+    return conn.execute(text(_SQLITE_RECENT_FLOOR.format(filters=filters)), params).scalar()
 
 
 def search(
@@ -74,32 +125,62 @@ def search(
     include_summaries: bool,
     match: MatchMode,
 ) -> list[SearchHit]:
-    """Ranked hits (best first) for `query`; [] when the query has no words."""
+    """Ranked hits (best first) for `query`; [] when the query has no words.
+
+    "all": every word must appear; all such messages are ranked.
+    "any": in a searched range longer than `COMMON_TERM_CAP` messages, each
+    word's frequency there is probed first (counting stops past the cap).
+    Words found in 1..cap messages are the informative ones: only they are
+    matched and ranked, so a rare word is found however common the other words
+    of the query are, and at most cap rows per word are ranked. When no word is
+    informative but some are too common, only the `COMMON_TERM_CAP` most recent
+    matches are ranked. Summaries, few by construction, are matched with the
+    same words.
+
+    The bound is on the rows ranked (scored, snippeted, sorted). Finding the
+    most recent matches is a walk down the index on SQLite (FTS5 rowids, newest
+    first, stopping after the cap); on PostgreSQL, whose GIN index has no order,
+    it reads each match's row id once, without parsing or scoring its text.
+    The full-text index spans every conversation, so a word that is common in
+    *other* conversations still costs a walk over its entries there (as any
+    full-text query does).
+    """
     terms = query_terms(query)
     if not terms or limit <= 0:
         return []
+    sqlite = conn.dialect.name == "sqlite"
     params: dict[str, Any] = {
         "conversation_id": conversation_id,
         "through_seq": through_seq,
         "limit": limit,
+        "pool": max(COMMON_TERM_CAP, limit),
     }
-    if conn.dialect.name == "sqlite":
+    message_filters = _filters(conversation_id, through_seq, "m")
+    recent_only = False
+    if match == "any" and _searched_span(conn, conversation_id, through_seq) > COMMON_TERM_CAP:
+        frequency = _message_frequencies(conn, terms, message_filters, params)
+        informative = [t for t in terms if 0 < frequency[t] <= COMMON_TERM_CAP]
+        common = [t for t in terms if frequency[t] > COMMON_TERM_CAP]
+        recent_only = not informative and bool(common)
+        terms = informative or common or terms
+    summary_filters = _filters(conversation_id, through_seq, "s")
+    if sqlite:
         params["q"] = fts5_query(terms, match)
-        statements = [_SQLITE_MESSAGES.format(filters=_filters(conversation_id, through_seq, "m"))]
+        if recent_only:
+            params["floor"] = _recent_floor(conn, message_filters, params)
+            message_filters += " AND messages_fts.rowid >= :floor"
+        statements = [_SQLITE_MESSAGES.format(filters=message_filters)]
         if include_summaries:
-            statements.append(
-                _SQLITE_SUMMARIES.format(filters=_filters(conversation_id, through_seq, "s"))
-            )
+            statements.append(_SQLITE_SUMMARIES.format(filters=summary_filters))
     else:
         params["q"] = tsquery(terms, match)
         params["hl"] = (
             f"StartSel={HIGHLIGHT_START}, StopSel={HIGHLIGHT_END}, MaxWords=24, MinWords=8"
         )
-        statements = [_PG_MESSAGES.format(filters=_filters(conversation_id, through_seq, "m"))]
+        message_sql = _PG_RECENT_MESSAGES if recent_only else _PG_MESSAGES
+        statements = [message_sql.format(filters=message_filters)]
         if include_summaries:
-            statements.append(
-                _PG_SUMMARIES.format(filters=_filters(conversation_id, through_seq, "s"))
-            )
+            statements.append(_PG_SUMMARIES.format(filters=summary_filters))
     hits: list[SearchHit] = []
     for statement in statements:
         for row in conn.execute(text(statement), params):
@@ -115,21 +196,41 @@ def search(
                     created_at=_utc(row.created_at),
                 )
             )
-    # Both tables are scored by the same function for the same query, so their ranks interleave.
+    # Both tables are scored by the same function for the same words, so their ranks interleave.
     hits.sort(key=lambda hit: (-hit.rank, hit.kind, hit.id))
     return hits[:limit]
 
 
 # bm25() is lower for better matches; negating it makes "higher is better" as SearchHit says.
+# CROSS JOIN makes the full-text index the outer loop: without it SQLite may walk
+# the conversation's whole history by (conversation_id, seq) and probe the index
+# once per message, which for a LIMITed query on a rare word costs seconds.
 _SQLITE_MESSAGES = """
 SELECT 'message' AS kind, m.id, m.conversation_id, m.seq, m.role, m.created_at,
        snippet(messages_fts, 0, '[', ']', '…', 16) AS snippet,
        -bm25(messages_fts) AS rank
-FROM messages_fts JOIN messages AS m ON m.id = messages_fts.rowid
+FROM messages_fts CROSS JOIN messages AS m ON m.id = messages_fts.rowid
 WHERE messages_fts MATCH :q{filters}
 ORDER BY bm25(messages_fts), m.id
 LIMIT :limit
 """
+
+# A term's matches among the searched messages, counted up to :cap (the probe).
+_SQLITE_PROBE = """
+SELECT count(*) FROM (
+    SELECT 1 FROM messages_fts CROSS JOIN messages AS m ON m.id = messages_fts.rowid
+    WHERE messages_fts MATCH {term}{filters}
+    LIMIT :cap
+)"""
+
+# FTS5 walks a term's matches newest first (descending rowid) and stops after :pool.
+_SQLITE_RECENT_FLOOR = """
+SELECT min(id) FROM (
+    SELECT m.id FROM messages_fts CROSS JOIN messages AS m ON m.id = messages_fts.rowid
+    WHERE messages_fts MATCH :q{filters}
+    ORDER BY messages_fts.rowid DESC
+    LIMIT :pool
+)"""
 
 _SQLITE_SUMMARIES = """
 SELECT 'summary' AS kind, s.id, s.conversation_id, s.covers_through_seq AS seq,
@@ -153,6 +254,37 @@ WHERE to_tsvector('english'::regconfig, left(m.content, 200000)) @@ q{filters}
 ORDER BY rank DESC, m.id
 LIMIT :limit
 """
+
+# Every word of the query is common: only the :pool most recent matches are ranked.
+# The MATERIALIZED CTE keeps the GIN index the way in (each match's row is read
+# once, the text is not parsed); otherwise the planner may walk the conversation
+# newest first and parse every message until :pool match, far slower.
+_PG_RECENT_MESSAGES = """
+WITH hits AS MATERIALIZED (
+    SELECT m.id, m.conversation_id, m.seq FROM messages AS m
+    WHERE to_tsvector('english'::regconfig, left(m.content, 200000))
+          @@ to_tsquery('english', :q)
+), recent AS (
+    SELECT m.id FROM hits AS m WHERE TRUE{filters} ORDER BY m.id DESC LIMIT :pool
+)
+SELECT 'message' AS kind, m.id, m.conversation_id, m.seq, m.role, m.created_at,
+       ts_headline('english', left(m.content, 20000), q, :hl) AS snippet,
+       ts_rank_cd(to_tsvector('english'::regconfig, left(m.content, 200000)), q) AS rank
+FROM recent JOIN messages AS m ON m.id = recent.id, to_tsquery('english', :q) AS q
+ORDER BY rank DESC, m.id
+LIMIT :limit
+"""
+
+# The same shape as above: the CTE is read lazily, so the count stops after :cap
+# matches in the searched range, and it is fed by the GIN index, never by parsing
+# each message of the conversation (which the planner would pick for a LIMIT).
+_PG_PROBE = """
+WITH hits AS MATERIALIZED (
+    SELECT m.conversation_id, m.seq FROM messages AS m
+    WHERE to_tsvector('english'::regconfig, left(m.content, 200000))
+          @@ to_tsquery('english', {term})
+)
+SELECT count(*) FROM (SELECT 1 FROM hits AS m WHERE TRUE{filters} LIMIT :cap) AS probe"""
 
 _PG_SUMMARIES = """
 SELECT 'summary' AS kind, s.id, s.conversation_id, s.covers_through_seq AS seq,

@@ -499,9 +499,12 @@ class Store:
 
     def pinned_messages(self, conversation_id: int) -> list[MessageRecord]:
         """The conversation's pinned messages, in seq order."""
+        # `pinned = 1` (SQLite) / `pinned` (PostgreSQL) is the predicate of the partial
+        # index ix_messages_pinned, so the planner reads only the pins; `IS true`, say,
+        # would not match it and the query would scan the whole conversation.
         statement = (
             select(Message)
-            .where(Message.conversation_id == conversation_id, Message.pinned.is_(True))
+            .where(Message.conversation_id == conversation_id, Message.pinned)
             .order_by(Message.seq)
         )
         with self._read() as session:
