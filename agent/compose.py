@@ -44,16 +44,16 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
-from recursa.agent.agent import CompactionReport
 from recursa.agent.compaction import (
-    CompactionDecision,
     Marks,
     WindowItem,
     decide_compaction,
     water_marks,
 )
+from recursa.agent.compactor import CompactionJob, run_compaction
 from recursa.agent.compose_presets import COMPOSE_TEMPLATES, Preset, get_preset
 from recursa.agent.compose_repetition import RepetitionGuard, RepetitionSettings, Verdict
+from recursa.agent.context import message_costs, window_records
 from recursa.agent.errors import (
     BudgetError,
     InvalidInputError,
@@ -70,6 +70,7 @@ from recursa.agent.plan import (
     message_cost,
 )
 from recursa.agent.recall import usable
+from recursa.agent.records import CompactionReport
 from recursa.agent.runtime.protocol import (
     CancelToken,
     ChatMessage,
@@ -78,9 +79,9 @@ from recursa.agent.runtime.protocol import (
     Usage,
 )
 from recursa.agent.settings import Settings
-from recursa.agent.summarize import ModelSummarizer, Summarizer, Turn
+from recursa.agent.summarize import ModelSummarizer, Summarizer
 from recursa.agent.templates import Templates
-from recursa.memory.records import ConversationRecord, MessageRecord, SummaryRecord
+from recursa.memory.records import ConversationRecord, MessageRecord
 
 if TYPE_CHECKING:
     from recursa.agent.agent import Agent
@@ -451,17 +452,6 @@ def composition_text(agent: Agent, composition_id: int) -> str:
 # --- the run -----------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class _Job:
-    """A compaction decided but not yet run."""
-
-    latest: SummaryRecord | None
-    records: list[MessageRecord]
-    decision: CompactionDecision
-    cap: int
-    start: float
-
-
 @dataclass
 class _Run:
     """One run of a composition: the loop state between steps."""
@@ -786,48 +776,13 @@ class _Run:
         )
 
     def _window(self, after_seq: int, budget: int) -> tuple[list[MessageRecord], dict[int, int]]:
-        """Text messages after `after_seq`, newest pages first, until they overflow `budget`."""
-        store = self.agent.store
-        out: list[MessageRecord] = []
-        costs: dict[int, int] = {}
-        through: int | None = None
-        total = 0
-        page = 32
-        while True:
-            batch = store.messages(
-                self.conv.id,
-                after_seq=after_seq,
-                through_seq=through,
-                limit=page,
-                newest_first=True,
-            )
-            if not batch:
-                break
-            text = [r for r in batch if usable(r) and r.role != "system"]
-            costs.update(self._costs(text))
-            out.extend(text)
-            total += sum(costs[r.id] for r in text)
-            through = batch[-1].seq - 1
-            if total > budget or len(batch) < page or through <= after_seq:
-                break
-            page = min(page * 4, 1024)
-        out.reverse()
-        return out, costs
+        """The text after `after_seq` (the opening and the steps), read as a chat window is."""
+        return window_records(
+            self.agent.store, self.conv, after_seq, budget, self.runtime, self.header.id
+        )
 
     def _costs(self, records: Sequence[MessageRecord]) -> dict[int, int]:
-        if not records:
-            return {}
-        store, tid = self.agent.store, self.runtime.tokenizer_id
-        cached = store.cached_token_counts([r.id for r in records], tid)
-        missing = {
-            r.id: message_cost(self.runtime, r.role, r.content)
-            for r in records
-            if r.id not in cached
-        }
-        if missing:
-            store.store_token_counts(tid, missing)
-            cached.update(missing)
-        return cached
+        return message_costs(self.agent.store, self.runtime, records)
 
     def _marks(self) -> tuple[Marks, int]:
         system = self.templates.render("system", system_prompt=self.spec.instructions, summary=None)
@@ -836,7 +791,7 @@ class _Run:
         cap = max(16, int(self.settings.budget.summary_share * flex))
         return water_marks(flex, self.settings.budget), cap
 
-    def _compaction_job(self, *, must_evict_through_seq: int = 0) -> _Job | None:
+    def _compaction_job(self, *, must_evict_through_seq: int = 0) -> CompactionJob | None:
         """Decide whether the tail's oldest steps go into the summary now (no model call)."""
         store = self.agent.store
         marks, cap = self._marks()
@@ -856,89 +811,32 @@ class _Run:
         )
         if not decision.needed:
             return None
-        return _Job(latest, records, decision, cap, time.perf_counter())
+        return CompactionJob(
+            conv=self.conv,
+            settings=self.settings,
+            runtime=self.runtime,
+            latest=latest,
+            records=records,
+            decision=decision,
+            summary_cap=cap,
+            start=time.perf_counter(),
+        )
 
-    def _run_compaction(self, job: _Job) -> CompactionReport:
-        """Fold the job's steps into a new summary and store it (one transaction).
+    def _run_compaction(self, job: CompactionJob) -> CompactionReport:
+        """Fold the job's steps into a new summary and store it, as a chat compaction does.
 
         A summarizer failure is reported, not raised: the step goes on with the
         plain tail, like a chat turn does.
         """
-        from recursa.memory.errors import CompactionConflict
-
-        store = self.agent.store
-        latest, records, decision, cap, start = (
-            job.latest,
-            job.records,
-            job.decision,
-            job.cap,
-            job.start,
-        )
-        evicted = set(decision.evict_ids)
-        turns = [Turn(r.role, r.content) for r in records if r.id in evicted]
-        base = CompactionReport(
-            status="failed",
+        report = run_compaction(
+            self.agent.store,
+            job,
+            lambda _settings, _runtime: self._summarizer(),
             when="before_reply",
-            parent_id=latest.id if latest else None,
-            covers_from_seq=decision.covers_from_seq,
-            covers_through_seq=decision.covers_through_seq,
-            evicted_ids=list(decision.evict_ids),
-            window_tokens_before=decision.window_tokens_before,
-            window_tokens_after=decision.window_tokens_after,
         )
-        try:
-            result = self._summarizer().fold(
-                latest.content if latest else None, turns, max_tokens=cap
-            )
-        except RecursaError as exc:
-            return base.model_copy(
-                update={
-                    "error": str(exc),
-                    "duration_s": time.perf_counter() - start,
-                    "notes": [f"summarization failed: {exc}"],
-                }
-            )
-        tokens = self.runtime.count_text(result.content)
-        try:
-            record = store.add_summary(
-                self.conv.id,
-                content=result.content,
-                covers_from_seq=decision.covers_from_seq,
-                covers_through_seq=decision.covers_through_seq,
-                parent_id=latest.id if latest else None,
-                token_count=tokens,
-                tokenizer_id=self.runtime.tokenizer_id,
-                model=result.model,
-                prompt_version=result.prompt_version,
-                metadata={
-                    "duration_s": round(time.perf_counter() - start, 4),
-                    "summarizer_calls": result.calls,
-                    "chunks": result.chunks,
-                    "condensed": result.condensed,
-                    "evicted": len(decision.evict_ids),
-                    "notes": result.notes,
-                },
-            )
-        except CompactionConflict as exc:
-            return base.model_copy(
-                update={
-                    "status": "conflict",
-                    "duration_s": time.perf_counter() - start,
-                    "summarizer_calls": result.calls,
-                    "notes": [f"another process compacted first; kept its summary ({exc})"],
-                }
-            )
-        self.compactions += 1
-        return base.model_copy(
-            update={
-                "status": "compacted",
-                "summary_id": record.id,
-                "summary_tokens": tokens,
-                "summarizer_calls": result.calls,
-                "duration_s": time.perf_counter() - start,
-                "notes": list(result.notes),
-            }
-        )
+        if report.status == "compacted":
+            self.compactions += 1
+        return report
 
     def _summarizer(self) -> Summarizer:
         if self.summarizer is None:
