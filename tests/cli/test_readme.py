@@ -9,6 +9,7 @@ skipped:
   running `make test` inside the tests would recurse, `make chat` is interactive);
 - `pip install 'recursa[EXTRA]'` checks that EXTRA is an extra of pyproject.toml;
 - `python -m benchmarks.NAME` runs `python -m benchmarks.NAME --help`;
+- `recursa finetune ...` runs with `--help` (real training is tested in tests/training);
 - `... -m pytest ...` runs with `--collect-only` (no recursion into this suite);
 - the PostgreSQL example URL becomes a fresh database on RECURSA_TEST_POSTGRES_URL
   (that block is skipped without it, like every PostgreSQL test);
@@ -83,6 +84,8 @@ def _translate(line: str, env: dict[str, str]) -> str:
         return ":"
     if words[:2] == ["python", "-m"] and words[2].startswith("benchmarks."):
         return f'(cd "{REPO}" && {stripped} --help >/dev/null)'
+    if words[:2] == ["recursa", "finetune"]:
+        return "recursa finetune --help >/dev/null"
     if "pytest" in words:
         return f'(cd "{REPO}" && {stripped} --collect-only >/dev/null)'
     if PG_EXAMPLE_URL in stripped:
