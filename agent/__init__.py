@@ -18,6 +18,7 @@ from recursa.agent.agent import (
     SummaryInfo,
     TurnFailedError,
 )
+from recursa.agent.compose import CompositionChunk, CompositionResult, CompositionStream
 from recursa.agent.documents import ConversationDocument, DocumentMessage
 from recursa.agent.plan import PlanMessage, PlanSection, PromptPlan
 from recursa.agent.runtime.protocol import CancelToken, ChatMessage, GenerationParams
@@ -29,6 +30,9 @@ __all__ = [
     "CancelToken",
     "ChatMessage",
     "CompactionReport",
+    "CompositionChunk",
+    "CompositionResult",
+    "CompositionStream",
     "ConversationDocument",
     "ConversationInfo",
     "DocumentMessage",

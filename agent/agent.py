@@ -23,10 +23,17 @@ from __future__ import annotations
 
 import asyncio
 import threading
-from collections.abc import Callable, Generator, Mapping
+from collections.abc import Callable, Generator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from recursa.agent.compactor import compact
+from recursa.agent.compose import (
+    DEFAULT_STEP_TOKENS,
+    CompositionStream,
+    compose,
+    resume_composition,
+)
+from recursa.agent.compose_repetition import RepetitionSettings
 from recursa.agent.context import plan_prompt
 from recursa.agent.documents import ConversationDocument
 from recursa.agent.errors import (
@@ -483,6 +490,71 @@ class Agent:
             self.stream, conversation_id, text, params=params, cancel=cancel
         )
         return AsyncReplyStream(sync)
+
+    # long-form composition ------------------------------------------------------------------
+
+    def compose(
+        self,
+        prompt: str | None = None,
+        *,
+        target_tokens: int,
+        step_tokens: int = DEFAULT_STEP_TOKENS,
+        instructions: str | None = None,
+        stop: str | Sequence[str] | None = None,
+        seed: int | None = None,
+        preset: str | None = None,
+        params: GenerationParams | None = None,
+        repetition: RepetitionSettings | bool | None = None,
+        title: str | None = None,
+        cancel: CancelToken | None = None,
+    ) -> CompositionStream:
+        """Grow a text past the context window, step by step, from its own summary.
+
+        Each step's prompt is the instructions, the summary of the text before
+        the verbatim tail, and the tail, under the same budget as chat. The
+        composition is stored as a conversation of kind "composition", one
+        message per step, and streams `CompositionChunk`s whose last one carries
+        the result and its stop reason. See `recursa.agent.compose.compose`.
+        """
+        return compose(
+            self,
+            prompt,
+            target_tokens=target_tokens,
+            step_tokens=step_tokens,
+            instructions=instructions,
+            stop=stop,
+            seed=seed,
+            preset=preset,
+            params=params,
+            repetition=repetition,
+            title=title,
+            summarizer=self._injected_summarizer(),
+            cancel=cancel,
+        )
+
+    def resume_composition(
+        self,
+        composition_id: int,
+        *,
+        target_tokens: int | None = None,
+        cancel: CancelToken | None = None,
+    ) -> CompositionStream:
+        """Continue a stored composition from its last stored step."""
+        return resume_composition(
+            self,
+            composition_id,
+            target_tokens=target_tokens,
+            summarizer=self._injected_summarizer(),
+            cancel=cancel,
+        )
+
+    def _injected_summarizer(self) -> Summarizer | None:
+        # A summarizer given by the caller (a test's extractive one, say) serves
+        # compositions too; the chat ModelSummarizer does not, because its wording
+        # is for dialogue: composition builds its own with prose wording.
+        if self._summarizer is None or isinstance(self._summarizer, ModelSummarizer):
+            return None
+        return self._summarizer
 
     # compaction -----------------------------------------------------------------------------
 
