@@ -110,9 +110,25 @@ def _message_frequencies(
     return {term: int(value) for term, value in zip(terms, row, strict=True)}
 
 
-def _recent_floor(conn: Connection, filters: str, params: dict[str, Any]) -> int | None:
-    """SQLite: the id of the oldest of the `COMMON_TERM_CAP` most recent matches of :q."""
-    return conn.execute(text(_SQLITE_RECENT_FLOOR.format(filters=filters)), params).scalar()
+def _sqlite_recent_statement(terms: Sequence[str], filters: str) -> tuple[str, dict[str, Any]]:
+    """SQLite, every word common: the :limit best of the :pool most recent matches.
+
+    bm25() is not used here: it counts each word's matches over the whole index
+    to weigh it, which is the cost that grows with history. Words this common
+    weigh about the same anyway, so a match's rank is the share of the query's
+    words it contains (newest first among equals). Each word's matches are read
+    from the oldest recent match on (FTS5 seeks to that rowid).
+    """
+    values: dict[str, Any] = {"terms": len(terms)}
+    parts = []
+    for i, term in enumerate(terms):
+        values[f"t{i}"] = fts5_query([term], "any")
+        parts.append(
+            f"SELECT rowid AS id FROM messages_fts WHERE messages_fts MATCH :t{i} "
+            "AND rowid >= (SELECT min(id) FROM recent)"
+        )
+    statement = _SQLITE_RECENT.format(filters=filters, per_term=" UNION ALL ".join(parts))
+    return statement, values
 
 
 def search(
@@ -134,8 +150,9 @@ def search(
     matched and ranked, so a rare word is found however common the other words
     of the query are, and at most cap rows per word are ranked. When no word is
     informative but some are too common, only the `COMMON_TERM_CAP` most recent
-    matches are ranked. Summaries, few by construction, are matched with the
-    same words.
+    matches are ranked: on SQLite by the share of the query's words each holds
+    (see `_sqlite_recent_statement`), on PostgreSQL by ts_rank_cd as usual.
+    Summaries, few by construction, are matched with the same words.
 
     The bound is on the rows ranked (scored, snippeted, sorted). Finding the
     most recent matches is a walk down the index on SQLite (FTS5 rowids, newest
@@ -167,9 +184,11 @@ def search(
     if sqlite:
         params["q"] = fts5_query(terms, match)
         if recent_only:
-            params["floor"] = _recent_floor(conn, message_filters, params)
-            message_filters += " AND messages_fts.rowid >= :floor"
-        statements = [_SQLITE_MESSAGES.format(filters=message_filters)]
+            statement, values = _sqlite_recent_statement(terms, message_filters)
+            params.update(values)
+            statements = [statement]
+        else:
+            statements = [_SQLITE_MESSAGES.format(filters=message_filters)]
         if include_summaries:
             statements.append(_SQLITE_SUMMARIES.format(filters=summary_filters))
     else:
@@ -223,14 +242,31 @@ SELECT count(*) FROM (
     LIMIT :cap
 )"""
 
-# FTS5 walks a term's matches newest first (descending rowid) and stops after :pool.
-_SQLITE_RECENT_FLOOR = """
-SELECT min(id) FROM (
+# `recent`: FTS5 walks the matches newest first (descending rowid), stopping after
+# :pool; `per_term`: each word's matches from the oldest of those on; `best`: the
+# :limit recent matches with the most words. Only those get a snippet.
+_SQLITE_RECENT = """
+WITH recent AS MATERIALIZED (
     SELECT m.id FROM messages_fts CROSS JOIN messages AS m ON m.id = messages_fts.rowid
     WHERE messages_fts MATCH :q{filters}
     ORDER BY messages_fts.rowid DESC
     LIMIT :pool
-)"""
+), per_term AS MATERIALIZED (
+    {per_term}
+), best AS MATERIALIZED (
+    SELECT recent.id, count(per_term.id) AS words
+    FROM recent LEFT JOIN per_term ON per_term.id = recent.id
+    GROUP BY recent.id
+    ORDER BY words DESC, recent.id DESC
+    LIMIT :limit
+)
+SELECT 'message' AS kind, m.id, m.conversation_id, m.seq, m.role, m.created_at,
+       snippet(messages_fts, 0, '[', ']', '…', 16) AS snippet,
+       best.words * 1.0 / :terms AS rank
+FROM messages_fts CROSS JOIN messages AS m ON m.id = messages_fts.rowid
+     CROSS JOIN best ON best.id = m.id
+WHERE messages_fts MATCH :q AND messages_fts.rowid >= (SELECT min(id) FROM recent)
+"""
 
 _SQLITE_SUMMARIES = """
 SELECT 'summary' AS kind, s.id, s.conversation_id, s.covers_through_seq AS seq,
