@@ -21,10 +21,11 @@ def test_prompt_shows_the_next_plan_as_a_table_with_the_budget(run, seed):
     assert run.json("conversations", "show", str(cid))["conversation"]["message_count"] == 4
 
 
-def test_prompt_without_text_plans_a_placeholder_message(run, seed):
+def test_prompt_without_text_plans_an_empty_new_message(run, seed):
     cid = seed("x", [("a", "b")])
     plan = run.json("prompt", str(cid), "-m", "scripted")
-    assert plan["messages"][-1]["content"] == "(next message)"
+    assert plan["messages"][-1] == {"role": "user", "content": ""}
+    assert plan["sections"][-1]["kind"] == "new"
 
 
 def test_trace_shows_what_a_reply_was_generated_from(run):

@@ -23,7 +23,6 @@ if TYPE_CHECKING:
     from recursa.agent.plan import PlanSection, PromptPlan
     from rich.table import Table
 
-PLACEHOLDER = "(next message)"
 BAR_WIDTH = 60
 # One character per section kind in the budget bar; '.' is free budget.
 BAR_MARKS = {"system": "S", "summary": "s", "recall": "r", "window": "w", "new": "n"}
@@ -38,11 +37,11 @@ def prompt_command(conversation_id: int, text: str | None, model: str | None,
                    as_json: bool) -> None:
     """Plan the next prompt of conversation ID for TEXT; store and generate nothing.
 
-    Without TEXT, the plan is for a short placeholder message. Loads the model
-    to count tokens with its own tokenizer.
+    Without TEXT, the plan is for an empty new message: the prompt as it stands.
+    Loads the model to count tokens with its own tokenizer.
     """
     with open_agent(model=model, conversation_id=conversation_id) as agent:
-        plan = agent.preview_prompt(conversation_id, text if text else PLACEHOLDER)
+        plan = agent.preview_prompt(conversation_id, text or "")
     if as_json:
         echo_json(plan)
         return

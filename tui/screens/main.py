@@ -46,7 +46,6 @@ PAGE = 40  # messages mounted when a conversation opens; as many again per scrol
 LIST_LIMIT = 500  # most recent conversations in the list; search reaches all of them
 PREVIEW_DELAY_S = 0.3  # typing pause before the next prompt is previewed
 WIDE = 150  # narrower terminals hide the sidebar while the inspector is open
-EMPTY_PREVIEW_TEXT = "."  # preview_prompt needs some text; a dot costs about one token
 FIRST_RUN = (
     "Welcome to recursa.\n\n"
     "Type a message below and press Enter to start a conversation "
@@ -554,7 +553,7 @@ class MainScreen(ActionsMixin, Screen[None]):
     def preview(self, cid: int, text: str) -> None:
         agent = self.agent
         try:
-            plan = agent.preview_prompt(cid, text if text.strip() else EMPTY_PREVIEW_TEXT)
+            plan = agent.preview_prompt(cid, text)
             chain = agent.summaries(cid) if plan.summary_id is not None else []
         except RecursaError as exc:
             self.ui(setattr, self.budget, "status", str(exc))

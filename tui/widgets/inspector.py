@@ -155,14 +155,14 @@ class Inspector(VerticalScroll):
     ) -> None:
         """The prompt the next turn would use for the text being typed.
 
-        `placeholder`: the message box is empty and the plan was made for a stand-in.
+        `placeholder`: the message box is empty, so the new message is empty too.
         """
         facts = f"{plan.total_tokens} / {plan.budget} tokens · {plan.free_tokens} free"
         notes = list(plan.notes)
         if placeholder:
             notes.append(
-                "The message box is empty: the new message is a stand-in of one "
-                "character until you type."
+                "The message box is empty: this is the prompt as it stands, "
+                "before your message."
             )
         if plan.dropped_ids:
             notes.append(
