@@ -32,9 +32,12 @@ HIGHLIGHT_END = "]"
 # Words beyond this are ignored: a pasted essay is not a meaningful query.
 MAX_TERMS = 32
 # "any" search: a word matching more messages than this (within the searched
-# conversation and range) is too common to rank by; it is also how many of the
-# most recent matches are ranked when every word is that common.
-COMMON_TERM_CAP = 200
+# conversation and range) is too common to rank by.
+COMMON_TERM_CAP = 100
+# "any" search, every word too common: how many of the most recent matches are
+# ranked (at least the number of hits asked for). Words that common say little
+# about relevance, so recency chooses the candidates and ranking stays cheap.
+RECENT_MATCHES = 64
 
 _WORD = re.compile(r"\w+", re.UNICODE)
 
@@ -149,14 +152,14 @@ def search(
     Words found in 1..cap messages are the informative ones: only they are
     matched and ranked, so a rare word is found however common the other words
     of the query are, and at most cap rows per word are ranked. When no word is
-    informative but some are too common, only the `COMMON_TERM_CAP` most recent
+    informative but some are too common, only the `RECENT_MATCHES` most recent
     matches are ranked: on SQLite by the share of the query's words each holds
     (see `_sqlite_recent_statement`), on PostgreSQL by ts_rank_cd as usual.
     Summaries, few by construction, are matched with the same words.
 
     The bound is on the rows ranked (scored, snippeted, sorted). Finding the
     most recent matches is a walk down the index on SQLite (FTS5 rowids, newest
-    first, stopping after the cap); on PostgreSQL, whose GIN index has no order,
+    first, stopping after them); on PostgreSQL, whose GIN index has no order,
     it reads each match's row id once, without parsing or scoring its text.
     The full-text index spans every conversation, so a word that is common in
     *other* conversations still costs a walk over its entries there (as any
@@ -170,7 +173,7 @@ def search(
         "conversation_id": conversation_id,
         "through_seq": through_seq,
         "limit": limit,
-        "pool": max(COMMON_TERM_CAP, limit),
+        "pool": max(RECENT_MATCHES, limit),
     }
     message_filters = _filters(conversation_id, through_seq, "m")
     recent_only = False

@@ -14,7 +14,7 @@ from alembic import command
 from recursa.memory import NewMessage, Store
 from recursa.memory.engine import make_engine
 from recursa.memory.schema import alembic_config
-from recursa.memory.search import COMMON_TERM_CAP
+from recursa.memory.search import COMMON_TERM_CAP, RECENT_MATCHES
 from sqlalchemy import Engine, event, inspect
 
 
@@ -120,13 +120,16 @@ def test_recall_finds_a_rare_word_among_very_common_ones(store: Store) -> None:
 
 
 def test_recall_with_only_common_words_ranks_the_most_recent_matches(store: Store) -> None:
-    """When every word is too common, hits come from the newest COMMON_TERM_CAP matches."""
+    """When every word is too common, hits come from the newest RECENT_MATCHES matches."""
     conv = store.create_conversation()
     old = store.append_messages(
         conv.id, [NewMessage("user", "weather weather weather weather") for _ in range(30)]
     )
-    recent = store.append_messages(
+    store.append_messages(
         conv.id, [NewMessage("user", f"weather note {i}") for i in range(COMMON_TERM_CAP)]
+    )
+    recent = store.append_messages(
+        conv.id, [NewMessage("user", f"weather later {i}") for i in range(RECENT_MATCHES)]
     )
     hits = store.search(
         "weather", conversation_id=conv.id, limit=10, include_summaries=False, match="any"
