@@ -96,8 +96,22 @@ COMMANDS: tuple[Command, ...] = (
         "stop",
         "escape",
         "Stop",
-        "Stop the reply being generated (the partial reply is kept and marked as stopped).",
+        "Stop the reply or composition being generated (the partial text is kept, marked).",
         show_in_footer=True,
+    ),
+    Command(
+        "new_composition",
+        "f5",
+        "New composition",
+        "Write a long text step by step from an opening, instructions or a preset; "
+        "it grows past the context window from its own summary (Esc stops it).",
+    ),
+    Command(
+        "resume_composition",
+        "ctrl+g",
+        "Resume composition",
+        "Go on writing the open composition from its last stored step "
+        "(after a stop, an error or a crash).",
     ),
     Command(
         "search",

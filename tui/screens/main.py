@@ -23,6 +23,7 @@ from recursa.agent import (
 from recursa.agent.errors import NotFoundError, RecursaError
 from recursa.tui.commands import bindings
 from recursa.tui.screens.actions import ActionsMixin
+from recursa.tui.screens.compose import ComposeMixin
 from recursa.tui.widgets.budget import BudgetBar
 from recursa.tui.widgets.chat import ChatView, MessageData, MessageView
 from recursa.tui.widgets.composer import Composer
@@ -60,7 +61,7 @@ def title_from(text: str) -> str:
     return line if len(line) <= 48 else line[:47] + "…"
 
 
-class MainScreen(ActionsMixin, Screen[None]):
+class MainScreen(ComposeMixin, ActionsMixin, Screen[None]):
     """The chat screen."""
 
     BINDINGS = bindings("app")
@@ -133,7 +134,7 @@ class MainScreen(ActionsMixin, Screen[None]):
 
     @property
     def streaming(self) -> bool:
-        return self._stream is not None
+        return self._stream is not None or self.composing
 
     def on_mount(self) -> None:
         self.composer.focus()
@@ -513,10 +514,11 @@ class MainScreen(ActionsMixin, Screen[None]):
         self.schedule_preview(now=True)
 
     def action_stop(self) -> None:
-        """Stop the reply being generated; the agent stores what was written, marked."""
+        """Stop the reply (or composition) being generated; what was written is stored, marked."""
         stream = self._stream
         if stream is not None:
             stream.cancel()
+        self.stop_composition()
 
     def action_regenerate(self) -> None:
         conv = self._require_conversation()
