@@ -176,12 +176,13 @@ def search(
         "pool": max(RECENT_MATCHES, limit),
     }
     message_filters = _filters(conversation_id, through_seq, "m")
-    recent_only = False
+    recent_only = no_message_match = False
     if match == "any" and _searched_span(conn, conversation_id, through_seq) > COMMON_TERM_CAP:
         frequency = _message_frequencies(conn, terms, message_filters, params)
         informative = [t for t in terms if 0 < frequency[t] <= COMMON_TERM_CAP]
         common = [t for t in terms if frequency[t] > COMMON_TERM_CAP]
         recent_only = not informative and bool(common)
+        no_message_match = not informative and not common
         terms = informative or common or terms
     summary_filters = _filters(conversation_id, through_seq, "s")
     if sqlite:
@@ -203,6 +204,8 @@ def search(
         statements = [message_sql.format(filters=message_filters)]
         if include_summaries:
             statements.append(_PG_SUMMARIES.format(filters=summary_filters))
+    if no_message_match:  # the probe found none of the words in the searched messages
+        statements = statements[1:]
     hits: list[SearchHit] = []
     for statement in statements:
         for row in conn.execute(text(statement), params):
@@ -283,13 +286,21 @@ LIMIT :limit
 """
 
 # The tsvector expression is written exactly as in migration 0001's GIN index (its
-# 200,000-character prefix included) so the planner uses the index.
+# 200,000-character prefix included) so the planner can use the index. The
+# MATERIALIZED CTE makes it the only way in: given the conversation filter too,
+# and no statistics yet (a fresh import), the planner may walk the conversation
+# by (conversation_id, seq) and parse every message, seconds at 100,000.
 _PG_MESSAGES = """
+WITH hits AS MATERIALIZED (
+    SELECT m.id FROM messages AS m
+    WHERE to_tsvector('english'::regconfig, left(m.content, 200000))
+          @@ to_tsquery('english', :q)
+)
 SELECT 'message' AS kind, m.id, m.conversation_id, m.seq, m.role, m.created_at,
        ts_headline('english', left(m.content, 20000), q, :hl) AS snippet,
        ts_rank_cd(to_tsvector('english'::regconfig, left(m.content, 200000)), q) AS rank
-FROM messages AS m, to_tsquery('english', :q) AS q
-WHERE to_tsvector('english'::regconfig, left(m.content, 200000)) @@ q{filters}
+FROM hits JOIN messages AS m ON m.id = hits.id, to_tsquery('english', :q) AS q
+WHERE TRUE{filters}
 ORDER BY rank DESC, m.id
 LIMIT :limit
 """
