@@ -200,11 +200,13 @@ def main() -> None:
     parser.add_argument("--window", type=int, default=2048)
     parser.add_argument("--reply-tokens", type=int, default=48)
     parser.add_argument("--threads", type=int, default=None)
-    parser.add_argument("--precision", default=None, help="float32, bfloat16, int8 (CPU)")
+    parser.add_argument(
+        "--precision", default=None, help="float32, bfloat16, int8 or float16w (CPU)"
+    )
     parser.add_argument(
         "--also-precision",
-        default="int8",
-        help="measure prefill/decode again in this precision ('' to skip)",
+        default="float16w,int8",
+        help="measure prefill/decode again in these precisions, comma-separated ('' to skip)",
     )
     parser.add_argument("--skip-cold", action="store_true", help="skip the cold-load runs")
     args = parser.parse_args()
@@ -240,12 +242,18 @@ def main() -> None:
         Row("TTFT total over the chat, reuse off", "s", [sum(without)]),
     ]
     runtime.close()
-    other_decode: Row | None = None
-    if args.also_precision and args.also_precision != info.precision:
-        other = _load(options, args.also_precision)
+    other_decodes: list[Row] = []
+    for precision in [p.strip() for p in args.also_precision.split(",") if p.strip()]:
+        if precision == info.precision:
+            continue
+        try:
+            other = _load(options, precision)
+        except Exception as exc:  # e.g. float16w without fbgemm: report and go on
+            print(f"{precision}: not measured ({exc})", flush=True)
+            continue
         print(f"again in {other.load_info.precision}:", flush=True)
         extra = bench_prefill_decode(other, args.runs, log)
-        other_decode = extra[1]
+        other_decodes.append(extra[1])
         rows += extra
         other.close()
     llama = bench_llama_cpp(default_gguf_path(), threads, args.runs)
@@ -268,10 +276,9 @@ def main() -> None:
     if llama is None:
         print("llama.cpp: not measured (llama_cpp not importable)")
     else:
-        for row in (decode_row, other_decode):
-            if row is not None:
-                ratio = _ratio(row.samples, llama[1].samples)
-                print(f"{row.measure} vs llama.cpp (median): {ratio:.2f}  (target >= 0.5)")
+        for row in (decode_row, *other_decodes):
+            ratio = _ratio(row.samples, llama[1].samples)
+            print(f"{row.measure} vs llama.cpp (median): {ratio:.2f}  (target >= 0.5)")
 
 
 if __name__ == "__main__":

@@ -84,6 +84,18 @@ class KVState:
         self.k, self.v, self.capacity = k, v, capacity
 
 
+def float16_weights_available() -> bool:
+    """True when this torch build has the CPU kernel "float16w" needs (fbgemm, x86 only)."""
+    if "fbgemm" not in torch.backends.quantized.supported_engines:
+        return False
+    try:
+        packed = torch.ops.quantized.linear_prepack_fp16(torch.ones(2, 2), None)
+        torch.ops.quantized.linear_dynamic_fp16(torch.ones(1, 2), packed)
+    except (RuntimeError, AttributeError, NotImplementedError):
+        return False
+    return True
+
+
 class _Linear:
     """One weight matrix in the engine's precision, applied as x @ W.T.
 
@@ -96,19 +108,32 @@ class _Linear:
     copy of the *dequantized* matrix with float32 accumulation, the arithmetic
     the int8 kernel does, so both paths use the same weights.
 
-    Only float32 computes a token the same way (to ~1e-5 in the logits) whether
-    it is prefilled in a batch or decoded alone; with 16-bit activations the
-    logits move by ~0.1-0.3 between the two, so greedy output with a reused KV
-    cache can differ from a full prefill where two tokens nearly tie.
+    float16w stores the matrix in float16 (half the bytes of float32) and
+    multiplies it with float32 activations and float32 accumulation (fbgemm's
+    packed float16 GEMM, x86 CPUs). That kernel gives each row of a batch the
+    same bits as the row alone, so prefill and decode agree as in float32; the
+    only change from float32 is the rounding of the weights themselves (logits
+    move by ~0.02). The kernel does not stream float16 at full memory speed:
+    decode measured about 1.2-1.25x float32's rate, not 2x.
+
+    float32 and float16w compute a token the same way (to ~1e-5-1e-4 in the
+    logits) whether it is prefilled in a batch or decoded alone; with 16-bit activations
+    the logits move by ~0.1-0.3 between the two, so greedy output with a reused
+    KV cache can differ from a full prefill where two tokens nearly tie.
     """
 
-    __slots__ = ("dense", "packed", "scales", "out_features")
+    __slots__ = ("dense", "packed", "scales", "fp16", "out_features")
 
     def __init__(self, weight: torch.Tensor, precision: str, device: torch.device) -> None:
         weight = weight.detach().float()
         self.out_features = weight.shape[0]
         self.packed: torch.Tensor | None = None
         self.scales: torch.Tensor | None = None
+        self.fp16: Any = None
+        self.dense: torch.Tensor | None = None
+        if precision == "float16w":
+            self.fp16 = torch.ops.quantized.linear_prepack_fp16(weight.contiguous(), None)
+            return
         if precision == "int8":
             scales = weight.abs().amax(dim=1).clamp(min=1e-8) / 127.0
             quantized = torch.round(weight / scales[:, None]).clamp(-127, 127)
@@ -119,8 +144,11 @@ class _Linear:
         self.dense = weight.to(device=device, dtype=getattr(torch, precision)).contiguous()
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        if self.fp16 is not None:
+            return torch.ops.quantized.linear_dynamic_fp16(x, self.fp16)
+        assert self.dense is not None
         if x.shape[0] == 1:
-            if self.packed is not None:
+            if self.packed is not None and self.scales is not None:
                 return torch._weight_int8pack_mm(x, self.packed, self.scales)
             return torch.mv(self.dense, x[0]).unsqueeze(0)
         if self.packed is not None:
@@ -138,14 +166,15 @@ class _Layer:
     down: _Linear
 
 
-PRECISIONS = ("float32", "bfloat16", "float16", "int8")
+PRECISIONS = ("float32", "bfloat16", "float16", "int8", "float16w")
 
 
 class LlamaEngine:
     """Runs a Llama model's forward pass over a `KVState`, returning last-position logits.
 
     `precision` is how the weights are held and multiplied: "float32",
-    "bfloat16", "float16" or "int8" (weight-only, CPU, bfloat16 activations).
+    "bfloat16", "float16", "int8" (weight-only, CPU, bfloat16 activations) or
+    "float16w" (float16 weights, float32 activations and accumulation, x86 CPU).
     The residual stream and the norms stay float32 in every precision, so
     rounding does not pile up across the 30 layers.
     """
@@ -155,12 +184,19 @@ class LlamaEngine:
             raise ValueError(f"unknown precision {precision!r}")
         if precision == "int8" and device.type != "cpu":
             raise ValueError("int8 weights are only supported on CPU")
+        if precision == "float16w" and (device.type != "cpu" or not float16_weights_available()):
+            raise ValueError("float16w needs a CPU and a torch build with fbgemm (x86)")
         config = model.config
         self.precision = precision
         # `dtype` feeds the matrix multiplies; `kv_dtype` holds the rotary embedding,
         # the KV cache and the attention. int8 keeps attention in float32: one-row
         # float32 attention is as fast here as the 16-bit kernel and rounds less.
-        self.dtype = torch.bfloat16 if precision == "int8" else getattr(torch, precision)
+        if precision == "int8":
+            self.dtype = torch.bfloat16
+        elif precision == "float16w":
+            self.dtype = torch.float32
+        else:
+            self.dtype = getattr(torch, precision)
         self.kv_dtype = torch.float32 if precision == "int8" else self.dtype
         self.device = device
         self.heads = config.num_attention_heads

@@ -43,9 +43,11 @@ _LOCAL_INSTALL = 'pip install "recursa[local]"'
 # Prefill runs in chunks so a cancel is noticed within one chunk, not after the whole prompt.
 _PREFILL_CHUNK = 512
 DEFAULT_MAX_CACHED = 4
-PRECISIONS = ("float32", "bfloat16", "float16", "int8")
-# float32 by default: only float32 makes greedy output with a reused KV cache identical
-# to a full prefill (see _local_llama._Linear); "int8" decodes faster on CPU.
+PRECISIONS = ("float32", "bfloat16", "float16", "int8", "float16w")
+# float32 by default. float32 and "float16w" (float16 weights, float32 activations) make
+# greedy output with a reused KV cache identical to a full prefill (see _local_llama._Linear);
+# "float16w" decodes faster on x86 CPUs but rounds the weights, so its text can differ from
+# float32's; "int8" decodes faster still but with 16-bit activations.
 DEFAULT_CPU_PRECISION = "float32"
 
 
@@ -116,9 +118,10 @@ def load_local(
     `source`: a model folder, a `.gguf` file, a folder plus `gguf_file`, or a
     Hugging Face id that is already in the local hub cache (nothing is
     downloaded). None means the embedded default, SmolLM2-135M-Instruct.
-    `precision`: how the weights are held: "float32", "bfloat16", "float16" or
-    "int8" (weight-only, CPU). None picks DEFAULT_CPU_PRECISION on CPU and
-    bfloat16 on CUDA.
+    `precision`: how the weights are held: "float32", "bfloat16", "float16",
+    "int8" (weight-only, CPU) or "float16w" (float16 weights with float32
+    activations, x86 CPU). None picks the options' `precision` if set, else
+    DEFAULT_CPU_PRECISION on CPU and bfloat16 on CUDA.
     """
     torch, transformers = _require_torch()
     started = time.perf_counter()
@@ -152,6 +155,7 @@ def load_local(
         raise ModelNotFoundError(f"No model found at {source_text}. Check the path.")
 
     device = _pick_device(torch, str(_option(options, "device", "cpu")))
+    precision = precision or _option(options, "precision", None)
     precision = precision or ("bfloat16" if device.type == "cuda" else DEFAULT_CPU_PRECISION)
     if precision not in PRECISIONS:
         raise InvalidInputError(
@@ -159,6 +163,14 @@ def load_local(
         )
     if precision == "int8" and device.type != "cpu":
         raise InvalidInputError("precision='int8' is for CPU; use 'bfloat16' on CUDA.")
+    if precision == "float16w":
+        from recursa.agent.runtime._local_llama import float16_weights_available
+
+        if device.type != "cpu" or not float16_weights_available():
+            raise InvalidInputError(
+                "precision='float16w' needs a CPU and a torch build with fbgemm (x86); "
+                "use 'float32' (or 'bfloat16' on CUDA)."
+            )
     if progress is not None:
         progress(f"Loading {name or source_text}", None)
     try:
@@ -193,6 +205,8 @@ def load_local(
 
         if precision == "int8":
             precision = "bfloat16"  # int8 is a feature of the lean engine only
+        elif precision == "float16w":
+            precision = "float32"  # so is float16w
         model.to(device=device, dtype=getattr(torch, precision))
         engine = GenericEngine(model, device=device)
         engine_name = "hf-generic"

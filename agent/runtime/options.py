@@ -2,7 +2,7 @@
 
 One typed object is handed to whichever runtime a spec opens; each runtime reads
 the fields that concern it and ignores the rest (the local runtime reads
-`device` and `threads`, the HTTP runtime `api_key_env`, `timeout_s` and the
+`device`, `threads` and `precision`, the HTTP runtime `api_key_env`, `timeout_s` and the
 retry settings; both honour `context_window`).
 """
 
@@ -28,6 +28,16 @@ class RuntimeOptions(BaseModel):
     )
     threads: int | None = Field(
         None, ge=1, description="CPU threads for a local model; None keeps torch's default."
+    )
+    precision: str | None = Field(
+        None,
+        description=(
+            "How a local model holds its weights: 'float32' (the CPU default), 'bfloat16', "
+            "'float16', 'int8' (CPU; faster decode, 16-bit activations) or 'float16w' "
+            "(x86 CPU; float16 weights with float32 activations: faster decode, greedy "
+            "output with KV reuse still identical to a full prefill). None picks the "
+            "runtime's default."
+        ),
     )
     context_window: int | None = Field(
         None,

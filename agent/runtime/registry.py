@@ -308,6 +308,7 @@ def _open_local(
         name=resolved.name,
         options=options,
         progress=progress,
+        precision=options.precision,
     )
     return runtime
 

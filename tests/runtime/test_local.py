@@ -273,3 +273,51 @@ def test_int8_precision_decodes_the_same_first_token_as_float32(smollm: Any) -> 
         assert first.usage.prompt_tokens == reference.usage.prompt_tokens
     finally:
         fast.close()
+
+
+def test_float16w_keeps_reuse_identical_and_matches_float32(smollm: Any) -> None:
+    """float16 weights with float32 activations: reuse equals a full prefill, text as float32."""
+    import torch
+    from recursa.agent.runtime._local_llama import float16_weights_available
+    from recursa.agent.runtime.local import load_local
+    from recursa.agent.runtime.options import RuntimeOptions
+
+    if not float16_weights_available():
+        pytest.skip("this torch build has no fbgemm float16 kernel")
+    options = RuntimeOptions(precision="float16w")  # chosen through the options, as specs do
+    fast = load_local(smollm.load_info.path, name="smollm2-f16w", options=options)
+    try:
+        assert fast.load_info.precision == "float16w"
+        assert fast.load_info.engine == "llama-inplace"
+        key = "f16w-reuse"
+        first = fast.stream(QUESTION, GREEDY, cache_key=key).complete()
+        assert first.text == smollm.stream(QUESTION, GREEDY).complete().text
+        turn2 = _second_turn(first.text)
+        reused = fast.stream(turn2, GREEDY, cache_key=key).complete()
+        fresh = fast.stream(turn2, GREEDY).complete()
+        assert reused.usage.reused_tokens >= first.usage.prompt_tokens
+        assert reused.text == fresh.text == smollm.stream(turn2, GREEDY).complete().text
+
+        # Token by token after a prefix vs one prefill: float32-level agreement.
+        ids = smollm.prompt_ids(turn2)
+        engine, reference = fast._engine, smollm._engine
+        with torch.inference_mode():
+            full = engine.forward(engine.new_state(), ids)
+            state = engine.new_state()
+            engine.forward(state, ids[:8])
+            for token in ids[8:]:
+                stepped = engine.forward(state, [token])
+            exact = reference.forward(reference.new_state(), ids)
+        assert float((full - stepped).abs().max()) < 1e-3
+        assert float((full - exact).abs().max()) < 0.2
+        assert int(full.argmax()) == int(exact.argmax())
+    finally:
+        fast.close()
+
+
+def test_unknown_precision_is_refused(smollm: Any) -> None:
+    """A precision the runtime does not know raises InvalidInputError naming the choices."""
+    from recursa.agent.runtime.local import load_local
+
+    with pytest.raises(InvalidInputError, match="float16w"):
+        load_local(smollm.load_info.path, precision="float8")
