@@ -82,7 +82,9 @@ def _filters(conversation_id: int | None, through_seq: int | None, alias: str) -
 def _searched_span(conn: Connection, conversation_id: int | None, through_seq: int | None) -> int:
     """How many messages a search may match at most (seq runs 1..last_seq in a conversation).
 
-    A range no longer than the cap cannot hold a too-common word, so it skips the probe.
+    A range no longer than the cap cannot hold a too-common word, so it skips the
+    probe; on PostgreSQL its messages are also parsed directly instead of going
+    through the GIN index (see `_PG_SHORT_RANGE_MESSAGES`).
     """
     if conversation_id is None:
         return COMMON_TERM_CAP + 1  # the whole database: always probe
@@ -177,7 +179,8 @@ def search(
     }
     message_filters = _filters(conversation_id, through_seq, "m")
     recent_only = no_message_match = False
-    if match == "any" and _searched_span(conn, conversation_id, through_seq) > COMMON_TERM_CAP:
+    short_range = _searched_span(conn, conversation_id, through_seq) <= COMMON_TERM_CAP
+    if match == "any" and not short_range:
         frequency = _message_frequencies(conn, terms, message_filters, params)
         informative = [t for t in terms if 0 < frequency[t] <= COMMON_TERM_CAP]
         common = [t for t in terms if frequency[t] > COMMON_TERM_CAP]
@@ -200,7 +203,10 @@ def search(
         params["hl"] = (
             f"StartSel={HIGHLIGHT_START}, StopSel={HIGHLIGHT_END}, MaxWords=24, MinWords=8"
         )
-        message_sql = _PG_RECENT_MESSAGES if recent_only else _PG_MESSAGES
+        if recent_only:
+            message_sql = _PG_RECENT_MESSAGES
+        else:
+            message_sql = _PG_SHORT_RANGE_MESSAGES if short_range else _PG_MESSAGES
         statements = [message_sql.format(filters=message_filters)]
         if include_summaries:
             statements.append(_PG_SUMMARIES.format(filters=summary_filters))
@@ -301,6 +307,22 @@ SELECT 'message' AS kind, m.id, m.conversation_id, m.seq, m.role, m.created_at,
        ts_rank_cd(to_tsvector('english'::regconfig, left(m.content, 200000)), q) AS rank
 FROM hits JOIN messages AS m ON m.id = hits.id, to_tsquery('english', :q) AS q
 WHERE TRUE{filters}
+ORDER BY rank DESC, m.id
+LIMIT :limit
+"""
+
+# A conversation range of at most COMMON_TERM_CAP messages: parsing each of them
+# is cheap and bounded, whereas the GIN index would return the words' matches in
+# every conversation (thousands, for a common word in a long one).
+_PG_SHORT_RANGE_MESSAGES = """
+WITH searched AS MATERIALIZED (
+    SELECT m.id FROM messages AS m WHERE TRUE{filters}
+)
+SELECT 'message' AS kind, m.id, m.conversation_id, m.seq, m.role, m.created_at,
+       ts_headline('english', left(m.content, 20000), q, :hl) AS snippet,
+       ts_rank_cd(to_tsvector('english'::regconfig, left(m.content, 200000)), q) AS rank
+FROM searched JOIN messages AS m ON m.id = searched.id, to_tsquery('english', :q) AS q
+WHERE to_tsvector('english'::regconfig, left(m.content, 200000)) @@ q
 ORDER BY rank DESC, m.id
 LIMIT :limit
 """
