@@ -588,7 +588,8 @@ class Agent:
         """Import a conversation document (see `recursa.agent.documents`); returns its id.
 
         The document is validated before anything is written; messages are
-        written all or nothing. No model is called.
+        written all or nothing. No model is called. The conversation's last
+        activity is its last message's time, so an old conversation lists as old.
         """
         from recursa.memory.store import NewMessage
 
@@ -608,7 +609,9 @@ class Agent:
             title=doc.title, system_prompt=doc.system_prompt, model=self.model_spec
         )
         try:
-            self.store.append_messages(conv.id, items)
+            stored = self.store.append_messages(conv.id, items)
+            if stored:
+                self.store.update_conversation(conv.id, updated_at=stored[-1].created_at)
         except RecursaError:
             self.store.delete_conversation(conv.id)  # nothing half-written
             raise

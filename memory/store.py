@@ -334,8 +334,14 @@ class Store:
         model: str | None | Unset = UNSET,
         settings: Mapping[str, Any] | Unset = UNSET,
         archived: bool | Unset = UNSET,
+        updated_at: datetime | Unset = UNSET,
     ) -> ConversationRecord:
-        """Change the given fields (rename, archive, ...); others stay as they are."""
+        """Change the given fields (rename, archive, ...); others stay as they are.
+
+        A change stamps the conversation's last activity with the current time,
+        unless `updated_at` gives it (an import keeps the original last activity).
+        """
+        stamp = check.timestamp("updated_at", updated_at) if updated_at is not UNSET else None
         values: dict[str, Any] = {}
         if title is not UNSET:
             values["title"] = check.optional_text("title", title)
@@ -351,8 +357,8 @@ class Store:
             row = self._conversation_row(session, conversation_id, lock=True)
             for key, value in values.items():
                 setattr(row, key, value)
-            if values:
-                row.updated_at = utcnow()
+            if values or stamp is not None:
+                row.updated_at = stamp or utcnow()
             session.flush()
             return records.conversation_record(row)
 

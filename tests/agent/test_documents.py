@@ -155,3 +155,19 @@ def test_document_model_parses_naive_times_as_utc() -> None:
         {"messages": [{"role": "user", "content": "x", "created_at": "2024-01-02T03:04:05"}]}
     )
     assert doc.messages[0].created_at == datetime(2024, 1, 2, 3, 4, 5, tzinfo=UTC)
+
+
+def test_imported_conversation_keeps_its_last_activity(make_agent: MakeAgent) -> None:
+    """An imported conversation's last activity is its last message's time, not the import's."""
+    agent = make_agent(ScriptedRuntime())
+    fresh = agent.create_conversation(title="Started today")
+    old_doc = {
+        "title": "Last spring",
+        "messages": [
+            {"role": "user", "content": "Hello.", "created_at": "2024-03-01T09:00:00Z"},
+            {"role": "assistant", "content": "Hi.", "created_at": "2024-03-01T09:05:00Z"},
+        ],
+    }
+    old = agent.import_conversation(old_doc)
+    assert agent.get_conversation(old).updated_at == datetime(2024, 3, 1, 9, 5, tzinfo=UTC)
+    assert [c.id for c in agent.list_conversations()] == [fresh, old]
