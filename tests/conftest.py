@@ -8,21 +8,26 @@ Database fixtures for any test that needs a store (see the section below):
 `db_url` (parametrized: a fresh SQLite file, and a fresh PostgreSQL database
 when RECURSA_TEST_POSTGRES_URL is set), `store` (Store.open(db_url)) and
 `shared_store` (one store per module and database, for cheap checks).
+
+Agent fixtures: `smollm` (the real default model, loaded once per session),
+`shared_model` (that model, safe to hand to an Agent that will be closed),
+`sqlite_url` and `make_agent` (Agents over one SQLite file, scripted model by default).
 """
 
 from __future__ import annotations
 
 import os
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import pytest
 from sqlalchemy.pool import NullPool
 
 if TYPE_CHECKING:
+    from recursa.agent import Agent
     from recursa.memory.store import Store
 
 REPO = Path(__file__).resolve().parent.parent
@@ -143,3 +148,86 @@ def shared_store(
             yield opened
         finally:
             opened.close()
+
+
+# Agents and the real model ---------------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def smollm() -> Iterator[Any]:
+    """The default SmolLM2-135M-Instruct as a LocalRuntime, loaded once per session."""
+    pytest.importorskip("torch")
+    pytest.importorskip("transformers")
+    from recursa.agent.runtime.local import load_local
+    from recursa.agent.runtime.options import RuntimeOptions
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("RECURSA_CACHE_DIR", str(SHARED_CACHE))
+        # One thread: on a busy shared machine, torch's thread pool competing with other
+        # processes for the same cores is several times slower than a single thread.
+        runtime = load_local(name="smollm2-135m", options=RuntimeOptions(threads=1))
+    yield runtime
+    runtime.close()
+
+
+class Unclosed:
+    """Wraps a session runtime so that closing an Agent does not close the shared model."""
+
+    def __init__(self, inner: Any) -> None:
+        self._inner = inner
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._inner, name)
+
+    @property
+    def name(self) -> str:
+        return str(self._inner.name)
+
+    @property
+    def context_window(self) -> int:
+        return int(self._inner.context_window)
+
+    @property
+    def tokenizer_id(self) -> str:
+        return str(self._inner.tokenizer_id)
+
+    def count_tokens(self, messages: Any) -> int:
+        return int(self._inner.count_tokens(messages))
+
+    def count_text(self, text: str) -> int:
+        return int(self._inner.count_text(text))
+
+    def stream(self, messages: Any, params: Any = None, **kw: Any) -> Any:
+        return self._inner.stream(messages, params, **kw)
+
+    def close(self) -> None:
+        return None
+
+
+@pytest.fixture
+def shared_model(smollm: Any) -> Any:
+    """The session's real model, safe to hand to an Agent that will be closed."""
+    return Unclosed(smollm)
+
+
+@pytest.fixture
+def sqlite_url(tmp_path: Path) -> str:
+    return f"sqlite:///{tmp_path / 'recursa.db'}"
+
+
+@pytest.fixture
+def make_agent(sqlite_url: str) -> Iterator[Callable[..., Agent]]:
+    """Build Agents over one SQLite file with a ScriptedRuntime (or the given runtime)."""
+    from recursa.agent import Agent
+    from recursa.agent.runtime.scripted import ScriptedRuntime
+
+    opened: list[Agent] = []
+
+    def make(runtime: Any = None, db_url: str | None = None, **settings: Any) -> Agent:
+        agent = Agent.open(db_url or sqlite_url, runtime or ScriptedRuntime(), **settings)
+        opened.append(agent)
+        return agent
+
+    yield make
+    for agent in opened:
+        agent.close()
