@@ -195,6 +195,7 @@ class Store:
         try:
             ensure_schema(engine, upgrade=upgrade)
         except BaseException:
+            # Even an interrupt must not leave a pooled connection (or a SQLite lock) behind.
             engine.dispose()
             raise
         return cls(engine)
