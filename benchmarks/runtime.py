@@ -171,7 +171,10 @@ def bench_llama_cpp(gguf: Path, threads: int, runs: int) -> tuple[Row, Row] | No
     prefill, decode = Row("llama.cpp prefill, 1,000 tokens", "tok/s"), Row(
         "llama.cpp decode, 128 tokens", "tok/s"
     )
+    import numpy
+
     llm = Llama(model_path=str(gguf), n_ctx=2048, n_threads=threads, verbose=False)
+    vocab = llm.n_vocab()
     text = " ".join(f"{TOPICS[i % len(TOPICS)]} matters" for i in range(400))
     tokens = llm.tokenize(text.encode())[:1000]
     for _ in range(runs):
@@ -181,8 +184,9 @@ def bench_llama_cpp(gguf: Path, threads: int, runs: int) -> tuple[Row, Row] | No
         prefill.samples.append(len(tokens) / (time.perf_counter() - start))
         start = time.perf_counter()
         for _step in range(128):
-            scores = llm.scores[llm.n_tokens - 1]
-            llm.eval([int(scores.argmax())])
+            # Greedy, like the runtime's decode: argmax of the last position's logits.
+            logits = numpy.ctypeslib.as_array(llm._ctx.get_logits_ith(-1), shape=(vocab,))
+            llm.eval([int(logits.argmax())])
         decode.samples.append(128 / (time.perf_counter() - start))
     return prefill, decode
 

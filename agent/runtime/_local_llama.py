@@ -13,6 +13,7 @@ Only imported by the local runtime, after torch is known to be installed.
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 from typing import Any
 
@@ -96,63 +97,139 @@ def float16_weights_available() -> bool:
     return True
 
 
+_INT4_GROUP = 32
+
+
+def int4_available() -> bool:
+    """True when this torch build has the CPU int4 weight kernels "int4" needs."""
+    try:
+        packed = torch.ops.aten._convert_weight_to_int4pack_for_cpu(
+            torch.zeros(16, _INT4_GROUP * 2, dtype=torch.int32), 1
+        )
+        scales = torch.ones(2, 16, 2, dtype=torch.bfloat16)
+        x = torch.ones(1, _INT4_GROUP * 2, dtype=torch.bfloat16)
+        torch.ops.aten._weight_int4pack_mm_for_cpu(x, packed, _INT4_GROUP, scales)
+        torch._weight_int8pack_mm(x, torch.zeros(2, _INT4_GROUP * 2, dtype=torch.int8), x[0, :2])
+    except (RuntimeError, AttributeError, NotImplementedError):
+        return False
+    return True
+
+
+def _prepack_int8_dynamic(weight: torch.Tensor) -> Any:
+    """fbgemm's packed int8 matrix (per-row scales) for `quantized.linear_dynamic`, or None.
+
+    That kernel quantizes its input to 8 bits on the fly with one scale for the
+    whole input, so a row's result depends on the other rows of the batch: it is
+    only used for the output head, which always scores a single position.
+    """
+    if "fbgemm" not in torch.backends.quantized.supported_engines:
+        return None
+    scales = weight.abs().amax(dim=1).clamp(min=1e-8).double() / 127.0
+    zeros = torch.zeros(weight.shape[0], dtype=torch.long)
+    try:
+        with warnings.catch_warnings():
+            # Quantized tensors are deprecated in favour of torchao; the kernel is still
+            # there, and load_local falls back to the int8 matrix-vector kernel without it.
+            warnings.simplefilter("ignore")
+            quantized = torch.quantize_per_channel(weight, scales, zeros, 0, torch.qint8)
+            packed = torch.ops.quantized.linear_prepack(quantized, None)
+            torch.ops.quantized.linear_dynamic(torch.zeros(1, weight.shape[1]), packed, True)
+    except (RuntimeError, AttributeError, NotImplementedError):
+        return None
+    return packed
+
+
+def _quantize_int8_rows(weight: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per output row: int8 values and a bfloat16 scale."""
+    scales = (weight.abs().amax(dim=1).clamp(min=1e-8) / 127.0).to(torch.bfloat16)
+    quantized = torch.round(weight / scales.float()[:, None]).clamp(-127, 127)
+    return quantized.to(torch.int8).contiguous(), scales
+
+
+def _quantize_int4_groups(weight: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Groups of 32 along each row: 4-bit codes q with w ~ (q - 8) * scale + zero.
+
+    This is GGUF's Q4_1 layout (a scale and a minimum per block of 32), so a
+    model dequantized from a Q4_1 file gets back its own 4-bit codes: each block's
+    minimum and maximum are codes 0 and 15.
+    """
+    rows, cols = weight.shape
+    blocks = weight.view(rows, cols // _INT4_GROUP, _INT4_GROUP)
+    low = blocks.amin(dim=-1)
+    scale = ((blocks.amax(dim=-1) - low) / 15.0).clamp(min=1e-10)
+    codes = torch.round((blocks - low[..., None]) / scale[..., None]).clamp(0, 15)
+    packed = torch.ops.aten._convert_weight_to_int4pack_for_cpu(
+        codes.to(torch.int32).view(rows, cols).contiguous(), 1
+    )
+    # The kernel wants [groups, rows, (scale, zero)], the zero being the value of code 8.
+    scales_and_zeros = torch.stack([scale.t(), (low + 8.0 * scale).t()], dim=-1)
+    return packed, scales_and_zeros.to(torch.bfloat16).contiguous()
+
+
 class _Linear:
     """One weight matrix in the engine's precision, applied as x @ W.T.
 
     float32/bfloat16/float16 keep the matrix as is; a one-row input (a decode
     step) runs as a matrix-vector product, which CPU kernels stream faster than
-    a one-row matmul. int8 is weight-only quantization (per output row: int8
-    values and a scale; activations stay bfloat16): a decode step reads half the
-    bytes of bfloat16, and decode time on a CPU is bound by reading the weights.
-    The int8 kernel is slow for many rows, so prefill multiplies by a float32
-    copy of the *dequantized* matrix with float32 accumulation, the arithmetic
-    the int8 kernel does, so both paths use the same weights.
+    a one-row matmul.
+
+    int8 and int4 are weight-only quantization with bfloat16 activations and
+    float32 accumulation: decode time on a CPU is bound by reading the weights,
+    and int4 reads an eighth of float32's bytes. int8 keeps per output row int8
+    values and a scale; int4 keeps 4-bit codes with a scale and a zero per group
+    of 32 (GGUF's Q4_1 layout, see `_quantize_int4_groups`). Both kernels give
+    each row of a batch the same bits as that row alone, and prefill and decode
+    run the same kernel, so a token gets the same projections whether it is
+    prefilled with others or decoded alone.
 
     float16w stores the matrix in float16 (half the bytes of float32) and
     multiplies it with float32 activations and float32 accumulation (fbgemm's
-    packed float16 GEMM, x86 CPUs). That kernel gives each row of a batch the
-    same bits as the row alone, so prefill and decode agree as in float32; the
-    only change from float32 is the rounding of the weights themselves (logits
-    move by ~0.02). The kernel does not stream float16 at full memory speed:
-    decode measured about 1.2-1.25x float32's rate, not 2x.
-
-    float32 and float16w compute a token the same way (to ~1e-5-1e-4 in the
-    logits) whether it is prefilled in a batch or decoded alone; with 16-bit activations
-    the logits move by ~0.1-0.3 between the two, so greedy output with a reused
-    KV cache can differ from a full prefill where two tokens nearly tie.
+    packed float16 GEMM, x86 CPUs). That kernel also gives each row of a batch
+    the same bits as the row alone. It does not stream float16 at full memory
+    speed: decode measured about 1.2-1.25x float32's rate, not 2x.
     """
 
-    __slots__ = ("dense", "packed", "scales", "fp16", "out_features")
+    __slots__ = ("dense", "packed", "scales", "fp16", "int4", "dynamic", "out_features")
 
-    def __init__(self, weight: torch.Tensor, precision: str, device: torch.device) -> None:
+    def __init__(
+        self, weight: torch.Tensor, precision: str, device: torch.device, *, head: bool = False
+    ) -> None:
         weight = weight.detach().float()
         self.out_features = weight.shape[0]
         self.packed: torch.Tensor | None = None
         self.scales: torch.Tensor | None = None
         self.fp16: Any = None
+        self.int4: tuple[torch.Tensor, torch.Tensor] | None = None
+        self.dynamic: Any = None
         self.dense: torch.Tensor | None = None
-        if precision == "float16w":
+        if head and precision in ("int4", "int8"):
+            self.dynamic = _prepack_int8_dynamic(weight)
+        if self.dynamic is not None:
+            pass
+        elif precision == "float16w":
             self.fp16 = torch.ops.quantized.linear_prepack_fp16(weight.contiguous(), None)
-            return
-        if precision == "int8":
-            scales = weight.abs().amax(dim=1).clamp(min=1e-8) / 127.0
-            quantized = torch.round(weight / scales[:, None]).clamp(-127, 127)
-            self.packed = quantized.to(torch.int8).to(device).contiguous()
-            self.scales = scales.to(device=device, dtype=torch.bfloat16)
-            weight = quantized * self.scales.float()[:, None]
-            precision = "float32"
-        self.dense = weight.to(device=device, dtype=getattr(torch, precision)).contiguous()
+        elif precision == "int4" and weight.shape[1] % _INT4_GROUP == 0:
+            self.int4 = _quantize_int4_groups(weight)
+        elif precision in ("int4", "int8"):
+            self.packed, self.scales = _quantize_int8_rows(weight)
+        else:
+            self.dense = weight.to(device=device, dtype=getattr(torch, precision)).contiguous()
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        if self.dynamic is not None:
+            return torch.ops.quantized.linear_dynamic(x.float(), self.dynamic, True)
+        if self.int4 is not None:
+            packed, scales_and_zeros = self.int4
+            return torch.ops.aten._weight_int4pack_mm_for_cpu(
+                x, packed, _INT4_GROUP, scales_and_zeros
+            )
+        if self.packed is not None and self.scales is not None:
+            return torch._weight_int8pack_mm(x, self.packed, self.scales)
         if self.fp16 is not None:
             return torch.ops.quantized.linear_dynamic_fp16(x, self.fp16)
         assert self.dense is not None
         if x.shape[0] == 1:
-            if self.packed is not None and self.scales is not None:
-                return torch._weight_int8pack_mm(x, self.packed, self.scales)
             return torch.mv(self.dense, x[0]).unsqueeze(0)
-        if self.packed is not None:
-            return F.linear(x.float(), self.dense).to(x.dtype)
         return F.linear(x, self.dense)
 
 
@@ -166,14 +243,16 @@ class _Layer:
     down: _Linear
 
 
-PRECISIONS = ("float32", "bfloat16", "float16", "int8", "float16w")
+PRECISIONS = ("float32", "bfloat16", "float16", "int8", "int4", "float16w")
+_QUANTIZED = ("int8", "int4")
 
 
 class LlamaEngine:
     """Runs a Llama model's forward pass over a `KVState`, returning last-position logits.
 
     `precision` is how the weights are held and multiplied: "float32",
-    "bfloat16", "float16", "int8" (weight-only, CPU, bfloat16 activations) or
+    "bfloat16", "float16", "int8" or "int4" (weight-only, CPU, bfloat16
+    activations into the matrix multiplies) or
     "float16w" (float16 weights, float32 activations and accumulation, x86 CPU).
     The residual stream and the norms stay float32 in every precision, so
     rounding does not pile up across the 30 layers.
@@ -182,28 +261,31 @@ class LlamaEngine:
     def __init__(self, model: Any, *, precision: str, device: torch.device) -> None:
         if precision not in PRECISIONS:
             raise ValueError(f"unknown precision {precision!r}")
-        if precision == "int8" and device.type != "cpu":
-            raise ValueError("int8 weights are only supported on CPU")
+        if precision in _QUANTIZED and device.type != "cpu":
+            raise ValueError(f"{precision} weights are only supported on CPU")
+        if precision == "int4" and not int4_available():
+            raise ValueError("int4 needs a torch build with the CPU int4 weight kernels")
         if precision == "float16w" and (device.type != "cpu" or not float16_weights_available()):
             raise ValueError("float16w needs a CPU and a torch build with fbgemm (x86)")
         config = model.config
         self.precision = precision
         # `dtype` feeds the matrix multiplies; `kv_dtype` holds the rotary embedding,
-        # the KV cache and the attention. int8 keeps attention in float32: one-row
+        # the KV cache and the attention. int8/int4 keep attention in float32: one-row
         # float32 attention is as fast here as the 16-bit kernel and rounds less.
-        if precision == "int8":
+        if precision in _QUANTIZED:
             self.dtype = torch.bfloat16
         elif precision == "float16w":
             self.dtype = torch.float32
         else:
             self.dtype = getattr(torch, precision)
-        self.kv_dtype = torch.float32 if precision == "int8" else self.dtype
+        self.kv_dtype = torch.float32 if precision in _QUANTIZED else self.dtype
         self.device = device
         self.heads = config.num_attention_heads
         self.kv_heads = config.num_key_value_heads
         self.hidden = config.hidden_size
         self.head_dim = getattr(config, "head_dim", None) or self.hidden // self.heads
         self.eps = float(config.rms_norm_eps)
+        self._norm_shape = (self.hidden,)
         self.max_len = int(config.max_position_embeddings)
         rope = getattr(config, "rope_parameters", None) or {}
         theta = float(rope.get("rope_theta", getattr(config, "rope_theta", 10000.0)))
@@ -219,7 +301,10 @@ class LlamaEngine:
         # The embedding is only gathered from (a few rows per step): float32 is free.
         self.embed = vec(inner.embed_tokens.weight)
         self.norm = vec(inner.norm.weight)
-        self.lm_head = lin(model.lm_head.weight)
+        # int4 keeps the output head in int8: it scores every token of the vocabulary,
+        # and GGUF files store it at 8 bits (Q8_0) where the layers have 4.
+        head_precision = "int8" if precision == "int4" else precision
+        self.lm_head = _Linear(model.lm_head.weight, head_precision, device, head=True)
         self.layers = [
             _Layer(
                 norm1=vec(layer.input_layernorm.weight),
@@ -250,18 +335,45 @@ class LlamaEngine:
         self.cos = emb.cos().to(device=device, dtype=self.kv_dtype)
         self.sin = sin.to(device=device, dtype=self.kv_dtype)
         self._scale = self.head_dim**-0.5
-        # float32 one-row attention is fastest as two small matmuls; in 16-bit the
-        # fused kernel wins (the matmul path converts the scores back and forth).
-        self._manual_decode_attention = self.kv_dtype == torch.float32
+        # With float32 attention every query is attended alone (see `_attend_each`), so
+        # a token gets the same bits prefilled or decoded; 16-bit attention (CUDA's
+        # bfloat16) uses the fused kernel, which is faster there but not exact.
+        self._exact_attention = self.kv_dtype == torch.float32
 
     def new_state(self) -> KVState:
         return KVState(
             len(self.layers), self.kv_heads, self.head_dim, self.kv_dtype, self.device, self.max_len
         )
 
+    def _attend_each(
+        self, q: torch.Tensor, keys: torch.Tensor, values: torch.Tensor, past: int
+    ) -> torch.Tensor:
+        """Causal attention of each new query alone, over the keys up to its own position.
+
+        Matrix-multiply kernels pick their blocking, and so their order of sums,
+        from the shapes: one query alone and the same query in a batch of a
+        prefill come out a rounding apart, and with 16-bit activations such a
+        difference can grow into a different greedy token. Attending query i with
+        exactly the shapes a decode step uses (one query, the first past+i+1
+        keys) makes a prefilled token bit-identical to the same token decoded,
+        so a reply continued on a reused KV cache equals one from a full prefill.
+        A decode step is a single iteration; prefill pays a few small kernel
+        calls per token, small next to the projections.
+        """
+        heads, count, dim = q.shape
+        group = heads // self.kv_heads
+        # Scaled once for all rows: elementwise, so each row gets the bits it gets alone.
+        grouped = (q * self._scale).reshape(self.kv_heads, group, count, dim)
+        keys_t = keys.transpose(1, 2)
+        out = torch.empty(count, self.kv_heads, group, dim, dtype=q.dtype, device=q.device)
+        for i in range(count):
+            seen = past + i + 1
+            scores = torch.bmm(grouped[:, :, i], keys_t[:, :, :seen])
+            torch.bmm(scores.softmax(-1), values[:, :seen], out=out[i])
+        return out.view(count, heads * dim)
+
     def _rms(self, x: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
-        normed = x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + self.eps) * weight
-        return normed.to(self.dtype)
+        return F.rms_norm(x, self._norm_shape, weight, self.eps).to(self.dtype)
 
     def forward(self, state: KVState, ids: list[int]) -> torch.Tensor:
         """Feeds `ids` after the cached tokens; returns the float32 logits of the last one."""
@@ -273,18 +385,17 @@ class LlamaEngine:
         state.reserve(end)
         assert state.k is not None and state.v is not None
         heads, kv_heads, dim = self.heads, self.kv_heads, self.head_dim
-        group = heads // kv_heads
         half = dim // 2
         x = self.embed[torch.tensor(ids, device=self.device)]
         cos = self.cos[past:end].unsqueeze(1)
         sin = self.sin[past:end].unsqueeze(1)
         mask = None
-        if count > 1 and past > 0:
+        if count > 1 and past > 0 and not self._exact_attention:
             # Query i sits at position past+i and may see keys 0..past+i.
             mask = torch.ones(count, end, dtype=torch.bool, device=self.device).tril(past)
         qk_heads = heads + kv_heads
         q_size = heads * dim
-        manual = count == 1 and self._manual_decode_attention
+        exact = self._exact_attention
         for index, layer in enumerate(self.layers):
             qkv = layer.qkv(self._rms(x, layer.norm1)).to(self.kv_dtype)
             # Rotate q and k together: they are adjacent in the fused projection.
@@ -299,9 +410,8 @@ class LlamaEngine:
             values[:, past:end] = v
             keys = keys[:, :end]
             values = values[:, :end]
-            if manual:
-                scores = (q.reshape(kv_heads, group, dim) @ keys.transpose(1, 2)) * self._scale
-                attn = (scores.softmax(-1) @ values).reshape(1, q_size)
+            if exact:
+                attn = self._attend_each(q, keys, values, past)
             else:
                 attn = F.scaled_dot_product_attention(
                     q.unsqueeze(0),
@@ -312,9 +422,10 @@ class LlamaEngine:
                     enable_gqa=True,
                 )[0]
                 attn = attn.transpose(0, 1).reshape(count, q_size)
-            x = x + layer.out(attn.to(self.dtype)).float()
+            # Adding a 16-bit projection to the float32 residual promotes it exactly.
+            x = x + layer.out(attn.to(self.dtype))
             gate_up = layer.gate_up(self._rms(x, layer.norm2))
             gate, up = gate_up[:, : self.intermediate], gate_up[:, self.intermediate :]
-            x = x + layer.down(F.silu(gate) * up).float()
+            x = x + layer.down(F.silu(gate) * up)
         state.ids.extend(ids)
         return self.lm_head(self._rms(x[-1:], self.norm))[0].float()

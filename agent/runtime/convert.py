@@ -22,6 +22,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from recursa.agent.errors import MissingDependencyError, ModelError, ModelNotFoundError
 from recursa.memory import locations
@@ -57,6 +58,63 @@ def gguf_fingerprint(gguf: Path) -> str:
             f.seek(max(_FINGERPRINT_BYTES, size - _FINGERPRINT_BYTES))
             digest.update(f.read())
     return digest.hexdigest()[:16]
+
+
+# GGUF value types with a fixed size, by type code (the rest are strings and arrays).
+_GGUF_FIXED = {0: 1, 1: 1, 2: 2, 3: 2, 4: 4, 5: 4, 6: 4, 7: 1, 10: 8, 11: 8, 12: 8}
+_GGUF_STRING, _GGUF_ARRAY = 8, 9
+_GGUF_HEADER_LIMIT = 64 * 1024 * 1024
+
+
+def gguf_file_type(gguf: Path) -> int | None:
+    """The GGUF's `general.file_type` (llama.cpp's ftype: 3 is Q4_1, 7 is Q8_0, ...), or None.
+
+    Reads the header's key/value pairs only, skipping values it does not need,
+    so it costs milliseconds where a full GGUF parser spends seconds on the
+    tokenizer's arrays. None when the key is absent or the header is not GGUF.
+    """
+    try:
+        with gguf.open("rb") as f:
+            return _scan_for_file_type(f)
+    except (OSError, ValueError, struct.error):
+        return None
+
+
+def _scan_for_file_type(f: Any) -> int | None:
+    def unpack(fmt: str) -> Any:
+        size = struct.calcsize(fmt)
+        data = f.read(size)
+        if len(data) != size:
+            raise ValueError("truncated GGUF header")
+        return struct.unpack(fmt, data)[0]
+
+    def skip(value_type: int) -> None:
+        if value_type in _GGUF_FIXED:
+            f.seek(_GGUF_FIXED[value_type], os.SEEK_CUR)
+        elif value_type == _GGUF_STRING:
+            f.seek(unpack("<Q"), os.SEEK_CUR)
+        elif value_type == _GGUF_ARRAY:
+            item_type, count = unpack("<I"), unpack("<Q")
+            if item_type in _GGUF_FIXED:
+                f.seek(_GGUF_FIXED[item_type] * count, os.SEEK_CUR)
+            else:
+                for _ in range(count):
+                    skip(item_type)
+        else:
+            raise ValueError(f"unknown GGUF value type {value_type}")
+        if f.tell() > _GGUF_HEADER_LIMIT:
+            raise ValueError("GGUF header too large")
+
+    if f.read(4) != b"GGUF" or unpack("<I") < 2:
+        return None
+    unpack("<Q")  # tensor count
+    for _ in range(unpack("<Q")):
+        key = f.read(unpack("<Q"))
+        value_type = unpack("<I")
+        if key == b"general.file_type" and value_type in (4, 5):
+            return int(unpack("<I" if value_type == 4 else "<i"))
+        skip(value_type)
+    return None
 
 
 def cache_folder(gguf: Path, cache_root: Path | None = None) -> Path:

@@ -26,7 +26,7 @@ from recursa.agent.errors import (
     ModelError,
     ModelNotFoundError,
 )
-from recursa.agent.runtime.convert import ProgressCallback, ensure_converted
+from recursa.agent.runtime.convert import ProgressCallback, ensure_converted, gguf_file_type
 from recursa.agent.runtime.protocol import (
     CancelToken,
     ChatMessage,
@@ -43,11 +43,13 @@ _LOCAL_INSTALL = 'pip install "recursa[local]"'
 # Prefill runs in chunks so a cancel is noticed within one chunk, not after the whole prompt.
 _PREFILL_CHUNK = 512
 DEFAULT_MAX_CACHED = 4
-PRECISIONS = ("float32", "bfloat16", "float16", "int8", "float16w")
-# float32 by default. float32 and "float16w" (float16 weights, float32 activations) make
-# greedy output with a reused KV cache identical to a full prefill (see _local_llama._Linear);
-# "float16w" decodes faster on x86 CPUs but rounds the weights, so its text can differ from
-# float32's; "int8" decodes faster still but with 16-bit activations.
+PRECISIONS = ("float32", "bfloat16", "float16", "int8", "int4", "float16w")
+# On CPU the default precision follows the weights' own: a GGUF quantized to 4 bits
+# or fewer runs with int4 weights, one of 5 to 8 bits with int8 (their codes hold no
+# more precision than that, and decode speed on a CPU is the bytes read per token);
+# everything else runs in float32. Keys are llama.cpp's `general.file_type` values.
+_INT4_FILE_TYPES = frozenset({2, 3, 10, 11, 12, 13, 14, 15, 19, 20, 21, 22, 23, 24, 25, 26, 27})
+_INT8_FILE_TYPES = frozenset({7, 8, 9, 16, 17, 18})
 DEFAULT_CPU_PRECISION = "float32"
 
 
@@ -103,6 +105,25 @@ def _pick_device(torch: Any, wanted: str) -> Any:
     return torch.device(wanted)
 
 
+def default_precision(device: str, gguf: Path | None = None) -> str:
+    """The precision used when none is asked for: bfloat16 on CUDA; on CPU, by the weights.
+
+    A GGUF's quantization decides (see _INT4_FILE_TYPES): the embedded SmolLM2 is
+    Q4_1, so it runs with int4 weights. int8 and int4 keep greedy output with a
+    reused KV cache bit-identical to a full prefill (see _local_llama._attend_each).
+    """
+    if device == "cuda":
+        return "bfloat16"
+    file_type = gguf_file_type(gguf) if gguf is not None else None
+    if file_type in _INT4_FILE_TYPES:
+        from recursa.agent.runtime._local_llama import int4_available
+
+        return "int4" if int4_available() else "int8"
+    if file_type in _INT8_FILE_TYPES:
+        return "int8"
+    return DEFAULT_CPU_PRECISION
+
+
 def load_local(
     source: str | Path | None = None,
     *,
@@ -119,9 +140,9 @@ def load_local(
     Hugging Face id that is already in the local hub cache (nothing is
     downloaded). None means the embedded default, SmolLM2-135M-Instruct.
     `precision`: how the weights are held: "float32", "bfloat16", "float16",
-    "int8" (weight-only, CPU) or "float16w" (float16 weights with float32
-    activations, x86 CPU). None picks the options' `precision` if set, else
-    DEFAULT_CPU_PRECISION on CPU and bfloat16 on CUDA.
+    "int8" or "int4" (weight-only, CPU) or "float16w" (float16 weights with
+    float32 activations, x86 CPU). None picks the options' `precision` if set,
+    else `default_precision` (int4 for the embedded Q4_1 model on CPU).
     """
     torch, transformers = _require_torch()
     started = time.perf_counter()
@@ -156,13 +177,22 @@ def load_local(
 
     device = _pick_device(torch, str(_option(options, "device", "cpu")))
     precision = precision or _option(options, "precision", None)
-    precision = precision or ("bfloat16" if device.type == "cuda" else DEFAULT_CPU_PRECISION)
+    gguf_source = path if path.suffix == ".gguf" else None
+    precision = precision or default_precision(device.type, gguf_source)
     if precision not in PRECISIONS:
         raise InvalidInputError(
             f"Unknown precision {precision!r}; use one of {', '.join(PRECISIONS)}."
         )
-    if precision == "int8" and device.type != "cpu":
-        raise InvalidInputError("precision='int8' is for CPU; use 'bfloat16' on CUDA.")
+    if precision in ("int8", "int4") and device.type != "cpu":
+        raise InvalidInputError(f"precision={precision!r} is for CPU; use 'bfloat16' on CUDA.")
+    if precision == "int4":
+        from recursa.agent.runtime._local_llama import int4_available
+
+        if not int4_available():
+            raise InvalidInputError(
+                "precision='int4' needs a torch build with the CPU int4 weight kernels "
+                "(torch 2.6 or newer); use 'int8' or 'float32'."
+            )
     if precision == "float16w":
         from recursa.agent.runtime._local_llama import float16_weights_available
 
@@ -203,10 +233,8 @@ def load_local(
     else:
         from recursa.agent.runtime._local_generic import GenericEngine
 
-        if precision == "int8":
-            precision = "bfloat16"  # int8 is a feature of the lean engine only
-        elif precision == "float16w":
-            precision = "float32"  # so is float16w
+        if precision in ("int8", "int4", "float16w"):
+            precision = "float32"  # quantized weights are a feature of the lean engine only
         model.to(device=device, dtype=getattr(torch, precision))
         engine = GenericEngine(model, device=device)
         engine_name = "hf-generic"

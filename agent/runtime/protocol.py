@@ -145,7 +145,7 @@ class Runtime(Protocol):
         ...
 
     def count_tokens(self, messages: Sequence[ChatMessage]) -> int:
-        """Exact prompt length of `messages` as sent: chat template and generation prompt included."""
+        """Exact prompt length of `messages` as sent (template and generation prompt included)."""
         ...
 
     def count_text(self, text: str) -> int:

@@ -109,7 +109,9 @@ class ScriptedRuntime:
         start = time.perf_counter()
         prompt_tokens = self.count_tokens(messages)
         text = reply(messages) if callable(reply) else reply
-        chunks = [reply] if isinstance(reply, Exception) else word_tokens(str(text))
+        chunks: list[str | Exception] = (
+            [reply] if isinstance(reply, Exception) else list(word_tokens(str(text)))
+        )
         emitted: list[str] = []
         finish: str = "eos"
         first: float | None = None
