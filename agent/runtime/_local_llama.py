@@ -13,7 +13,6 @@ Only imported by the local runtime, after torch is known to be installed.
 
 from __future__ import annotations
 
-import warnings
 from dataclasses import dataclass
 from typing import Any
 
@@ -115,30 +114,6 @@ def int4_available() -> bool:
     return True
 
 
-def _prepack_int8_dynamic(weight: torch.Tensor) -> Any:
-    """fbgemm's packed int8 matrix (per-row scales) for `quantized.linear_dynamic`, or None.
-
-    That kernel quantizes its input to 8 bits on the fly with one scale for the
-    whole input, so a row's result depends on the other rows of the batch: it is
-    only used for the output head, which always scores a single position.
-    """
-    if "fbgemm" not in torch.backends.quantized.supported_engines:
-        return None
-    scales = weight.abs().amax(dim=1).clamp(min=1e-8).double() / 127.0
-    zeros = torch.zeros(weight.shape[0], dtype=torch.long)
-    try:
-        with warnings.catch_warnings():
-            # Quantized tensors are deprecated in favour of torchao; the kernel is still
-            # there, and load_local falls back to the int8 matrix-vector kernel without it.
-            warnings.simplefilter("ignore")
-            quantized = torch.quantize_per_channel(weight, scales, zeros, 0, torch.qint8)
-            packed = torch.ops.quantized.linear_prepack(quantized, None)
-            torch.ops.quantized.linear_dynamic(torch.zeros(1, weight.shape[1]), packed, True)
-    except (RuntimeError, AttributeError, NotImplementedError):
-        return None
-    return packed
-
-
 def _quantize_int8_rows(weight: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Per output row: int8 values and a bfloat16 scale."""
     scales = (weight.abs().amax(dim=1).clamp(min=1e-8) / 127.0).to(torch.bfloat16)
@@ -189,24 +164,17 @@ class _Linear:
     speed: decode measured about 1.2-1.25x float32's rate, not 2x.
     """
 
-    __slots__ = ("dense", "packed", "scales", "fp16", "int4", "dynamic", "out_features")
+    __slots__ = ("dense", "packed", "scales", "fp16", "int4", "out_features")
 
-    def __init__(
-        self, weight: torch.Tensor, precision: str, device: torch.device, *, head: bool = False
-    ) -> None:
+    def __init__(self, weight: torch.Tensor, precision: str, device: torch.device) -> None:
         weight = weight.detach().float()
         self.out_features = weight.shape[0]
         self.packed: torch.Tensor | None = None
         self.scales: torch.Tensor | None = None
         self.fp16: Any = None
         self.int4: tuple[torch.Tensor, torch.Tensor] | None = None
-        self.dynamic: Any = None
         self.dense: torch.Tensor | None = None
-        if head and precision in ("int4", "int8"):
-            self.dynamic = _prepack_int8_dynamic(weight)
-        if self.dynamic is not None:
-            pass
-        elif precision == "float16w":
+        if precision == "float16w":
             self.fp16 = torch.ops.quantized.linear_prepack_fp16(weight.contiguous(), None)
         elif precision == "int4" and weight.shape[1] % _INT4_GROUP == 0:
             self.int4 = _quantize_int4_groups(weight)
@@ -216,8 +184,6 @@ class _Linear:
             self.dense = weight.to(device=device, dtype=getattr(torch, precision)).contiguous()
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
-        if self.dynamic is not None:
-            return torch.ops.quantized.linear_dynamic(x.float(), self.dynamic, True)
         if self.int4 is not None:
             packed, scales_and_zeros = self.int4
             return torch.ops.aten._weight_int4pack_mm_for_cpu(
@@ -226,7 +192,7 @@ class _Linear:
         if self.packed is not None and self.scales is not None:
             return torch._weight_int8pack_mm(x, self.packed, self.scales)
         if self.fp16 is not None:
-            return torch.ops.quantized.linear_dynamic_fp16(x, self.fp16)
+            return torch.ops.quantized.linear_dynamic_fp16(x.float(), self.fp16)
         assert self.dense is not None
         if x.shape[0] == 1:
             return torch.mv(self.dense, x[0]).unsqueeze(0)
@@ -301,10 +267,16 @@ class LlamaEngine:
         # The embedding is only gathered from (a few rows per step): float32 is free.
         self.embed = vec(inner.embed_tokens.weight)
         self.norm = vec(inner.norm.weight)
-        # int4 keeps the output head in int8: it scores every token of the vocabulary,
-        # and GGUF files store it at 8 bits (Q8_0) where the layers have 4.
-        head_precision = "int8" if precision == "int4" else precision
-        self.lm_head = _Linear(model.lm_head.weight, head_precision, device, head=True)
+        # With int8/int4 layers the output head, which scores the whole vocabulary and
+        # which GGUF files keep at 8 bits (Q8_0) where the layers have 4, is held in
+        # float16 where fbgemm can multiply it: it only ever sees one position, the
+        # kernel streams float16 at memory speed on one row, and a 49k-row head is a
+        # fifth of the model's bytes. int8 rows would round more and, in torch's
+        # kernel, decode slower (bfloat16 arithmetic without native support).
+        head_precision = precision
+        if precision in _QUANTIZED:
+            head_precision = "float16w" if float16_weights_available() else "int8"
+        self.lm_head = _Linear(model.lm_head.weight, head_precision, device)
         self.layers = [
             _Layer(
                 norm1=vec(layer.input_layernorm.weight),
@@ -428,4 +400,8 @@ class LlamaEngine:
             gate, up = gate_up[:, : self.intermediate], gate_up[:, self.intermediate :]
             x = x + layer.down(F.silu(gate) * up)
         state.ids.extend(ids)
-        return self.lm_head(self._rms(x[-1:], self.norm))[0].float()
+        # The head takes the float32 norm: float16w keeps it, the 16-bit kernels round it.
+        normed = F.rms_norm(x[-1:], self._norm_shape, self.norm, self.eps)
+        if self.lm_head.fp16 is None:
+            normed = normed.to(self.dtype)
+        return self.lm_head(normed)[0].float()
