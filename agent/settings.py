@@ -153,6 +153,13 @@ class RuntimeSettings(BaseModel):
     threads: int | None = Field(
         default=None, ge=1, description="CPU threads (None: the runtime picks)."
     )
+    precision: Literal["int4", "int8", "float32", "float16w", "bfloat16", "float16"] | None = Field(
+        default=None,
+        description=(
+            "How a local model holds its weights (None: by the model; the embedded "
+            "SmolLM2 runs int4 on CPU)."
+        ),
+    )
     context_window: int | None = Field(
         default=None,
         ge=64,
@@ -170,6 +177,7 @@ class RuntimeSettings(BaseModel):
         return RuntimeOptions(
             device=self.device,
             threads=self.threads,
+            precision=self.precision,
             context_window=self.context_window,
             api_key_env=self.api_key_env,
             timeout_s=self.timeout_s,

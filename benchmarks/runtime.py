@@ -106,7 +106,12 @@ def prompt_of(runtime: LocalRuntime, tokens: int) -> list[ChatMessage]:
         size += tokens - count
 
 
-def bench_prefill_decode(runtime: LocalRuntime, runs: int, log: Callable[[str], None]) -> list[Row]:
+def bench_prefill_decode(
+    runtime: LocalRuntime,
+    runs: int,
+    log: Callable[[str], None],
+    reference: LlamaCppReference | None = None,
+) -> list[Row]:
     label = runtime.load_info.precision
     prefill = Row(f"prefill, 1,000-token prompt [{label}]", "tok/s")
     decode = Row(f"decode, 128 new tokens [{label}]", "tok/s")
@@ -123,6 +128,10 @@ def bench_prefill_decode(runtime: LocalRuntime, runs: int, log: Callable[[str], 
         produced.samples.append(done.usage.completion_tokens)
         log(f"run {index + 1}/{runs}: prefill {prefill.samples[-1]:.0f} tok/s, "
             f"decode {decode.samples[-1]:.1f} tok/s ({done.usage.completion_tokens} tokens)")
+        if reference is not None:
+            reference.measure()
+            log(f"  llama.cpp: prefill {reference.prefill.samples[-1]:.0f} tok/s, "
+                f"decode {reference.decode.samples[-1]:.1f} tok/s")
     return [prefill, decode, produced]
 
 
@@ -163,32 +172,46 @@ def bench_chat(
     return with_reuse, without, evictions
 
 
-def bench_llama_cpp(gguf: Path, threads: int, runs: int) -> tuple[Row, Row] | None:
-    try:
-        from llama_cpp import Llama  # type: ignore[import-not-found]
-    except ImportError:
-        return None
-    prefill, decode = Row("llama.cpp prefill, 1,000 tokens", "tok/s"), Row(
-        "llama.cpp decode, 128 tokens", "tok/s"
-    )
-    import numpy
+class LlamaCppReference:
+    """llama.cpp (through llama_cpp) on the same GGUF, measured between the runtime's own runs.
 
-    llm = Llama(model_path=str(gguf), n_ctx=2048, n_threads=threads, verbose=False)
-    vocab = llm.n_vocab()
-    text = " ".join(f"{TOPICS[i % len(TOPICS)]} matters" for i in range(400))
-    tokens = llm.tokenize(text.encode())[:1000]
-    for _ in range(runs):
+    Runs alternate (runtime, llama.cpp, runtime, ...) so that a slow phase of the
+    machine hits both alike.
+    """
+
+    def __init__(self, gguf: Path, threads: int) -> None:
+        import numpy
+        from llama_cpp import Llama  # type: ignore[import-not-found]
+
+        self._numpy = numpy
+        self._llm = Llama(model_path=str(gguf), n_ctx=2048, n_threads=threads, verbose=False)
+        self._vocab = self._llm.n_vocab()
+        text = " ".join(f"{TOPICS[i % len(TOPICS)]} matters" for i in range(400))
+        self._tokens = self._llm.tokenize(text.encode())[:1000]
+        self.prefill = Row("llama.cpp prefill, 1,000 tokens", "tok/s")
+        self.decode = Row("llama.cpp decode, 128 tokens", "tok/s")
+
+    @classmethod
+    def open(cls, gguf: Path, threads: int) -> LlamaCppReference | None:
+        try:
+            import llama_cpp  # type: ignore[import-not-found]  # noqa: F401
+        except ImportError:
+            return None
+        return cls(gguf, threads)
+
+    def measure(self) -> None:
+        llm = self._llm
         llm.reset()
         start = time.perf_counter()
-        llm.eval(tokens)
-        prefill.samples.append(len(tokens) / (time.perf_counter() - start))
+        llm.eval(self._tokens)
+        self.prefill.samples.append(len(self._tokens) / (time.perf_counter() - start))
         start = time.perf_counter()
         for _step in range(128):
             # Greedy, like the runtime's decode: argmax of the last position's logits.
-            logits = numpy.ctypeslib.as_array(llm._ctx.get_logits_ith(-1), shape=(vocab,))
+            pointer = llm._ctx.get_logits_ith(-1)
+            logits = self._numpy.ctypeslib.as_array(pointer, shape=(self._vocab,))
             llm.eval([int(logits.argmax())])
-        decode.samples.append(128 / (time.perf_counter() - start))
-    return prefill, decode
+        self.decode.samples.append(128 / (time.perf_counter() - start))
 
 
 def _ratio(numerator: list[float], denominator: list[float]) -> float | None:
@@ -205,11 +228,13 @@ def main() -> None:
     parser.add_argument("--reply-tokens", type=int, default=48)
     parser.add_argument("--threads", type=int, default=None)
     parser.add_argument(
-        "--precision", default=None, help="float32, bfloat16, int8 or float16w (CPU)"
+        "--precision",
+        default=None,
+        help="int4, int8, float32, float16w or bfloat16 (default: the runtime's, int4 on CPU)",
     )
     parser.add_argument(
         "--also-precision",
-        default="float16w,int8",
+        default="float32,float16w,int8",
         help="measure prefill/decode again in these precisions, comma-separated ('' to skip)",
     )
     parser.add_argument("--skip-cold", action="store_true", help="skip the cold-load runs")
@@ -232,8 +257,11 @@ def main() -> None:
     info = runtime.load_info
     print(f"model {runtime.name}: engine {info.engine}, {info.precision}, {info.device}, "
           f"{threads} threads", flush=True)
-    rows += bench_prefill_decode(runtime, args.runs, log)
+    llama = LlamaCppReference.open(default_gguf_path(), threads)
+    rows += bench_prefill_decode(runtime, args.runs, log, llama)
     decode_row = rows[-2]
+    if llama is not None:
+        rows += [llama.prefill, llama.decode]
     with_reuse, without, evictions = bench_chat(
         runtime, args.turns, args.window, args.reply_tokens, log
     )
@@ -256,13 +284,10 @@ def main() -> None:
             print(f"{precision}: not measured ({exc})", flush=True)
             continue
         print(f"again in {other.load_info.precision}:", flush=True)
-        extra = bench_prefill_decode(other, args.runs, log)
+        extra = bench_prefill_decode(other, args.runs, log, llama)
         other_decodes.append(extra[1])
         rows += extra
         other.close()
-    llama = bench_llama_cpp(default_gguf_path(), threads, args.runs)
-    if llama is not None:
-        rows += list(llama)
 
     width = max(len(r.measure) for r in rows)
     print()
@@ -281,7 +306,7 @@ def main() -> None:
         print("llama.cpp: not measured (llama_cpp not importable)")
     else:
         for row in (decode_row, *other_decodes):
-            ratio = _ratio(row.samples, llama[1].samples)
+            ratio = _ratio(row.samples, llama.decode.samples)
             print(f"{row.measure} vs llama.cpp (median): {ratio:.2f}  (target >= 0.5)")
 
 

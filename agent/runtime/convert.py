@@ -64,6 +64,7 @@ def gguf_fingerprint(gguf: Path) -> str:
 _GGUF_FIXED = {0: 1, 1: 1, 2: 2, 3: 2, 4: 4, 5: 4, 6: 4, 7: 1, 10: 8, 11: 8, 12: 8}
 _GGUF_STRING, _GGUF_ARRAY = 8, 9
 _GGUF_HEADER_LIMIT = 64 * 1024 * 1024
+_GGUF_KEY_LIMIT = 64 * 1024
 
 
 def gguf_file_type(gguf: Path) -> int | None:
@@ -109,7 +110,10 @@ def _scan_for_file_type(f: Any) -> int | None:
         return None
     unpack("<Q")  # tensor count
     for _ in range(unpack("<Q")):
-        key = f.read(unpack("<Q"))
+        key_length = unpack("<Q")
+        if key_length > _GGUF_KEY_LIMIT:
+            raise ValueError("GGUF key too long")
+        key = f.read(key_length)
         value_type = unpack("<I")
         if key == b"general.file_type" and value_type in (4, 5):
             return int(unpack("<I" if value_type == 4 else "<i"))

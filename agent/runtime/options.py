@@ -32,11 +32,11 @@ class RuntimeOptions(BaseModel):
     precision: str | None = Field(
         None,
         description=(
-            "How a local model holds its weights: 'float32' (the CPU default), 'bfloat16', "
-            "'float16', 'int8' (CPU; faster decode, 16-bit activations) or 'float16w' "
-            "(x86 CPU; float16 weights with float32 activations: faster decode, greedy "
-            "output with KV reuse still identical to a full prefill). None picks the "
-            "runtime's default."
+            "How a local model holds its weights: 'int4' or 'int8' (CPU, weight-only "
+            "quantization with 16-bit activations: the fastest decode), 'float32', "
+            "'float16w' (x86 CPU; float16 weights, float32 activations), 'bfloat16' or "
+            "'float16'. None picks by the model: int4 for a 4-bit GGUF such as the "
+            "embedded SmolLM2, int8 for an 8-bit one, float32 otherwise; bfloat16 on CUDA."
         ),
     )
     context_window: int | None = Field(

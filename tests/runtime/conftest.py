@@ -16,7 +16,7 @@ SHARED_CACHE = Path(__file__).resolve().parents[2] / ".cache" / "test-cache"
 
 @pytest.fixture(scope="session")
 def smollm() -> Iterator[object]:
-    """The default SmolLM2-135M-Instruct as a LocalRuntime (CPU, float32)."""
+    """The default SmolLM2-135M-Instruct as a LocalRuntime (CPU, its default precision: int4)."""
     pytest.importorskip("torch")
     pytest.importorskip("transformers")
     from recursa.agent.runtime.local import load_local

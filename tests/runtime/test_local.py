@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import re
 import threading
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -239,31 +240,108 @@ def test_prompt_longer_than_the_window_is_refused(smollm: Any) -> None:
     assert smollm.stream(QUESTION, GenerationParams(max_new_tokens=2)).complete().text
 
 
-def test_lean_engine_matches_transformers_logits(smollm: Any) -> None:
-    """The in-place Llama engine computes the same logits as the transformers model."""
+@pytest.fixture(scope="module")
+def float32_model(smollm: Any) -> Iterator[Any]:
+    """The same converted model held in float32: the reference for the quantized precisions."""
+    from recursa.agent.runtime.local import load_local
+
+    runtime = load_local(smollm.load_info.path, name="smollm2-f32", precision="float32")
+    yield runtime
+    runtime.close()
+
+
+def _logits(runtime: Any, ids: list[int], *steps: int) -> Any:
+    """Last-position logits of `ids` fed in pieces of the given sizes, then one at a time."""
+    import torch
+
+    engine = runtime._engine
+    state = engine.new_state()
+    with torch.inference_mode():
+        start = 0
+        for size in steps:
+            engine.forward(state, ids[start : start + size])
+            start += size
+        logits = None
+        for token in ids[start:]:
+            logits = engine.forward(state, [token])
+    return logits
+
+
+def test_default_precision_follows_the_gguf_quantization(smollm: Any) -> None:
+    """The embedded Q4_1 model runs with int4 weights on CPU; a plain folder in float32."""
+    from recursa.agent.runtime._local_llama import int4_available
+    from recursa.agent.runtime.local import default_precision
+
+    assert smollm.load_info.precision == ("int4" if int4_available() else "int8")
+    assert default_precision("cpu", None) == "float32"
+    assert default_precision("cuda", None) == "bfloat16"
+
+
+def test_lean_engine_matches_transformers_logits(float32_model: Any) -> None:
+    """The in-place Llama engine in float32 computes the transformers model's logits."""
     import torch
     from transformers import AutoModelForCausalLM
 
-    assert smollm.load_info.engine == "llama-inplace"
-    model = AutoModelForCausalLM.from_pretrained(smollm.load_info.path).eval()
-    ids = smollm.prompt_ids(QUESTION)
-    engine = smollm._engine
+    assert float32_model.load_info.engine == "llama-inplace"
+    model = AutoModelForCausalLM.from_pretrained(float32_model.load_info.path).eval()
+    ids = float32_model.prompt_ids(QUESTION)
     with torch.inference_mode():
         expected = model(torch.tensor([ids])).logits[0, -1].float()
-        state = engine.new_state()
-        engine.forward(state, ids[:10])  # a cached prefix, then a chunk, then one token
-        engine.forward(state, ids[10:-1])
-        got = engine.forward(state, ids[-1:])
+    got = _logits(float32_model, ids, 10, len(ids) - 11)  # a prefix, a chunk, one token
     assert torch.allclose(got, expected, atol=1e-2, rtol=0)
     assert int(got.argmax()) == int(expected.argmax())
 
 
-def test_int8_precision_decodes_the_same_first_token_as_float32(smollm: Any) -> None:
-    """The opt-in int8 weights (faster CPU decode) give a coherent reply starting like float32's."""
+def test_int4_keeps_the_gguf_weights_and_float32_text(smollm: Any, float32_model: Any) -> None:
+    """int4 re-packs the Q4_1 codes: logits stay near float32's and the greedy text is the same."""
+    ids = smollm.prompt_ids(QUESTION)
+    quantized = _logits(smollm, ids, len(ids) - 1)
+    reference = _logits(float32_model, ids, len(ids) - 1)
+    assert float((quantized - reference).abs().max()) < 0.5
+    assert int(quantized.argmax()) == int(reference.argmax())
+    expected = float32_model.stream(QUESTION, GREEDY).complete().text
+    assert smollm.stream(QUESTION, GREEDY).complete().text == expected
+
+
+@pytest.mark.parametrize("precision", ["int4", "int8"])
+def test_quantized_prefill_and_decode_give_the_same_bits(smollm: Any, precision: str) -> None:
+    """A token prefilled in any batch or decoded alone gets bit-identical logits.
+
+    With 16-bit activations a rounding apart can grow into a different greedy
+    token, so reuse equals a full prefill only if the arithmetic is the same.
+    """
+    import torch
     from recursa.agent.runtime.local import load_local
 
-    reference = smollm.stream(QUESTION, GREEDY).complete()
-    fast = load_local(smollm.load_info.path, name="smollm2-int8", precision="int8")
+    runtime = smollm
+    if smollm.load_info.precision != precision:
+        runtime = load_local(
+            smollm.load_info.path, name=f"smollm2-{precision}", precision=precision
+        )
+    try:
+        ids = runtime.prompt_ids(_second_turn("Red, orange and yellow are three of them."))
+        full = _logits(runtime, ids, len(ids) - 1)
+        assert full is not None
+        for steps in [(7,), (7, 19), (len(ids) - 3,), (1, len(ids) - 2)]:
+            assert torch.equal(_logits(runtime, ids, *steps), full), steps
+        key = f"{precision}-reuse"
+        runtime.forget(key)
+        first = runtime.stream(QUESTION, GREEDY, cache_key=key).complete()
+        turn2 = _second_turn(first.text)
+        reused = runtime.stream(turn2, GREEDY, cache_key=key).complete()
+        assert reused.usage.reused_tokens >= first.usage.prompt_tokens
+        assert reused.text == runtime.stream(turn2, GREEDY).complete().text
+    finally:
+        if runtime is not smollm:
+            runtime.close()
+
+
+def test_int8_precision_decodes_the_same_first_word_as_float32(float32_model: Any) -> None:
+    """The opt-in int8 weights give a coherent reply starting like float32's."""
+    from recursa.agent.runtime.local import load_local
+
+    reference = float32_model.stream(QUESTION, GREEDY).complete()
+    fast = load_local(float32_model.load_info.path, name="smollm2-int8", precision="int8")
     try:
         assert fast.load_info.precision == "int8"
         first = fast.stream(QUESTION, GREEDY).complete()
@@ -275,7 +353,7 @@ def test_int8_precision_decodes_the_same_first_token_as_float32(smollm: Any) -> 
         fast.close()
 
 
-def test_float16w_keeps_reuse_identical_and_matches_float32(smollm: Any) -> None:
+def test_float16w_keeps_reuse_identical_and_matches_float32(float32_model: Any) -> None:
     """float16 weights with float32 activations: reuse equals a full prefill, text as float32."""
     import torch
     from recursa.agent.runtime._local_llama import float16_weights_available
@@ -285,32 +363,28 @@ def test_float16w_keeps_reuse_identical_and_matches_float32(smollm: Any) -> None
     if not float16_weights_available():
         pytest.skip("this torch build has no fbgemm float16 kernel")
     options = RuntimeOptions(precision="float16w")  # chosen through the options, as specs do
-    fast = load_local(smollm.load_info.path, name="smollm2-f16w", options=options)
+    fast = load_local(float32_model.load_info.path, name="smollm2-f16w", options=options)
     try:
         assert fast.load_info.precision == "float16w"
         assert fast.load_info.engine == "llama-inplace"
         key = "f16w-reuse"
         first = fast.stream(QUESTION, GREEDY, cache_key=key).complete()
-        assert first.text == smollm.stream(QUESTION, GREEDY).complete().text
+        assert first.text == float32_model.stream(QUESTION, GREEDY).complete().text
         turn2 = _second_turn(first.text)
         reused = fast.stream(turn2, GREEDY, cache_key=key).complete()
         fresh = fast.stream(turn2, GREEDY).complete()
         assert reused.usage.reused_tokens >= first.usage.prompt_tokens
-        assert reused.text == fresh.text == smollm.stream(turn2, GREEDY).complete().text
+        assert reused.text == fresh.text == float32_model.stream(turn2, GREEDY).complete().text
 
         # Token by token after a prefix vs one prefill: float32-level agreement.
-        ids = smollm.prompt_ids(turn2)
-        engine, reference = fast._engine, smollm._engine
-        with torch.inference_mode():
-            full = engine.forward(engine.new_state(), ids)
-            state = engine.new_state()
-            engine.forward(state, ids[:8])
-            for token in ids[8:]:
-                stepped = engine.forward(state, [token])
-            exact = reference.forward(reference.new_state(), ids)
+        ids = float32_model.prompt_ids(turn2)
+        full = _logits(fast, ids, len(ids) - 1)
+        stepped = _logits(fast, ids, 8)
+        exact = _logits(float32_model, ids, len(ids) - 1)
         assert float((full - stepped).abs().max()) < 1e-3
         assert float((full - exact).abs().max()) < 0.2
         assert int(full.argmax()) == int(exact.argmax())
+        assert torch.isfinite(full).all()
     finally:
         fast.close()
 
