@@ -163,9 +163,10 @@ def smollm() -> Iterator[Any]:
 
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("RECURSA_CACHE_DIR", str(SHARED_CACHE))
-        # One thread: on a busy shared machine, torch's thread pool competing with other
-        # processes for the same cores is several times slower than a single thread.
-        runtime = load_local(name="smollm2-135m", options=RuntimeOptions(threads=1))
+        # Two threads: the suite runs one test at a time, and int4 prefill is compute-bound
+        # (the 40-turn test took 107 s with two threads against 153 s with one). Tests that
+        # run the model in several processes at once keep one thread each.
+        runtime = load_local(name="smollm2-135m", options=RuntimeOptions(threads=2))
     yield runtime
     runtime.close()
 
