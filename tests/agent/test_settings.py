@@ -59,6 +59,7 @@ def test_flat_and_nested_names_are_equivalent() -> None:
         ({"max_prompt_tokens": 3}, "max_prompt_tokens"),
         ({"window_share": 0.9, "summary_share": 0.5}, "at most 1.0"),
         ({"nonsense": 1}, "Unknown setting 'nonsense'"),
+        ({"runtime": {"precision": "int3"}}, "precision"),
     ],
 )
 def test_invalid_settings_are_config_errors(kwargs: dict, match: str) -> None:
@@ -79,3 +80,12 @@ def test_per_conversation_merge_keeps_other_fields() -> None:
     base = Settings.load(max_prompt_tokens=900, reply_reserve=50)
     merged = base.merged({"max_prompt_tokens": 300})
     assert merged.budget.max_prompt_tokens == 300 and merged.budget.reply_reserve == 50
+
+
+def test_runtime_precision_reaches_the_runtime_options(monkeypatch: pytest.MonkeyPatch) -> None:
+    """[runtime] precision (or RECURSA_RUNTIME__PRECISION) is passed to the runtime; None by
+    default, so the model decides."""
+    assert Settings.load().runtime.options().precision is None
+    monkeypatch.setenv("RECURSA_RUNTIME__PRECISION", "float32")
+    assert Settings.load().runtime.options().precision == "float32"
+    assert Settings.load(runtime={"precision": "int8"}).runtime.options().precision == "int8"
