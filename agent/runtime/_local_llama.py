@@ -97,6 +97,7 @@ def float16_weights_available() -> bool:
 
 
 _INT4_GROUP = 32
+_FP16_PACK_ROWS = 16384
 
 
 def int4_available() -> bool:
@@ -171,11 +172,17 @@ class _Linear:
         self.out_features = weight.shape[0]
         self.packed: torch.Tensor | None = None
         self.scales: torch.Tensor | None = None
-        self.fp16: Any = None
+        self.fp16: list[Any] | None = None
         self.int4: tuple[torch.Tensor, torch.Tensor] | None = None
         self.dense: torch.Tensor | None = None
         if precision == "float16w":
-            self.fp16 = torch.ops.quantized.linear_prepack_fp16(weight.contiguous(), None)
+            # fbgemm packs a large matrix several times slower per row than a small one
+            # (1.7 s for the 49k-row head against 0.6 s in three parts); the parts' results
+            # are concatenated, at no measurable cost per call.
+            self.fp16 = [
+                torch.ops.quantized.linear_prepack_fp16(part.contiguous(), None)
+                for part in weight.split(_FP16_PACK_ROWS)
+            ]
         elif precision == "int4" and weight.shape[1] % _INT4_GROUP == 0:
             self.int4 = _quantize_int4_groups(weight)
         elif precision in ("int4", "int8"):  # int4 falls back to int8 rows off the group size
@@ -192,7 +199,11 @@ class _Linear:
         if self.packed is not None and self.scales is not None:
             return torch._weight_int8pack_mm(x, self.packed, self.scales)
         if self.fp16 is not None:
-            return torch.ops.quantized.linear_dynamic_fp16(x.float(), self.fp16)
+            x = x.float()
+            if len(self.fp16) == 1:
+                return torch.ops.quantized.linear_dynamic_fp16(x, self.fp16[0])
+            parts = [torch.ops.quantized.linear_dynamic_fp16(x, packed) for packed in self.fp16]
+            return torch.cat(parts, dim=1)
         assert self.dense is not None
         if x.shape[0] == 1:
             return torch.mv(self.dense, x[0]).unsqueeze(0)
