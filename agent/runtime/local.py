@@ -48,7 +48,8 @@ PRECISIONS = ("float32", "bfloat16", "float16", "int8", "int4", "float16w")
 # or fewer runs with int4 weights, one of 5 to 8 bits with int8 (their codes hold no
 # more precision than that, and decode speed on a CPU is the bytes read per token);
 # everything else runs in float32. Keys are llama.cpp's `general.file_type` values.
-_INT4_FILE_TYPES = frozenset({2, 3, 10, 11, 12, 13, 14, 15, 19, 20, 21, 22, 23, 24, 25, 26, 27})
+# Q4_0, Q4_1, Q2_K..Q4_K_M, the IQ1..IQ4 types and the ternary TQ types are 4 bits or fewer.
+_INT4_FILE_TYPES = frozenset({2, 3, 4, *range(10, 16), *range(19, 32), 36, 37})
 _INT8_FILE_TYPES = frozenset({7, 8, 9, 16, 17, 18})
 DEFAULT_CPU_PRECISION = "float32"
 
