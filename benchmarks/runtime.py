@@ -11,7 +11,12 @@ Measures, on the embedded default model (SmolLM2-135M-Instruct):
   back to back). Old turns are evicted in chunks: when the next turn would not
   fit, the oldest turns are dropped until the history is at most half the
   window, and then the chat only appends again, so the cached prefix stays valid;
-- llama.cpp's prefill and decode rates on the same GGUF when `llama_cpp` is importable.
+- llama.cpp's prefill and decode rates on the same GGUF when `llama_cpp` is importable
+  (`make bench-reference` installs it), measured after each of the runtime's own runs;
+- the same prefill and decode figures again in the --also-precision precisions.
+
+The runtime runs in its default precision unless --precision says otherwise: int4 for
+the embedded model on CPU.
 
 Figures vary with the machine's load: read medians and the ratios of one run.
 Not a timed test.
