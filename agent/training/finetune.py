@@ -628,6 +628,19 @@ def _torch_threads(threads: int | None) -> Iterator[None]:
         torch.set_num_threads(previous)
 
 
+def quiet_transformers_progress() -> None:
+    """Turns off transformers' own progress bars, for a caller that shows its own.
+
+    Here rather than in the CLI, so that torch and transformers stay imported only
+    under `recursa.agent`.
+    """
+    try:
+        from transformers.utils import logging as hf_logging
+    except ImportError:
+        return  # finetune itself reports the missing dependency
+    hf_logging.disable_progress_bar()
+
+
 def finetune(
     config: FinetuneConfig,
     *,

@@ -238,7 +238,12 @@ def finetune_command(
 ) -> None:
     """Fine-tune the local model on a JSONL dataset: loss on reply tokens only, eval loss
     before and after, a resumable checkpoint, and a model folder for `recursa chat -m DIR`."""
-    from recursa.agent.training.finetune import FinetuneConfig, finetune, resume_finetune
+    from recursa.agent.training.finetune import (
+        FinetuneConfig,
+        finetune,
+        quiet_transformers_progress,
+        resume_finetune,
+    )
 
     if resume is not None:
         ctx = click.get_current_context()
@@ -256,7 +261,7 @@ def finetune_command(
             )
     elif data is None or out is None:
         raise click.UsageError("Give --data FILE.jsonl and --out DIR (or --resume DIR).")
-    _quiet_transformers()
+    quiet_transformers_progress()  # its bars would interleave with ours
     reporter = _Reporter()
     target = resume if resume is not None else out
     assert target is not None
@@ -300,13 +305,6 @@ def finetune_command(
         line += f"; eval loss {before:.4f} -> {after:.4f} ({result.eval_examples} held out)"
     click.echo(line + ".")
     click.echo(f"Model saved to {target}. Use it with: recursa chat -m {target}")
-
-
-def _quiet_transformers() -> None:
-    """transformers' own progress bars would interleave with ours."""
-    from transformers.utils import logging as hf_logging
-
-    hf_logging.disable_progress_bar()
 
 
 class _Reporter:
