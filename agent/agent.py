@@ -26,25 +26,7 @@ import threading
 from collections.abc import Callable, Generator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
-from recursa.agent.compactor import compact
-from recursa.agent.compose import (
-    DEFAULT_STEP_TOKENS,
-    CompositionStream,
-    compose,
-    resume_composition,
-)
-from recursa.agent.compose_repetition import RepetitionSettings
-from recursa.agent.context import plan_prompt
-from recursa.agent.documents import ConversationDocument
-from recursa.agent.errors import (
-    BudgetError,
-    ConfigError,
-    InvalidInputError,
-    NotFoundError,
-    RecursaError,
-)
-from recursa.agent.plan import NewText, PlanSection, PromptPlan, compute_budget
-from recursa.agent.records import (
+from recursa.agent.boundary import (
     CompactionReport,
     ConversationInfo,
     MessageInfo,
@@ -55,6 +37,24 @@ from recursa.agent.records import (
     StreamChunk,
     SummaryInfo,
 )
+from recursa.agent.compaction.fold import compact
+from recursa.agent.compose import (
+    DEFAULT_STEP_TOKENS,
+    CompositionStream,
+    compose,
+    resume_composition,
+)
+from recursa.agent.compose.repetition import RepetitionSettings
+from recursa.agent.errors import (
+    BudgetError,
+    ConfigError,
+    InvalidInputError,
+    NotFoundError,
+    RecursaError,
+)
+from recursa.agent.interchange.documents import ConversationDocument
+from recursa.agent.planning.plan import NewText, PlanSection, PromptPlan, compute_budget
+from recursa.agent.planning.prompt import plan_prompt
 from recursa.agent.runtime.protocol import (
     CancelToken,
     ChatMessage,
@@ -514,7 +514,7 @@ class Agent:
         the verbatim tail, and the tail, under the same budget as chat. The
         composition is stored as a conversation of kind "composition", one
         message per step, and streams `CompositionChunk`s whose last one carries
-        the result and its stop reason. See `recursa.agent.compose.compose`.
+        the result and its stop reason. See `recursa.agent.compose.run.compose`.
         """
         return compose(
             self,
@@ -585,7 +585,7 @@ class Agent:
     def import_conversation(
         self, data: ConversationDocument | Mapping[str, Any] | str | bytes
     ) -> int:
-        """Import a conversation document (see `recursa.agent.documents`); returns its id.
+        """Import a conversation document (see `recursa.agent.interchange`); returns its id.
 
         The document is validated before anything is written; messages are
         written all or nothing. No model is called. The conversation's last

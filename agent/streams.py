@@ -10,7 +10,7 @@ import asyncio
 import threading
 from collections.abc import AsyncIterator, Generator, Iterator
 
-from recursa.agent.records import Reply, StreamChunk
+from recursa.agent.boundary import Reply, StreamChunk
 from recursa.agent.runtime.protocol import CancelToken
 
 __all__ = ["AsyncReplyStream", "ReplyStream", "skip_placeholders"]

@@ -10,8 +10,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-from recursa.agent.plan import PlanSection, PromptPlan, excerpt, format_date
-from recursa.agent.records import PromptTrace
+from recursa.agent.boundary import PromptTrace
+from recursa.agent.planning.plan import PlanSection, PromptPlan, excerpt, format_date
 from recursa.agent.runtime.protocol import ChatMessage, Runtime
 from recursa.agent.templates import Templates
 

@@ -13,11 +13,11 @@ from collections.abc import Callable, Generator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from recursa.agent.compactor import SummarizerFor, compact, compaction_job, run_compaction
-from recursa.agent.context import check_fits, plan_prompt
+from recursa.agent.boundary import CompactionReport, PromptTrace, Reply, ReplyStatus, StreamChunk
+from recursa.agent.compaction.fold import SummarizerFor, compact, compaction_job, run_compaction
 from recursa.agent.errors import InvalidInputError, ModelError
-from recursa.agent.plan import NewText, PromptPlan, message_cost
-from recursa.agent.records import CompactionReport, PromptTrace, Reply, ReplyStatus, StreamChunk
+from recursa.agent.planning.plan import NewText, PromptPlan, message_cost
+from recursa.agent.planning.prompt import check_fits, plan_prompt
 from recursa.agent.runtime.protocol import CancelToken, GenerationParams, Runtime, Usage
 from recursa.agent.settings import Settings
 from recursa.memory.records import ConversationRecord, MessageRecord

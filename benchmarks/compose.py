@@ -29,7 +29,7 @@ from pathlib import Path
 
 from recursa.agent import Agent
 from recursa.agent.compose import compose
-from recursa.agent.compose_repetition import distinct_n, longest_repeated_ngram, words
+from recursa.agent.compose.repetition import distinct_n, longest_repeated_ngram, words
 from recursa.agent.runtime.options import RuntimeOptions
 from recursa.agent.runtime.protocol import GenerationParams, Runtime
 

@@ -31,8 +31,8 @@ from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-from recursa.agent.documents import ConversationDocument, DocumentMessage
 from recursa.agent.errors import InvalidInputError
+from recursa.agent.interchange.documents import ConversationDocument, DocumentMessage
 
 TEXT_TYPES = frozenset({"text", "multimodal_text", "code"})
 ROLES = frozenset({"user", "assistant", "system"})

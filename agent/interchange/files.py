@@ -8,9 +8,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
-from recursa.agent.documents import ConversationDocument
 from recursa.agent.errors import InvalidInputError, RecursaError
 from recursa.agent.interchange.chatgpt import looks_like_chatgpt, parse_chatgpt
+from recursa.agent.interchange.documents import ConversationDocument
 from recursa.agent.interchange.jsonl import dump_jsonl, parse_jsonl
 from recursa.agent.interchange.markdown import render_markdown
 

@@ -12,7 +12,7 @@ A header line starts a new conversation; message lines belong to the
 conversation of the header above them. A file of message lines with no header
 is one untitled conversation. `type` may be left out: a line with a `role` or a
 `content` is a message, any other line a header. Message fields are those of
-`recursa.agent.documents.DocumentMessage`, header fields those of
+`recursa.agent.interchange.documents.DocumentMessage`, header fields those of
 `ConversationDocument` except `messages`. Parsing is all or nothing: the first
 bad line raises an InvalidInputError that names its line number.
 """
@@ -24,8 +24,8 @@ from collections.abc import Iterable
 from typing import Any
 
 from pydantic import ValidationError
-from recursa.agent.documents import ConversationDocument, DocumentMessage
 from recursa.agent.errors import InvalidInputError
+from recursa.agent.interchange.documents import ConversationDocument, DocumentMessage
 
 HEADER_FIELDS = ("format", "title", "system_prompt")
 MESSAGE_FIELDS = ("role", "content", "created_at", "metadata", "status", "pinned")

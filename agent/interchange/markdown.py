@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from recursa.agent.documents import ConversationDocument
+from recursa.agent.interchange.documents import ConversationDocument
 
 
 def render_markdown(doc: ConversationDocument, *, conversation_id: int | None = None) -> str:

@@ -352,7 +352,7 @@ def _default_info(missing: list[str], deps_note: str) -> ModelInfo:
             available=False,
             detail=f"{exc}{deps_note}",
         )
-    from recursa.agent.runtime.convert import cache_folder, is_valid_cache
+    from recursa.agent.runtime.local.convert import cache_folder, is_valid_cache
 
     try:
         cache = cache_folder(gguf)

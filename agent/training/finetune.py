@@ -163,7 +163,7 @@ def resolve_base(spec: str | None) -> str:
     safetensors conversion, so training reads the same cache folder the local
     runtime loads; Hugging Face ids must already be in the local cache.
     """
-    from recursa.agent.runtime.convert import ensure_converted
+    from recursa.agent.runtime.local.convert import ensure_converted
     from recursa.agent.runtime.registry import resolve_spec
 
     resolved = resolve_spec(spec or DEFAULT_BASE)

@@ -9,8 +9,8 @@ from typing import Any
 
 import pytest
 from recursa.agent import Agent
-from recursa.agent.documents import ConversationDocument
 from recursa.agent.errors import InvalidInputError
+from recursa.agent.interchange.documents import ConversationDocument
 from recursa.agent.runtime.scripted import ScriptedRuntime
 
 MakeAgent = Callable[..., Agent]

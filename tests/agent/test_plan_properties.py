@@ -11,7 +11,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from recursa.agent.compaction import (
+from recursa.agent.compaction.decide import (
     Marks,
     WindowItem,
     decide_compaction,
@@ -19,7 +19,7 @@ from recursa.agent.compaction import (
     water_marks,
 )
 from recursa.agent.errors import BudgetError
-from recursa.agent.plan import NewText, build_plan, compute_budget, message_cost
+from recursa.agent.planning.plan import NewText, build_plan, compute_budget, message_cost
 from recursa.agent.runtime.scripted import ScriptedRuntime
 from recursa.agent.settings import BudgetSettings, RecallSettings
 from recursa.agent.templates import Templates

@@ -7,10 +7,10 @@ import json
 from pathlib import Path
 
 import pytest
-from recursa.agent.documents import ConversationDocument
 from recursa.agent.errors import InvalidInputError
 from recursa.agent.interchange import read_conversations, render_export
 from recursa.agent.interchange.chatgpt import parse_chatgpt
+from recursa.agent.interchange.documents import ConversationDocument
 from recursa.agent.interchange.jsonl import dump_jsonl, parse_jsonl
 
 FIXTURE = Path(__file__).resolve().parent / "fixtures" / "chatgpt_conversations.json"

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
-from recursa.agent.compose_repetition import (
+from recursa.agent.compose.repetition import (
     Level,
     RepetitionGuard,
     RepetitionSettings,

@@ -269,8 +269,8 @@ def _logits(runtime: Any, ids: list[int], *steps: int) -> Any:
 
 def test_default_precision_follows_the_gguf_quantization(smollm: Any) -> None:
     """The embedded Q4_1 model runs with int4 weights on CPU; a plain folder in float32."""
-    from recursa.agent.runtime._local_llama import int4_available
     from recursa.agent.runtime.local import default_precision
+    from recursa.agent.runtime.local.llama import int4_available
 
     assert smollm.load_info.precision == ("int4" if int4_available() else "int8")
     assert default_precision("cpu", None) == "float32"
@@ -356,8 +356,8 @@ def test_int8_precision_decodes_the_same_first_word_as_float32(float32_model: An
 def test_float16w_keeps_reuse_identical_and_matches_float32(float32_model: Any) -> None:
     """float16 weights with float32 activations: reuse equals a full prefill, text as float32."""
     import torch
-    from recursa.agent.runtime._local_llama import float16_weights_available
     from recursa.agent.runtime.local import load_local
+    from recursa.agent.runtime.local.llama import float16_weights_available
     from recursa.agent.runtime.options import RuntimeOptions
 
     if not float16_weights_available():

@@ -10,13 +10,13 @@ from typing import Any
 
 import pytest
 from recursa.agent.errors import ModelNotFoundError
-from recursa.agent.runtime.convert import (
+from recursa.agent.runtime.default_model import default_gguf_path
+from recursa.agent.runtime.local.convert import (
     MANIFEST,
     cache_folder,
     ensure_converted,
     is_valid_cache,
 )
-from recursa.agent.runtime.default_model import default_gguf_path
 
 
 def test_default_gguf_is_found_without_importing_its_package() -> None:
@@ -58,7 +58,7 @@ def test_importing_the_runtime_package_does_not_import_torch() -> None:
     code = (
         "import sys\n"
         "import recursa.agent.runtime\n"
-        "import recursa.agent.runtime.local, recursa.agent.runtime.convert\n"
+        "import recursa.agent.runtime.local.runtime, recursa.agent.runtime.local.convert\n"
         "import recursa.agent.runtime.default_model\n"
         "heavy = [m for m in ('torch', 'transformers') if m in sys.modules]\n"
         "assert not heavy, heavy\n"

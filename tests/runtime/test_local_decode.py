@@ -8,7 +8,7 @@ import pytest
 
 pytest.importorskip("torch")
 
-from recursa.agent.runtime._local_decode import IncrementalDetokenizer, StopMatcher  # noqa: E402
+from recursa.agent.runtime.local.decode import IncrementalDetokenizer, StopMatcher  # noqa: E402
 
 
 def test_stop_matcher_holds_back_a_possible_stop_prefix() -> None:

@@ -6,8 +6,8 @@ import struct
 from pathlib import Path
 
 import pytest
-from recursa.agent.runtime.convert import gguf_file_type
 from recursa.agent.runtime.default_model import default_gguf_path
+from recursa.agent.runtime.local.convert import gguf_file_type
 
 
 def _string(text: str) -> bytes:
@@ -71,8 +71,8 @@ def test_unreadable_headers_give_none(tmp_path: Path) -> None:
 def test_default_precision_by_quantization(tmp_path: Path) -> None:
     """4-bit files get int4 (or int8 without the kernels), 8-bit int8, float files float32."""
     pytest.importorskip("torch")
-    from recursa.agent.runtime._local_llama import int4_available
     from recursa.agent.runtime.local import default_precision
+    from recursa.agent.runtime.local.llama import int4_available
 
     expected = {
         3: "int4" if int4_available() else "int8",  # Q4_1

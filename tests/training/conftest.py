@@ -23,8 +23,8 @@ def smollm2_dir() -> Path:
     """The default model's converted safetensors folder (the one the local runtime loads)."""
     pytest.importorskip("torch")
     pytest.importorskip("transformers")
-    from recursa.agent.runtime.convert import ensure_converted
     from recursa.agent.runtime.default_model import default_gguf_path
+    from recursa.agent.runtime.local.convert import ensure_converted
 
     return ensure_converted(default_gguf_path(), cache_root=SHARED_CACHE / "models").path
 

@@ -164,7 +164,7 @@ async def test_composition_commands_are_in_the_palette_and_help(make_app):
 
 async def test_a_preset_chosen_in_the_dialog_gives_the_opening_and_instructions(make_app):
     """With an empty opening and the 'weather' preset, the stored composition uses the preset's."""
-    from recursa.agent.compose_presets import get_preset
+    from recursa.agent.compose.presets import get_preset
     from textual.widgets import Select
 
     app = make_app(ScriptedRuntime(default=fresh_prose()))

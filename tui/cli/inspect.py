@@ -20,7 +20,7 @@ from recursa.tui.cli.common import (
 from rich.markup import escape
 
 if TYPE_CHECKING:
-    from recursa.agent.plan import PlanSection, PromptPlan
+    from recursa.agent.planning.plan import PlanSection, PromptPlan
     from rich.table import Table
 
 BAR_WIDTH = 60

@@ -15,7 +15,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from recursa.agent.compose import DEFAULT_STEP_TOKENS, CompositionChunk, CompositionResult
-from recursa.agent.compose_presets import load_presets
+from recursa.agent.compose.presets import load_presets
 from recursa.agent.errors import RecursaError
 from recursa.agent.runtime.protocol import CancelToken
 from recursa.tui.screens.compose_dialog import ComposeDialog, CompositionRequest

@@ -18,7 +18,7 @@ before it), "eos" (the model ended a step at its end of text without writing
 anything: with a chat model the end-of-turn token ends every reply, so it ends
 only the step, and a step that ends before adding text means the model has
 nothing more to add), "repetition" (a step still looped with the strongest
-repetition controls, see `compose_repetition`), "cancelled".
+repetition controls, see `recursa.agent.compose.repetition`), "cancelled".
 
 Because every step is committed before the next one starts, a composition
 killed at any point resumes from its last stored step
@@ -44,16 +44,16 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
-from recursa.agent.compaction import (
+from recursa.agent.boundary import CompactionReport
+from recursa.agent.compaction.decide import (
     Marks,
     WindowItem,
     decide_compaction,
     water_marks,
 )
-from recursa.agent.compactor import CompactionJob, run_compaction
-from recursa.agent.compose_presets import COMPOSE_TEMPLATES, Preset, get_preset
-from recursa.agent.compose_repetition import RepetitionGuard, RepetitionSettings, Verdict
-from recursa.agent.context import message_costs, window_records
+from recursa.agent.compaction.fold import CompactionJob, run_compaction
+from recursa.agent.compose.presets import COMPOSE_TEMPLATES, Preset, get_preset
+from recursa.agent.compose.repetition import RepetitionGuard, RepetitionSettings, Verdict
 from recursa.agent.errors import (
     BudgetError,
     InvalidInputError,
@@ -61,7 +61,7 @@ from recursa.agent.errors import (
     RecursaError,
     StoreError,
 )
-from recursa.agent.plan import (
+from recursa.agent.planning.plan import (
     NewText,
     PromptPlan,
     build_plan,
@@ -69,8 +69,8 @@ from recursa.agent.plan import (
     flexible_budget,
     message_cost,
 )
+from recursa.agent.planning.prompt import message_costs, window_records
 from recursa.agent.recall import usable
-from recursa.agent.records import CompactionReport
 from recursa.agent.runtime.protocol import (
     CancelToken,
     ChatMessage,

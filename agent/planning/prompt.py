@@ -1,6 +1,6 @@
 """Gathering a conversation's context from the store and planning its next prompt.
 
-The planner in `recursa.agent.plan` is pure; this module feeds it: the latest
+The planner in `recursa.agent.planning.plan` is pure; this module feeds it: the latest
 summary, the verbatim window read newest pages first, pinned and recalled
 archived messages, and per-message token costs cached in the store.
 """
@@ -10,7 +10,13 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
-from recursa.agent.plan import NewText, PromptPlan, build_plan, compute_budget, message_cost
+from recursa.agent.planning.plan import (
+    NewText,
+    PromptPlan,
+    build_plan,
+    compute_budget,
+    message_cost,
+)
 from recursa.agent.recall import recall_candidates, usable
 from recursa.agent.runtime.protocol import Runtime
 from recursa.agent.settings import Settings

@@ -10,7 +10,7 @@ from datetime import datetime
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
-from recursa.agent.plan import PromptPlan
+from recursa.agent.planning.plan import PromptPlan
 from recursa.agent.runtime.protocol import ChatMessage, Usage
 from recursa.memory.records import (
     ConversationRecord,

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import threading
 import time
-from collections import OrderedDict
 from collections.abc import Generator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,7 +25,12 @@ from recursa.agent.errors import (
     ModelError,
     ModelNotFoundError,
 )
-from recursa.agent.runtime.convert import ProgressCallback, ensure_converted, gguf_file_type
+from recursa.agent.runtime.local.convert import ProgressCallback, ensure_converted, gguf_file_type
+from recursa.agent.runtime.local.kv_cache import (
+    DEFAULT_MAX_CACHED,
+    ConversationCaches,
+    reuse_prefix,
+)
 from recursa.agent.runtime.protocol import (
     CancelToken,
     ChatMessage,
@@ -42,7 +46,6 @@ if TYPE_CHECKING:
 _LOCAL_INSTALL = 'pip install "recursa[local]"'
 # Prefill runs in chunks so a cancel is noticed within one chunk, not after the whole prompt.
 _PREFILL_CHUNK = 512
-DEFAULT_MAX_CACHED = 4
 PRECISIONS = ("float32", "bfloat16", "float16", "int8", "int4", "float16w")
 # On CPU the default precision follows the weights' own: a GGUF quantized to 4 bits
 # or fewer runs with int4 weights, one of 5 to 8 bits with int8 (their codes hold no
@@ -111,13 +114,13 @@ def default_precision(device: str, gguf: Path | None = None) -> str:
 
     A GGUF's quantization decides (see _INT4_FILE_TYPES): the embedded SmolLM2 is
     Q4_1, so it runs with int4 weights. int8 and int4 keep greedy output with a
-    reused KV cache bit-identical to a full prefill (see _local_llama._attend_each).
+    reused KV cache bit-identical to a full prefill (see llama._attend_each).
     """
     if device == "cuda":
         return "bfloat16"
     file_type = gguf_file_type(gguf) if gguf is not None else None
     if file_type in _INT4_FILE_TYPES:
-        from recursa.agent.runtime._local_llama import int4_available
+        from recursa.agent.runtime.local.llama import int4_available
 
         return "int4" if int4_available() else "int8"
     if file_type in _INT8_FILE_TYPES:
@@ -187,7 +190,7 @@ def load_local(
     if precision in ("int8", "int4") and device.type != "cpu":
         raise InvalidInputError(f"precision={precision!r} is for CPU; use 'bfloat16' on CUDA.")
     if precision == "int4":
-        from recursa.agent.runtime._local_llama import int4_available
+        from recursa.agent.runtime.local.llama import int4_available
 
         if not int4_available():
             raise InvalidInputError(
@@ -195,7 +198,7 @@ def load_local(
                 "(torch 2.6 or newer); use 'int8' or 'float32'."
             )
     if precision == "float16w":
-        from recursa.agent.runtime._local_llama import float16_weights_available
+        from recursa.agent.runtime.local.llama import float16_weights_available
 
         if device.type != "cpu" or not float16_weights_available():
             raise InvalidInputError(
@@ -223,16 +226,16 @@ def load_local(
             "(instruct) model."
         )
     model.eval()
-    from recursa.agent.runtime import _local_llama
+    from recursa.agent.runtime.local import llama
 
     engine: Any
     config = model.config
-    if _local_llama.supports(model):
-        engine = _local_llama.LlamaEngine(model, precision=precision, device=device)
+    if llama.supports(model):
+        engine = llama.LlamaEngine(model, precision=precision, device=device)
         engine_name = "llama-inplace"
         del model  # the engine holds its own (fused) copies of the weights
     else:
-        from recursa.agent.runtime._local_generic import GenericEngine
+        from recursa.agent.runtime.local.generic import GenericEngine
 
         if precision in ("int8", "int4", "float16w"):
             precision = "float32"  # quantized weights are a feature of the lean engine only
@@ -287,9 +290,7 @@ class LocalRuntime:
         self._window = context_window
         self._threads = threads
         self.load_info = info
-        self._max_cached = max(1, max_cached_conversations)
-        self._states: OrderedDict[str, Any] = OrderedDict()
-        self._scratch: Any = None
+        self._caches = ConversationCaches(engine.new_state, max_cached_conversations)
         # One generation at a time (the TUI calls from worker threads); the tokenizer
         # has its own lock so counting tokens never waits for a whole reply.
         self._lock = threading.Lock()
@@ -371,26 +372,12 @@ class LocalRuntime:
 
     def cached_keys(self) -> list[str]:
         """Conversation keys whose KV cache is kept, least recently used first."""
-        return list(self._states)
+        return self._caches.keys()
 
     def forget(self, cache_key: str) -> None:
         """Drop one conversation's KV cache."""
         with self._lock:
-            self._states.pop(cache_key, None)
-
-    def _state_for(self, cache_key: str | None) -> Any:
-        if cache_key is None:
-            if self._scratch is None:
-                self._scratch = self._engine.new_state()
-            self._scratch.crop(0)
-            return self._scratch
-        state = self._states.pop(cache_key, None)
-        if state is None:
-            state = self._engine.new_state()
-        self._states[cache_key] = state
-        while len(self._states) > self._max_cached:
-            self._states.popitem(last=False)
-        return state
+            self._caches.forget(cache_key)
 
     # -- generation -------------------------------------------------------------------------
 
@@ -431,9 +418,7 @@ class LocalRuntime:
                 raise
             except Exception as exc:
                 # A failure mid-forward leaves the cache unknown: drop it, keep the runtime.
-                if cache_key is not None:
-                    self._states.pop(cache_key, None)
-                self._scratch = None
+                self._caches.forget(cache_key)
                 raise ModelError(f"Local generation failed: {exc}") from exc
             finally:
                 if self._threads:
@@ -447,7 +432,7 @@ class LocalRuntime:
         cache_key: str | None,
         cancel: CancelToken,
     ) -> Generator[str, None, Usage]:
-        from recursa.agent.runtime._local_decode import (
+        from recursa.agent.runtime.local.decode import (
             IncrementalDetokenizer,
             Sampler,
             StopMatcher,
@@ -461,15 +446,8 @@ class LocalRuntime:
                 f"{self._window}; send fewer or shorter messages."
             )
         budget = min(params.max_new_tokens, self._window - len(prompt))
-        state = self._state_for(cache_key)
-        common = 0
-        for cached, new in zip(state.ids, prompt, strict=False):
-            if cached != new:
-                break
-            common += 1
-        # At least one prompt token is always computed: its logits pick the first token.
-        common = min(common, len(prompt) - 1)
-        state.crop(common)
+        state = self._caches.state_for(cache_key)
+        common = reuse_prefix(state, prompt)
         usage = Usage(
             prompt_tokens=len(prompt),
             prefill_tokens=len(prompt) - common,
@@ -531,6 +509,5 @@ class LocalRuntime:
     def close(self) -> None:
         with self._lock:
             self._closed = True
-            self._states.clear()
-            self._scratch = None
+            self._caches.clear()
             self._engine = None

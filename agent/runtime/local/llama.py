@@ -18,8 +18,7 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
-
-_MIN_CAPACITY = 256
+from recursa.agent.runtime.local.kv_cache import KVState
 
 
 def supports(model: Any) -> bool:
@@ -35,53 +34,6 @@ def supports(model: Any) -> bool:
         return False
     rope = getattr(config, "rope_parameters", None) or getattr(config, "rope_scaling", None) or {}
     return rope.get("rope_type", rope.get("type", "default")) == "default"
-
-
-class KVState:
-    """One conversation's KV cache: keys and values of the tokens in `ids`, in place."""
-
-    def __init__(
-        self,
-        layers: int,
-        kv_heads: int,
-        head_dim: int,
-        dtype: torch.dtype,
-        device: torch.device,
-        max_len: int,
-    ) -> None:
-        self._shape = (layers, kv_heads, head_dim)
-        self._dtype = dtype
-        self._device = device
-        self.max_len = max_len
-        self.capacity = 0
-        self.k: torch.Tensor | None = None
-        self.v: torch.Tensor | None = None
-        self.ids: list[int] = []
-
-    @property
-    def length(self) -> int:
-        return len(self.ids)
-
-    def crop(self, length: int) -> None:
-        """Forget every token from position `length` on (the buffers stay allocated)."""
-        del self.ids[length:]
-
-    def reserve(self, needed: int) -> None:
-        """Makes room for `needed` tokens, doubling the buffers and copying what is cached."""
-        if needed <= self.capacity:
-            return
-        capacity = max(_MIN_CAPACITY, self.capacity)
-        while capacity < needed:
-            capacity *= 2
-        capacity = min(max(capacity, needed), max(self.max_len, needed))
-        layers, kv_heads, head_dim = self._shape
-        shape = (layers, kv_heads, capacity, head_dim)
-        k = torch.zeros(shape, dtype=self._dtype, device=self._device)
-        v = torch.zeros(shape, dtype=self._dtype, device=self._device)
-        if self.k is not None and self.v is not None and self.length:
-            k[:, :, : self.length] = self.k[:, :, : self.length]
-            v[:, :, : self.length] = self.v[:, :, : self.length]
-        self.k, self.v, self.capacity = k, v, capacity
 
 
 def float16_weights_available() -> bool:

@@ -1,6 +1,6 @@
 """Compaction as it runs for one conversation: read the window, decide, summarize, store.
 
-The decision itself is the pure `recursa.agent.compaction.decide_compaction`;
+The decision itself is the pure `recursa.agent.compaction.decide.decide_compaction`;
 this module reads its inputs from the store, calls the summarizer when the
 decision says so, and writes the new summary (the store refuses a second one
 for the same parent, so a compaction runs once even across processes).
@@ -13,17 +13,17 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from recursa.agent.compaction import (
+from recursa.agent.boundary import CompactionReport, CompactionWhen
+from recursa.agent.compaction.decide import (
     CompactionDecision,
     WindowItem,
     decide_compaction,
     water_marks,
 )
-from recursa.agent.context import message_costs, system_prompt
 from recursa.agent.errors import RecursaError
-from recursa.agent.plan import compute_budget, flexible_budget
+from recursa.agent.planning.plan import compute_budget, flexible_budget
+from recursa.agent.planning.prompt import message_costs, system_prompt
 from recursa.agent.recall import usable
-from recursa.agent.records import CompactionReport, CompactionWhen
 from recursa.agent.runtime.protocol import Runtime
 from recursa.agent.settings import Settings
 from recursa.agent.summarize import Summarizer, Turn, cut_to_tokens
