@@ -23,8 +23,8 @@ from __future__ import annotations
 
 import asyncio
 import threading
-from collections.abc import Callable, Generator, Mapping, Sequence
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable, Generator, Mapping
+from typing import TYPE_CHECKING, Any, Unpack
 
 from recursa.agent.boundary import (
     CompactionReport,
@@ -37,14 +37,12 @@ from recursa.agent.boundary import (
     StreamChunk,
     SummaryInfo,
 )
-from recursa.agent.compaction.fold import compact
-from recursa.agent.compose import (
-    DEFAULT_STEP_TOKENS,
-    CompositionStream,
-    compose,
-    resume_composition,
-)
-from recursa.agent.compose.repetition import RepetitionSettings
+from recursa.agent.checks import check_text
+from recursa.agent.compaction.triggers import compact_on_request
+from recursa.agent.compose import ComposeDeps, ComposeOptions, CompositionStream
+from recursa.agent.compose import compose as start_composition
+from recursa.agent.compose import resume_composition as continue_composition
+from recursa.agent.compose.state import composition_text
 from recursa.agent.errors import (
     BudgetError,
     ConfigError,
@@ -63,9 +61,9 @@ from recursa.agent.runtime.protocol import (
 )
 from recursa.agent.settings import Settings
 from recursa.agent.streams import AsyncReplyStream, ReplyStream, skip_placeholders
-from recursa.agent.summarize import ModelSummarizer, Summarizer
+from recursa.agent.summarize import ModelSummarizer, Summarizer, open_model_summarizer
 from recursa.agent.traces import reconstruct_prompt
-from recursa.agent.turns import TurnFailedError, check_text, run_turn
+from recursa.agent.turns import TurnFailedError, run_turn
 
 if TYPE_CHECKING:
     from recursa.memory.store import Store
@@ -496,17 +494,8 @@ class Agent:
     def compose(
         self,
         prompt: str | None = None,
-        *,
-        target_tokens: int,
-        step_tokens: int = DEFAULT_STEP_TOKENS,
-        instructions: str | None = None,
-        stop: str | Sequence[str] | None = None,
-        seed: int | None = None,
-        preset: str | None = None,
-        params: GenerationParams | None = None,
-        repetition: RepetitionSettings | bool | None = None,
-        title: str | None = None,
-        cancel: CancelToken | None = None,
+        # mypy sees recursa.* imports as Any (the package-dir layout), so not the TypedDict.
+        **options: Unpack[ComposeOptions],  # type: ignore[misc]
     ) -> CompositionStream:
         """Grow a text past the context window, step by step, from its own summary.
 
@@ -514,23 +503,10 @@ class Agent:
         the verbatim tail, and the tail, under the same budget as chat. The
         composition is stored as a conversation of kind "composition", one
         message per step, and streams `CompositionChunk`s whose last one carries
-        the result and its stop reason. See `recursa.agent.compose.run.compose`.
+        the result and its stop reason. The options (`target_tokens` is required)
+        are `recursa.agent.compose.ComposeOptions`.
         """
-        return compose(
-            self,
-            prompt,
-            target_tokens=target_tokens,
-            step_tokens=step_tokens,
-            instructions=instructions,
-            stop=stop,
-            seed=seed,
-            preset=preset,
-            params=params,
-            repetition=repetition,
-            title=title,
-            summarizer=self._injected_summarizer(),
-            cancel=cancel,
-        )
+        return start_composition(self._compose_deps(), prompt, **options)
 
     def resume_composition(
         self,
@@ -540,12 +516,20 @@ class Agent:
         cancel: CancelToken | None = None,
     ) -> CompositionStream:
         """Continue a stored composition from its last stored step."""
-        return resume_composition(
-            self,
-            composition_id,
-            target_tokens=target_tokens,
+        return continue_composition(
+            self._compose_deps(), composition_id, target_tokens=target_tokens, cancel=cancel
+        )
+
+    def composition_text(self, composition_id: int) -> str:
+        """A stored composition's document: its opening followed by every stored step."""
+        return composition_text(self.store, composition_id)
+
+    def _compose_deps(self) -> ComposeDeps:
+        return ComposeDeps(
+            store=self.store,
+            settings=self.settings,
+            load_runtime=self.load_model,
             summarizer=self._injected_summarizer(),
-            cancel=cancel,
         )
 
     def _injected_summarizer(self) -> Summarizer | None:
@@ -566,18 +550,8 @@ class Agent:
         """
         conv = self.store.get_conversation(conversation_id)
         settings = self.settings.merged(conv.settings)
-        if settings.policy == "window":
-            return CompactionReport(
-                status="not_needed", when="explicit", notes=["policy 'window' keeps no summary"]
-            )
-        return compact(
-            self.store,
-            conv,
-            settings,
-            self.runtime,
-            self._summarizer_for,
-            when="explicit",
-            force=force,
+        return compact_on_request(
+            self.store, conv, settings, self.runtime, self._summarizer_for, force=force
         )
 
     # import and export ---------------------------------------------------------------------
@@ -630,15 +604,10 @@ class Agent:
             return self._summarizer
         with self._lock:
             if self._summarizer is None:
-                if settings.summarizer.model and settings.summarizer.model != self.model_spec:
-                    from recursa.agent.runtime.registry import open_runtime
-
-                    runtime = open_runtime(
-                        settings.summarizer.model,
-                        options=settings.runtime.options(),
-                        progress=self._progress,
-                    )
-                self._summarizer = ModelSummarizer(runtime, settings.summarizer)
+                # A separate summarizer runtime is closed with the summarizer (see close()).
+                self._summarizer, _ = open_model_summarizer(
+                    settings, runtime, self.model_spec, progress=self._progress
+                )
             return self._summarizer
 
     def _turn(

@@ -17,7 +17,7 @@ from typing import Protocol
 
 from recursa.agent.errors import ModelError
 from recursa.agent.runtime.protocol import ChatMessage, GenerationParams, Runtime
-from recursa.agent.settings import SummarizerSettings
+from recursa.agent.settings import Settings, SummarizerSettings
 from recursa.agent.templates import Templates
 
 # Tokens kept free in every summarization request, beside the reply's own room.
@@ -60,6 +60,30 @@ class Summarizer(Protocol):
     ) -> SummaryResult:
         """The new summary of `previous` + `turns`, at most `max_tokens` tokens long."""
         ...
+
+
+def open_model_summarizer(
+    settings: Settings,
+    runtime: Runtime,
+    model_spec: str,
+    *,
+    templates: Templates | None = None,
+    progress: Callable[[str, float | None], None] | None = None,
+) -> tuple[ModelSummarizer, Runtime | None]:
+    """The summarizer the settings ask for, and the runtime it opened (None: it shares `runtime`).
+
+    `settings.summarizer.model` names a separate summarizer model; when it is
+    the conversation's own model (`model_spec`) or unset, `runtime` is used.
+    The caller closes a runtime opened here.
+    """
+    own: Runtime | None = None
+    wanted = settings.summarizer.model
+    if wanted and wanted != model_spec:
+        from recursa.agent.runtime.registry import open_runtime
+
+        own = open_runtime(wanted, options=settings.runtime.options(), progress=progress)
+        runtime = own
+    return ModelSummarizer(runtime, settings.summarizer, templates), own
 
 
 class ModelSummarizer:

@@ -1,24 +1,75 @@
-"""Re-rendering a past reply's prompt from the stored records its trace names.
+"""Prompt traces: stored with each generated reply, and re-rendered from the records they name.
 
-A trace stores the rendered prompt; this rebuilds it from the summary, window,
-recalled and user messages by id, with the template version the plan recorded,
-so an audit can tell whether the stored records still say what the model saw.
+`record_reply` commits a reply (a chat turn's or a composition step's) with its
+trace in one transaction. A trace stores the rendered prompt;
+`reconstruct_prompt` rebuilds it from the summary, window, recalled and user
+messages by id, with the template version the plan recorded, so an audit can
+tell whether the stored records still say what the model saw.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import TYPE_CHECKING
+from collections.abc import Callable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any
 
-from recursa.agent.boundary import PromptTrace
+from recursa.agent.boundary import CompactionReport, PromptTrace
 from recursa.agent.planning.plan import PlanSection, PromptPlan, excerpt, format_date
-from recursa.agent.runtime.protocol import ChatMessage, Runtime
+from recursa.agent.runtime.protocol import ChatMessage, GenerationParams, Runtime, Usage
 from recursa.agent.templates import Templates
 
 if TYPE_CHECKING:
+    from recursa.memory.records import MessageRecord, MessageStatus, TraceRecord
     from recursa.memory.store import Store
 
-__all__ = ["reconstruct_prompt"]
+__all__ = ["reconstruct_prompt", "record_reply"]
+
+
+def record_reply(
+    store: Store,
+    conversation_id: int,
+    text: str,
+    *,
+    status: MessageStatus,
+    metadata: Mapping[str, Any],
+    model: str,
+    plan: PromptPlan,
+    params: GenerationParams,
+    usage: Usage | None,
+    timings: Mapping[str, Any],
+    compactions: Sequence[CompactionReport],
+    notes: Sequence[str],
+    user_message_id: int | None = None,
+) -> tuple[MessageRecord, TraceRecord]:
+    """Store a generated reply and its prompt trace together; return both records.
+
+    The trace's timings gain the time to first token (from `usage`) and the
+    compactions that ran for this reply.
+    """
+    from recursa.memory.store import NewTrace
+
+    all_timings = dict(timings)
+    if usage is not None and usage.time_to_first_token_s is not None:
+        all_timings["ttft_s"] = usage.time_to_first_token_s
+    all_timings["compactions"] = [c.model_dump(mode="json") for c in compactions]
+    trace = NewTrace(
+        model=model,
+        budget=plan.budget,
+        total_tokens=plan.total_tokens,
+        user_message_id=user_message_id,
+        summary_id=plan.summary_id,
+        recalled_ids=plan.recalled_ids,
+        window_ids=plan.window_ids,
+        plan=plan.model_dump(mode="json"),
+        params=params.model_dump(mode="json"),
+        usage=usage.model_dump(mode="json") if usage is not None else {},
+        timings=all_timings,
+        notes=list(notes),
+    )
+    message, record = store.add_reply(
+        conversation_id, text, status=status, metadata=dict(metadata), trace=trace
+    )
+    assert record is not None  # add_reply stores the trace it is given
+    return message, record
 
 
 def reconstruct_prompt(

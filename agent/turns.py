@@ -14,18 +14,27 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from recursa.agent.boundary import CompactionReport, PromptTrace, Reply, ReplyStatus, StreamChunk
-from recursa.agent.compaction.fold import SummarizerFor, compact, compaction_job, run_compaction
+from recursa.agent.checks import check_text
+from recursa.agent.compaction.fold import SummarizerFor, run_compaction
+from recursa.agent.compaction.triggers import after_reply_job, before_reply_job
 from recursa.agent.errors import InvalidInputError, ModelError
 from recursa.agent.planning.plan import NewText, PromptPlan, message_cost
 from recursa.agent.planning.prompt import check_fits, plan_prompt
-from recursa.agent.runtime.protocol import CancelToken, GenerationParams, Runtime, Usage
+from recursa.agent.runtime.protocol import (
+    CancelToken,
+    GenerationParams,
+    Runtime,
+    Usage,
+    prefix_cache_key,
+)
 from recursa.agent.settings import Settings
+from recursa.agent.traces import record_reply
 from recursa.memory.records import ConversationRecord, MessageRecord
 
 if TYPE_CHECKING:
     from recursa.memory.store import Store
 
-__all__ = ["TurnFailedError", "check_text", "prepare_regenerate", "run_turn"]
+__all__ = ["TurnFailedError", "prepare_regenerate", "run_turn"]
 
 
 class TurnFailedError(ModelError):
@@ -34,21 +43,6 @@ class TurnFailedError(ModelError):
     def __init__(self, message: str, reply: Reply) -> None:
         super().__init__(message)
         self.reply = reply
-
-
-def check_text(text: object, *, allow_blank: bool = False) -> str:
-    """The message text, or InvalidInputError saying what is wrong with it.
-
-    `allow_blank` admits empty or whitespace-only text (a preview of the prompt
-    while nothing is typed); a message to send must say something.
-    """
-    if not isinstance(text, str):
-        raise InvalidInputError(f"The message must be text, not {type(text).__name__}.")
-    if not allow_blank and not text.strip():
-        raise InvalidInputError("The message is empty; type something to send.")
-    if "\x00" in text:
-        raise InvalidInputError("The message contains a NUL character (U+0000); remove it.")
-    return text
 
 
 @dataclass
@@ -106,20 +100,11 @@ def run_turn(
     timings: dict[str, Any] = {}
     t0 = time.perf_counter()
     plan = plan_prompt(store, conv, settings, runtime, NewText(user.content, user))
-    if plan.dropped_ids and settings.policy != "window":
+    job = before_reply_job(store, conv, settings, runtime, plan, before_seq=user.seq)
+    if job is not None:
         # The window cannot fit: compact before generating, then plan again.
         yield StreamChunk(event="compacting")
-        dropped = store.messages_by_ids(plan.dropped_ids)
-        report = compact(
-            store,
-            conv,
-            settings,
-            runtime,
-            summarizer_for,
-            when="before_reply",
-            must_evict_through_seq=max(r.seq for r in dropped),
-            before_seq=user.seq,
-        )
+        report = run_compaction(store, job, summarizer_for, when="before_reply")
         compactions.append(report)
         if report.status == "failed":
             notes.append(f"compaction failed, using the plain window: {report.error}")
@@ -148,7 +133,7 @@ def run_turn(
     failure: BaseException | None = None
     try:
         tstream = runtime.stream(
-            plan.messages, gen_params, cache_key=f"conv-{conversation_id}", cancel=cancel
+            plan.messages, gen_params, cache_key=prefix_cache_key(conv.id), cancel=cancel
         )
         try:
             for piece in tstream:
@@ -182,13 +167,15 @@ def run_turn(
     timings["generate_s"] = round(time.perf_counter() - turn.t_gen, 6)
     if turn.status != "error" and settings.policy != "window":
         # Fold old turns now, so the next turn's time to first token does not pay for it.
+        t_after = time.perf_counter()
         reply_text = "".join(turn.pieces)
         pending = message_cost(runtime, "assistant", reply_text) if turn.pieces else 0
-        job = compaction_job(store, conv, settings, runtime, pending_tokens=pending)
         try:
-            if job.decision.needed:
+            job = after_reply_job(store, conv, settings, runtime, pending_tokens=pending)
+            report = None
+            if job is not None:
                 yield StreamChunk(event="compacting")
-            report = run_compaction(store, job, summarizer_for, when="after_reply")
+                report = run_compaction(store, job, summarizer_for, when="after_reply")
         except GeneratorExit:
             # Closed after the text ended: keep the reply; compaction can wait.
             _commit(store, turn)
@@ -199,11 +186,13 @@ def run_turn(
             notes.append(f"compaction after the reply stopped: {type(exc).__name__}")
             _commit(store, turn)
             raise
-        if report.status != "not_needed":
+        if report is not None:
             compactions.append(report)
-        if report.status == "failed":
-            notes.append(f"compaction failed, the next turn uses the plain window: {report.error}")
-        timings["compaction_after_s"] = round(report.duration_s, 6)
+            if report.status == "failed":
+                notes.append(
+                    f"compaction failed, the next turn uses the plain window: {report.error}"
+                )
+        timings["compaction_after_s"] = round(time.perf_counter() - t_after, 6)
     reply = _commit(store, turn)
     if failure is not None:
         raise TurnFailedError(
@@ -216,36 +205,25 @@ def run_turn(
 
 def _commit(store: Store, turn: _TurnState) -> Reply:
     """Store the reply and its prompt trace in one transaction; return the Reply."""
-    from recursa.memory.store import NewTrace
-
     text = "".join(turn.pieces)
-    timings, usage, plan = turn.timings, turn.usage, turn.plan
+    timings = dict(turn.timings)
     timings.setdefault("generate_s", round(time.perf_counter() - turn.t_gen, 6))
-    if usage is not None and usage.time_to_first_token_s is not None:
-        timings["ttft_s"] = usage.time_to_first_token_s
-    timings["compactions"] = [c.model_dump(mode="json") for c in turn.compactions]
     timings["turn_s"] = round(time.perf_counter() - turn.t_start, 6)
-    metadata: dict[str, Any] = {}
-    if turn.error:
-        metadata["error"] = turn.error
-    trace = NewTrace(
+    message, trace_record = record_reply(
+        store,
+        turn.conv.id,
+        text,
+        status=turn.status,
+        metadata={"error": turn.error} if turn.error else {},
         model=turn.runtime.name,
-        budget=plan.budget,
-        total_tokens=plan.total_tokens,
-        user_message_id=turn.user.id,
-        summary_id=plan.summary_id,
-        recalled_ids=plan.recalled_ids,
-        window_ids=plan.window_ids,
-        plan=plan.model_dump(mode="json"),
-        params=turn.params.model_dump(mode="json"),
-        usage=usage.model_dump(mode="json") if usage is not None else {},
+        plan=turn.plan,
+        params=turn.params,
+        usage=turn.usage,
         timings=timings,
-        notes=list(turn.notes),
+        compactions=turn.compactions,
+        notes=turn.notes,
+        user_message_id=turn.user.id,
     )
-    message, trace_record = store.add_reply(
-        turn.conv.id, text, status=turn.status, metadata=metadata, trace=trace
-    )
-    assert trace_record is not None
     return Reply(
         conversation_id=turn.conv.id,
         message_id=message.id,
@@ -254,7 +232,7 @@ def _commit(store: Store, turn: _TurnState) -> Reply:
         status=turn.status,
         error=turn.error,
         trace=PromptTrace.from_record(trace_record),
-        usage=usage,
+        usage=turn.usage,
     )
 
 

@@ -28,7 +28,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from recursa.agent import Agent
-from recursa.agent.compose import compose
 from recursa.agent.compose.repetition import distinct_n, longest_repeated_ngram, words
 from recursa.agent.runtime.options import RuntimeOptions
 from recursa.agent.runtime.protocol import GenerationParams, Runtime
@@ -103,8 +102,7 @@ def run_one(
         policy=policy,
     ) as agent:
         started = time.perf_counter()
-        stream = compose(
-            agent,
+        stream = agent.compose(
             OPENING,
             target_tokens=args.target,
             step_tokens=args.step,

@@ -11,7 +11,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Literal
 
 from recursa.agent.boundary import CompactionReport, CompactionWhen
 from recursa.agent.compaction.decide import (
@@ -21,7 +21,7 @@ from recursa.agent.compaction.decide import (
     water_marks,
 )
 from recursa.agent.errors import RecursaError
-from recursa.agent.planning.plan import compute_budget, flexible_budget
+from recursa.agent.planning.plan import compute_budget, flexible_budget, summary_cap
 from recursa.agent.planning.prompt import message_costs, system_prompt
 from recursa.agent.recall import usable
 from recursa.agent.runtime.protocol import Runtime
@@ -35,6 +35,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "CompactionJob",
+    "EvictionUnit",
     "SummarizerFor",
     "compact",
     "compaction_job",
@@ -44,6 +45,9 @@ __all__ = [
 # The summarizer to use for a conversation's settings and runtime; called only
 # when a compaction is due, so a separate summarizer model loads lazily.
 SummarizerFor = Callable[[Settings, Runtime], Summarizer]
+# What eviction keeps together: a chat evicts whole exchanges (a question with its
+# answers); a composition evicts step by step, each message on its own.
+EvictionUnit = Literal["exchange", "message"]
 
 
 @dataclass
@@ -72,6 +76,8 @@ def compact(
     must_evict_through_seq: int = 0,
     force: bool = False,
     before_seq: int | None = None,
+    templates: Templates | None = None,
+    unit: EvictionUnit = "exchange",
 ) -> CompactionReport:
     """Fold the oldest exchanges into a new summary when the decision says so."""
     job = compaction_job(
@@ -83,6 +89,8 @@ def compact(
         must_evict_through_seq=must_evict_through_seq,
         force=force,
         before_seq=before_seq,
+        templates=templates,
+        unit=unit,
     )
     return run_compaction(store, job, summarizer_for, when=when)
 
@@ -97,15 +105,18 @@ def compaction_job(
     must_evict_through_seq: int = 0,
     force: bool = False,
     before_seq: int | None = None,
+    templates: Templates | None = None,
+    unit: EvictionUnit = "exchange",
 ) -> CompactionJob:
     """Read the window and decide (no model call, no write).
 
     `before_seq` keeps messages from that seq on out of the eviction (the
-    turn's own user message).
+    turn's own user message). `templates` render the system prompt the marks
+    are measured against (default: the summarizer settings' version).
     """
     start = time.perf_counter()
     budget = compute_budget(runtime.context_window, settings.budget)
-    templates = Templates.load(settings.summarizer.template_version)
+    templates = templates or Templates.load(settings.summarizer.template_version)
     system_text = templates.render(
         "system", system_prompt=system_prompt(conv, settings), summary=None
     )
@@ -116,10 +127,17 @@ def compaction_job(
     covered = latest.covers_through_seq if latest else 0
     through = before_seq - 1 if before_seq is not None else None
     records = [
-        r for r in store.messages(conv.id, after_seq=covered, through_seq=through) if usable(r)
+        r
+        for r in store.messages(conv.id, after_seq=covered, through_seq=through)
+        if usable(r) and not (unit == "message" and r.role == "system")
     ]
     costs = message_costs(store, runtime, records)
-    items = [WindowItem(r.id, r.seq, r.role, costs[r.id]) for r in records]
+    # The decision groups messages into exchanges that start at a "user" message, so
+    # with unit "message" each item is labelled as one.
+    items = [
+        WindowItem(r.id, r.seq, r.role if unit == "exchange" else "user", costs[r.id])
+        for r in records
+    ]
     if force and len(items) > 1:
         must_evict_through_seq = max(must_evict_through_seq, _last_exchange_start(items) - 1)
     decision = decide_compaction(
@@ -136,7 +154,7 @@ def compaction_job(
         latest=latest,
         records=records,
         decision=decision,
-        summary_cap=max(16, int(settings.budget.summary_share * flex)),
+        summary_cap=summary_cap(flex, settings.budget),
         start=start,
     )
 

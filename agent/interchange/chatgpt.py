@@ -123,8 +123,7 @@ def _current_path(mapping: Mapping[str, Any], current: Any, where: str) -> list[
         if step in seen:
             raise InvalidInputError(f"{where}: the parent links loop at node {step!r}.")
         if step not in mapping:
-            raise InvalidInputError(f"{where}: node {path[-1]!r} names a missing parent "
-                                    f"{step!r}.")
+            raise InvalidInputError(f"{where}: node {path[-1]!r} names a missing parent {step!r}.")
         seen.add(step)
         path.append(step)
         step = mapping[step].get("parent")

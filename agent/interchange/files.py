@@ -64,8 +64,11 @@ def read_conversations(path: Path | str, format: ImportFormat = "auto") -> Impor
     try:
         data = json.loads(text)
     except json.JSONDecodeError as exc:
-        hint = " (for JSON Lines, name the file .jsonl or pass --format jsonl)" if (
-            exc.msg == "Extra data") else ""
+        hint = (
+            " (for JSON Lines, name the file .jsonl or pass --format jsonl)"
+            if (exc.msg == "Extra data")
+            else ""
+        )
         raise InvalidInputError(
             f"{source} is not valid JSON: {exc.msg} at line {exc.lineno}, column {exc.colno}"
             f"{hint}. Nothing was imported."
@@ -142,7 +145,7 @@ def render_export(
     if format == "md":
         ids: Sequence[int | None] = conversation_ids or [None] * len(documents)
         return "\n".join(
-            render_markdown(doc, conversation_id=cid) for doc, cid in zip(documents, ids,
-                                                                            strict=True)
+            render_markdown(doc, conversation_id=cid)
+            for doc, cid in zip(documents, ids, strict=True)
         )
     raise InvalidInputError(f"Unknown export format {format!r}; use one of {EXPORT_FORMATS}.")

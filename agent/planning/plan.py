@@ -227,6 +227,11 @@ def flexible_budget(budget: int, system_tokens: int) -> int:
     return max(0, budget - system_tokens)
 
 
+def summary_cap(flexible: int, settings: BudgetSettings) -> int:
+    """The most tokens a new summary may take: its share of the flexible budget (at least 16)."""
+    return max(16, int(settings.summary_share * flexible))
+
+
 def build_plan(
     *,
     counter: PromptCounter,

@@ -7,7 +7,7 @@ archived messages, and per-message token costs cached in the store.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from typing import TYPE_CHECKING
 
 from recursa.agent.planning.plan import (
@@ -19,7 +19,7 @@ from recursa.agent.planning.plan import (
 )
 from recursa.agent.recall import recall_candidates, usable
 from recursa.agent.runtime.protocol import Runtime
-from recursa.agent.settings import Settings
+from recursa.agent.settings import Policy, Settings
 from recursa.agent.templates import Templates
 from recursa.memory.records import ConversationRecord, MessageRecord
 
@@ -57,7 +57,7 @@ def window_records(
     after_seq: int,
     budget: int,
     runtime: Runtime,
-    exclude_id: int | None,
+    exclude_ids: Collection[int] = (),
 ) -> tuple[list[MessageRecord], dict[int, int]]:
     """Usable messages after `after_seq`, newest pages first, until they overflow `budget`.
 
@@ -75,7 +75,7 @@ def window_records(
         )
         if not batch:
             break
-        usable_batch = [r for r in batch if usable(r) and r.id != exclude_id]
+        usable_batch = [r for r in batch if usable(r) and r.id not in exclude_ids]
         costs.update(message_costs(store, runtime, usable_batch))
         out.extend(usable_batch)
         total += sum(costs[r.id] for r in usable_batch)
@@ -93,15 +93,25 @@ def plan_prompt(
     settings: Settings,
     runtime: Runtime,
     new: NewText,
+    *,
+    templates: Templates | None = None,
+    policy: Policy | None = None,
+    exclude_ids: Collection[int] = (),
 ) -> PromptPlan:
-    """The PromptPlan for `new` given everything the conversation has stored."""
+    """The PromptPlan for `new` given everything the conversation has stored.
+
+    A chat turn passes only `new`; a composition step passes its own templates,
+    a policy without recall, and its header message to leave out of the window.
+    """
     budget = compute_budget(runtime.context_window, settings.budget)
-    policy = settings.policy
-    templates = Templates.load(settings.summarizer.template_version)
+    policy = policy or settings.policy
+    templates = templates or Templates.load(settings.summarizer.template_version)
     summary = store.latest_summary(conv.id) if policy != "window" else None
     covered = summary.covers_through_seq if summary else 0
-    exclude_id = new.record.id if new.record is not None else None
-    window, costs = window_records(store, conv, covered, budget, runtime, exclude_id)
+    excluded = set(exclude_ids)
+    if new.record is not None:
+        excluded.add(new.record.id)
+    window, costs = window_records(store, conv, covered, budget, runtime, excluded)
     pinned: list[MessageRecord] = []
     recalled: list[MessageRecord] = []
     if summary is not None:

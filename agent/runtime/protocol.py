@@ -18,6 +18,16 @@ Role = Literal["system", "user", "assistant"]
 FinishReason = Literal["stop", "length", "eos", "cancelled", "error", "repetition"]
 
 
+def prefix_cache_key(conversation_id: int, kind: str = "chat") -> str:
+    """The `cache_key` under which a runtime may keep a conversation's KV prefix.
+
+    One name per conversation, so each turn (or composition step) reuses the
+    prompt prefix its previous one left.
+    """
+    prefix = "conv" if kind == "chat" else kind
+    return f"{prefix}-{conversation_id}"
+
+
 class ChatMessage(TypedDict):
     """One chat message as it is sent to a model."""
 

@@ -7,7 +7,6 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner, Result
 from recursa.agent import Agent
-from recursa.agent.compose import composition_text
 from recursa.agent.runtime.scripted import ScriptedRuntime
 from recursa.tui.cli import cli
 
@@ -28,7 +27,7 @@ def db_url(tmp_path: Path) -> str:
 
 def stored(db_url: str, cid: int) -> str:
     with Agent.open(db_url, ScriptedRuntime()) as agent:
-        return composition_text(agent, cid)
+        return agent.composition_text(cid)
 
 
 def test_write_streams_the_whole_text_to_stdout(db_url: str) -> None:

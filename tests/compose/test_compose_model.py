@@ -22,7 +22,6 @@ from typing import Any
 
 import pytest
 from recursa.agent import Agent
-from recursa.agent.compose import composition_text, resume_composition
 from recursa.memory.store import Store
 
 pytestmark = pytest.mark.model
@@ -136,13 +135,13 @@ def test_composition_past_the_budget_survives_sigkill_and_resumes(
 
     agent = make_agent(shared_model, **SETTINGS)
     before = [m for m in agent.messages(cid) if m.role == "assistant"]
-    stored_before = composition_text(agent, cid)
+    stored_before = agent.composition_text(cid)
     # What the child printed before it died starts with everything it had stored (a step
     # it was still writing was printed but never stored: resume writes that step again).
     assert out.text.startswith(stored_before), (out.text, stored_before)
     assert stored_before.startswith(opening)
 
-    stream = resume_composition(agent, cid)
+    stream = agent.resume_composition(cid)
     chunks = list(stream)
     result = stream.result
     assert result is not None
@@ -157,7 +156,7 @@ def test_composition_past_the_budget_survives_sigkill_and_resumes(
     assert [m.metadata["composition_step"] for m in steps] == list(range(1, len(steps) + 1))
     assert sum(m.metadata["tokens"] for m in steps) == TARGET
     assert "".join(m.content for m in steps[len(before) :]) == emitted
-    assert composition_text(agent, cid) == stored_before + emitted == result.document
+    assert agent.composition_text(cid) == stored_before + emitted == result.document
 
     # Every step's prompt, recounted with the model's tokenizer and chat template.
     traces = agent.traces(cid)

@@ -14,14 +14,7 @@ from typing import Any
 
 import pytest
 from recursa.agent import Agent, CancelToken
-from recursa.agent.compose import (
-    CompositionChunk,
-    CompositionResult,
-    CompositionStream,
-    compose,
-    composition_text,
-    resume_composition,
-)
+from recursa.agent.compose import CompositionChunk, CompositionResult, CompositionStream
 from recursa.agent.errors import BudgetError, InvalidInputError, NotFoundError
 from recursa.agent.runtime.protocol import ChatMessage
 from recursa.agent.runtime.scripted import ScriptedRuntime
@@ -56,14 +49,14 @@ def test_target_reached_within_budget_with_compaction(make_agent: Callable[..., 
     """A composition several times the budget stops at its target; every prompt fits."""
     runtime = ScriptedRuntime(default=numbered())
     agent = make_agent(runtime, max_prompt_tokens=BUDGET)
-    stream = compose(agent, "Today the weather", target_tokens=4 * BUDGET, step_tokens=32)
+    stream = agent.compose("Today the weather", target_tokens=4 * BUDGET, step_tokens=32)
     text, chunks, result = drain(stream)
 
     assert result.stop_reason == "target"
     assert result.tokens == 4 * BUDGET
     steps = stored_steps(agent, result.composition_id)
     assert "".join(m.content for m in steps) == text == result.text
-    assert composition_text(agent, result.composition_id) == "Today the weather" + text
+    assert agent.composition_text(result.composition_id) == "Today the weather" + text
     assert [m.metadata["composition_step"] for m in steps] == list(range(1, len(steps) + 1))
     assert sum(m.metadata["tokens"] for m in steps) == 4 * BUDGET
     traces = agent.traces(result.composition_id)
@@ -88,7 +81,7 @@ def test_target_reached_within_budget_with_compaction(make_agent: Callable[..., 
 def test_composition_is_a_stored_conversation(make_agent: Callable[..., Agent]) -> None:
     """It can be listed by kind, searched, exported, and its steps' prompts inspected."""
     agent = make_agent(ScriptedRuntime(default=numbered("zeb")), max_prompt_tokens=BUDGET)
-    result = compose(agent, "A harbour at dawn", target_tokens=60, step_tokens=30).run()
+    result = agent.compose("A harbour at dawn", target_tokens=60, step_tokens=30).run()
     cid = result.composition_id
     listed = agent.store.list_conversations(kind="composition")
     assert [c.id for c in listed] == [cid]
@@ -112,7 +105,7 @@ def test_stop_string_ends_the_composition(make_agent: Callable[..., Agent]) -> N
         default=numbered(),
     )
     agent = make_agent(runtime, max_prompt_tokens=BUDGET)
-    text, _, result = drain(compose(agent, "Once", target_tokens=500, step_tokens=40, stop="END"))
+    text, _, result = drain(agent.compose("Once", target_tokens=500, step_tokens=40, stop="END"))
     assert result.stop_reason == "stop_string"
     assert "END" not in text and text.endswith("By night the rain stopped. ")
     assert "".join(m.content for m in stored_steps(agent, result.composition_id)) == text
@@ -129,7 +122,7 @@ def test_end_of_text_stops_when_the_model_has_nothing_to_add(
     """
     runtime = ScriptedRuntime(replies=["First part.", "Second part.", ""])
     agent = make_agent(runtime, max_prompt_tokens=BUDGET)
-    text, _, result = drain(compose(agent, "Intro.", target_tokens=500, step_tokens=40))
+    text, _, result = drain(agent.compose("Intro.", target_tokens=500, step_tokens=40))
     assert result.stop_reason == "eos"
     assert text == " First part.\n\nSecond part."
     assert len(stored_steps(agent, result.composition_id)) == 3
@@ -140,7 +133,7 @@ def test_repetition_escalates_controls_then_stops(make_agent: Callable[..., Agen
     loop = "The sun is shining and the birds are singing in the old green trees."
     runtime = ScriptedRuntime(default=loop)
     agent = make_agent(runtime, max_prompt_tokens=BUDGET, repetition_penalty=1.0)
-    text, chunks, result = drain(compose(agent, "Morning.", target_tokens=2000, step_tokens=40))
+    text, chunks, result = drain(agent.compose("Morning.", target_tokens=2000, step_tokens=40))
 
     assert result.stop_reason == "repetition"
     params = [c.params for c in runtime.calls if c.cache_key and "composition" in c.cache_key]
@@ -159,7 +152,7 @@ def test_repetition_escalates_controls_then_stops(make_agent: Callable[..., Agen
 def test_repetition_control_can_be_turned_off(make_agent: Callable[..., Agent]) -> None:
     runtime = ScriptedRuntime(default="Again and again the same words come back here.")
     agent = make_agent(runtime, max_prompt_tokens=BUDGET, repetition_penalty=1.0)
-    result = compose(agent, "Go.", target_tokens=80, step_tokens=40, repetition=False).run()
+    result = agent.compose("Go.", target_tokens=80, step_tokens=40, repetition=False).run()
     assert result.stop_reason == "target"
     assert all(c.params.no_repeat_ngram_size == 0 for c in runtime.calls)
 
@@ -171,7 +164,7 @@ def test_cancel_stores_the_partial_step_and_resume_continues(
     runtime = ScriptedRuntime(default=numbered())
     agent = make_agent(runtime, max_prompt_tokens=BUDGET)
     cancel = CancelToken()
-    stream = compose(agent, "Start.", target_tokens=120, step_tokens=30, cancel=cancel)
+    stream = agent.compose("Start.", target_tokens=120, step_tokens=30, cancel=cancel)
     emitted: list[str] = []
     steps_seen = 0
     for chunk in stream:
@@ -187,7 +180,7 @@ def test_cancel_stores_the_partial_step_and_resume_continues(
     assert steps[-1].status == "interrupted"
     assert "".join(m.content for m in steps) == "".join(emitted)
 
-    text, _, result = drain(resume_composition(agent, cid))
+    text, _, result = drain(agent.resume_composition(cid))
     assert result.stop_reason == "target" and result.tokens == 120
     all_steps = stored_steps(agent, cid)
     assert "".join(m.content for m in all_steps) == "".join(emitted) + text == result.text
@@ -200,7 +193,7 @@ def test_resume_after_the_reader_stops_neither_loses_nor_duplicates(
 ) -> None:
     """Stopping between steps and resuming from a new agent continues after the last step."""
     agent = make_agent(ScriptedRuntime(default=numbered("a")), max_prompt_tokens=BUDGET)
-    stream = compose(agent, "Start.", target_tokens=150, step_tokens=30)
+    stream = agent.compose("Start.", target_tokens=150, step_tokens=30)
     emitted = []
     for chunk in stream:
         if chunk.event == "text":
@@ -215,7 +208,7 @@ def test_resume_after_the_reader_stops_neither_loses_nor_duplicates(
     )
 
     other = make_agent(ScriptedRuntime(default=numbered("b")), max_prompt_tokens=BUDGET)
-    resumed = resume_composition(other, cid)
+    resumed = other.resume_composition(cid)
     text, chunks, result = drain(resumed)
     first_new = next(c.step for c in chunks if c.step is not None)
     assert first_new.index == 3
@@ -229,26 +222,25 @@ def test_resume_of_a_finished_composition_only_reports(make_agent: Callable[...,
     """A finished composition resumes to its final chunk; a raised target writes more."""
     runtime = ScriptedRuntime(default=numbered())
     agent = make_agent(runtime, max_prompt_tokens=BUDGET)
-    done = compose(agent, "Start.", target_tokens=40, step_tokens=20).run()
+    done = agent.compose("Start.", target_tokens=40, step_tokens=20).run()
     calls = len(runtime.calls)
-    again = resume_composition(agent, done.composition_id).run()
+    again = agent.resume_composition(done.composition_id).run()
     assert again.stop_reason == "target" and again.new_steps == 0 and len(runtime.calls) == calls
-    more = resume_composition(agent, done.composition_id, target_tokens=80).run()
+    more = agent.resume_composition(done.composition_id, target_tokens=80).run()
     assert more.stop_reason == "target" and more.tokens == 80 and more.new_steps == 2
 
 
 def test_preset_gives_opening_instructions_and_sampler(make_agent: Callable[..., Agent]) -> None:
     runtime = ScriptedRuntime(default=numbered())
     agent = make_agent(runtime, max_prompt_tokens=BUDGET)
-    result = compose(agent, target_tokens=20, step_tokens=20, preset="weather").run()
+    result = agent.compose(target_tokens=20, step_tokens=20, preset="weather").run()
     assert result.opening == "Today the weather"
     call = runtime.calls[0]
     assert call.params.temperature == 0.7
     assert call.messages[0]["content"].startswith("You are a writer. You continue a light")
     assert call.messages[1] == {"role": "user", "content": "Today the weather"}
     # The user's own text replaces the preset's opening; explicit instructions win.
-    other = compose(
-        agent,
+    other = agent.compose(
         "Rain again",
         target_tokens=20,
         step_tokens=20,
@@ -263,7 +255,7 @@ def test_empty_start_begins_the_text(make_agent: Callable[..., Agent]) -> None:
     """With no opening and no preset, the first step is asked to begin the text."""
     runtime = ScriptedRuntime(default=numbered())
     agent = make_agent(runtime, max_prompt_tokens=BUDGET)
-    result = compose(agent, target_tokens=50, step_tokens=25).run()
+    result = agent.compose(target_tokens=50, step_tokens=25).run()
     first, second = runtime.calls[0].messages, runtime.calls[1].messages
     assert [m["role"] for m in first] == ["system", "user"]
     assert first[-1]["content"].startswith("Begin the text")
@@ -277,7 +269,7 @@ def test_window_policy_truncates_without_summaries(make_agent: Callable[..., Age
     """With the plain-window policy old steps fall out of the prompt; nothing is summarized."""
     runtime = ScriptedRuntime(default=numbered())
     agent = make_agent(runtime, max_prompt_tokens=BUDGET, policy="window")
-    result = compose(agent, "Start.", target_tokens=3 * BUDGET, step_tokens=32).run()
+    result = agent.compose("Start.", target_tokens=3 * BUDGET, step_tokens=32).run()
     assert result.stop_reason == "target" and result.compactions == 0
     assert agent.summaries(result.composition_id) == []
     for trace in agent.traces(result.composition_id):
@@ -286,14 +278,10 @@ def test_window_policy_truncates_without_summaries(make_agent: Callable[..., Age
 
 def test_injected_summarizer_is_used(make_agent: Callable[..., Agent]) -> None:
     runtime = ScriptedRuntime(default=numbered())
-    agent = make_agent(runtime, max_prompt_tokens=BUDGET)
-    result = compose(
-        agent,
-        "Start.",
-        target_tokens=3 * BUDGET,
-        step_tokens=32,
-        summarizer=ExtractiveSummarizer(runtime.count_text),
-    ).run()
+    agent = make_agent(
+        runtime, max_prompt_tokens=BUDGET, summarizer=ExtractiveSummarizer(runtime.count_text)
+    )
+    result = agent.compose("Start.", target_tokens=3 * BUDGET, step_tokens=32).run()
     chain = agent.summaries(result.composition_id)
     assert chain and all(s.model == "extractive" for s in chain)
     assert all(c.cache_key and c.cache_key.startswith("composition") for c in runtime.calls)
@@ -306,34 +294,34 @@ def test_bad_targets_are_refused_before_anything_is_stored(
 ) -> None:
     agent = make_agent(max_prompt_tokens=BUDGET)
     with pytest.raises(InvalidInputError, match="target_tokens"):
-        compose(agent, "Start.", target_tokens=target)  # type: ignore[arg-type]
+        agent.compose("Start.", target_tokens=target)  # type: ignore[arg-type]
     with pytest.raises(InvalidInputError, match="step_tokens"):
-        compose(agent, "Start.", target_tokens=10, step_tokens=0)
+        agent.compose("Start.", target_tokens=10, step_tokens=0)
     assert agent.store.list_conversations(kind="composition") == []
 
 
 def test_step_larger_than_the_budget_is_a_budget_error(make_agent: Callable[..., Agent]) -> None:
     agent = make_agent(max_prompt_tokens=BUDGET)
     with pytest.raises(BudgetError, match="larger than the prompt budget of 256"):
-        compose(agent, "Start.", target_tokens=1000, step_tokens=BUDGET + 1)
+        agent.compose("Start.", target_tokens=1000, step_tokens=BUDGET + 1)
     # Smaller than the budget but too large to stay in the tail beside the summary.
     with pytest.raises(BudgetError, match="Use a step of at most"):
-        compose(agent, "Start.", target_tokens=1000, step_tokens=BUDGET - 20)
+        agent.compose("Start.", target_tokens=1000, step_tokens=BUDGET - 20)
     with pytest.raises(BudgetError, match="opening text"):
-        compose(agent, "word " * 400, target_tokens=100, step_tokens=16)
+        agent.compose("word " * 400, target_tokens=100, step_tokens=16)
     assert agent.store.list_conversations(kind="composition") == []
 
 
 def test_unknown_preset_and_other_bad_input(make_agent: Callable[..., Agent]) -> None:
     agent = make_agent(max_prompt_tokens=BUDGET)
     with pytest.raises(InvalidInputError, match="Unknown preset 'novel'. Known presets: .*story"):
-        compose(agent, target_tokens=10, preset="novel")
+        agent.compose(target_tokens=10, preset="novel")
     with pytest.raises(InvalidInputError, match="Stop strings"):
-        compose(agent, "x", target_tokens=10, stop=[""])
+        agent.compose("x", target_tokens=10, stop=[""])
     with pytest.raises(InvalidInputError, match="instructions are empty"):
-        compose(agent, "x", target_tokens=10, instructions="  ")
+        agent.compose("x", target_tokens=10, instructions="  ")
     with pytest.raises(InvalidInputError, match="NUL"):
-        compose(agent, "bad\x00text", target_tokens=10)
+        agent.compose("bad\x00text", target_tokens=10)
     assert agent.store.list_conversations(kind="composition") == []
 
 
@@ -341,15 +329,15 @@ def test_resume_refuses_chats_and_unknown_ids(make_agent: Callable[..., Agent]) 
     agent = make_agent(max_prompt_tokens=BUDGET)
     chat = agent.create_conversation("a chat")
     with pytest.raises(InvalidInputError, match="not a composition"):
-        resume_composition(agent, chat)
+        agent.resume_composition(chat)
     with pytest.raises(NotFoundError):
-        resume_composition(agent, 9999)
+        agent.resume_composition(9999)
 
 
 def test_composition_on_both_databases(db_url: str, make_agent: Callable[..., Agent]) -> None:
     """The same composition, interrupted and resumed, on SQLite and on PostgreSQL."""
     agent = make_agent(ScriptedRuntime(default=numbered()), db_url=db_url, max_prompt_tokens=BUDGET)
-    stream = compose(agent, "Start.", target_tokens=3 * BUDGET, step_tokens=32)
+    stream = agent.compose("Start.", target_tokens=3 * BUDGET, step_tokens=32)
     emitted = []
     for chunk in stream:
         if chunk.event == "text":
@@ -357,6 +345,6 @@ def test_composition_on_both_databases(db_url: str, make_agent: Callable[..., Ag
         if chunk.step is not None and chunk.step.index == 5:
             break
     stream.close()
-    text, _, result = drain(resume_composition(agent, stream.composition_id))
+    text, _, result = drain(agent.resume_composition(stream.composition_id))
     assert result.stop_reason == "target" and result.compactions >= 1
-    assert composition_text(agent, result.composition_id) == "Start." + "".join(emitted) + text
+    assert agent.composition_text(result.composition_id) == "Start." + "".join(emitted) + text

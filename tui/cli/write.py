@@ -18,13 +18,7 @@ import sys
 from typing import IO
 
 import click
-from recursa.agent.compose import (
-    DEFAULT_STEP_TOKENS,
-    CompositionResult,
-    CompositionStream,
-    compose,
-    resume_composition,
-)
+from recursa.agent.compose import DEFAULT_STEP_TOKENS, CompositionResult, CompositionStream
 from recursa.tui.cli.common import DB_HELP, CliError, model_option, open_agent, state
 
 INTERRUPTED_EXIT = 130
@@ -150,11 +144,10 @@ def write(
     err = sys.stderr
     with open_agent(model=model, conversation_id=resume_id) as agent:
         if resume_id is not None:
-            stream = resume_composition(agent, resume_id, target_tokens=tokens)
+            stream = agent.resume_composition(resume_id, target_tokens=tokens)
         else:
             assert tokens is not None
-            stream = compose(
-                agent,
+            stream = agent.compose(
                 text or None,
                 target_tokens=tokens,
                 step_tokens=step,
