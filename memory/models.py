@@ -1,10 +1,12 @@
-"""The store's ORM models: conversations, messages, token counts, summaries, prompt traces.
+"""The store's ORM rows: conversations, messages, token counts, summaries, prompt traces.
 
-These rows never leave `recursa.memory`; the store converts them to the frozen
-records in `records.py`. The schema itself is made by the Alembic migrations in
-`recursa.migrations` (never by `create_all`), and a test checks that the
-migrations and these models agree. The full-text index objects (FTS5 tables and
-triggers, the PostgreSQL GIN index) live only in the migrations.
+Every ORM class is named `...Row`, so it is never confused with the record the
+rest of recursa sees. These rows never leave `recursa.memory`: each record in
+`records.py` is built from its row by the record's own `from_row`. The schema
+itself is made by the Alembic migrations in `recursa.migrations` (never by
+`create_all`), and a test checks that the migrations and these models agree.
+The full-text index objects (FTS5 tables and triggers, the PostgreSQL GIN
+index) live only in the migrations.
 """
 
 from __future__ import annotations
@@ -80,7 +82,9 @@ class Base(DeclarativeBase):
     type_annotation_map = {datetime: UTCDateTime(), dict[str, Any]: JSON(), list[Any]: JSON()}
 
 
-class Conversation(Base):
+class ConversationRow(Base):
+    """A conversation: its settings and the counter that numbers its messages."""
+
     __tablename__ = "conversations"
     __table_args__ = (
         CheckConstraint("kind IN ('chat', 'composition')", name="kind"),
@@ -100,17 +104,19 @@ class Conversation(Base):
     # UPDATE ... RETURNING, which is what keeps seq gap- and duplicate-free.
     last_seq: Mapped[int] = mapped_column(Integer, default=0)
 
-    messages: Mapped[list[Message]] = relationship(back_populates="conversation", lazy="raise")
+    messages: Mapped[list[MessageRow]] = relationship(back_populates="conversation", lazy="raise")
 
 
-class Message(Base):
+class MessageRow(Base):
+    """One message; `seq` numbers it within its conversation, without gaps."""
+
     __tablename__ = "messages"
     __table_args__ = (
         UniqueConstraint("conversation_id", "seq"),
         CheckConstraint("role IN ('system', 'user', 'assistant')", name="role"),
         CheckConstraint("status IN ('complete', 'interrupted', 'error')", name="status"),
         # Pinned messages are few: a partial index finds a conversation's without
-        # reading its history. Store.pinned_messages repeats this exact predicate
+        # reading its history. `messages.pinned` repeats this exact predicate
         # (the planners use a partial index only when the query states it).
         Index(
             "ix_messages_pinned",
@@ -135,10 +141,10 @@ class Message(Base):
     pinned: Mapped[bool] = mapped_column(Boolean, default=False)
     rating: Mapped[int | None] = mapped_column(Integer)
 
-    conversation: Mapped[Conversation] = relationship(back_populates="messages", lazy="raise")
+    conversation: Mapped[ConversationRow] = relationship(back_populates="messages", lazy="raise")
 
 
-class MessageTokenCount(Base):
+class TokenCountRow(Base):
     """A message's token count under one tokenizer, so window totals are sums, not re-counts."""
 
     __tablename__ = "message_token_counts"
@@ -150,7 +156,9 @@ class MessageTokenCount(Base):
     count: Mapped[int] = mapped_column(Integer)
 
 
-class Summary(Base):
+class SummaryRow(Base):
+    """One link of a conversation's recursive summary chain (`parent_id` is the one it folded)."""
+
     __tablename__ = "summaries"
     __table_args__ = (Index(None, "conversation_id", "covers_through_seq"),)
 
@@ -173,7 +181,7 @@ class Summary(Base):
     meta: Mapped[dict[str, Any]] = mapped_column("metadata", default=dict)
 
 
-class PromptTrace(Base):
+class PromptTraceRow(Base):
     """What the model saw for one reply; one row per generated assistant message."""
 
     __tablename__ = "prompt_traces"
@@ -203,3 +211,10 @@ class PromptTrace(Base):
     timings: Mapped[dict[str, Any]] = mapped_column(default=dict)
     notes: Mapped[list[Any]] = mapped_column(default=list)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+# The names these classes had before the `...Row` suffix, kept only because
+# benchmarks/store.py still imports them; new code uses the `...Row` names.
+Conversation = ConversationRow
+Message = MessageRow
+MessageTokenCount = TokenCountRow

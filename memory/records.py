@@ -1,17 +1,38 @@
-"""Typed records the store hands out: the rest of recursa never sees ORM rows.
+"""Typed records the store hands out and takes in: the rest of recursa never sees ORM rows.
 
-They are frozen dataclasses: cheap to build, safe to pass between threads.
+They are frozen dataclasses: cheap to build, safe to pass between threads. Each
+record is built from its ORM row in one place, its own `from_row`; the input
+types (`NewMessage`, `NewTrace`, `UNSET`) sit beside the records they become.
+This module imports no SQLAlchemy at run time, so code that only handles
+records does not load the database layer.
 """
 
 from __future__ import annotations
 
+import enum
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Final, Literal, cast
+
+if TYPE_CHECKING:
+    from recursa.memory.models import ConversationRow, MessageRow, PromptTraceRow, SummaryRow
 
 MessageRole = Literal["system", "user", "assistant"]
 MessageStatus = Literal["complete", "interrupted", "error"]
 ConversationKind = Literal["chat", "composition"]
+
+
+class Unset(enum.Enum):
+    """Type of `UNSET`, the "leave this field as it is" default of update methods."""
+
+    UNSET = "UNSET"
+
+    def __repr__(self) -> str:
+        return "UNSET"
+
+
+UNSET: Final = Unset.UNSET
 
 
 @dataclass(frozen=True)
@@ -30,6 +51,25 @@ class ConversationRecord:
     message_count: int
     last_seq: int
 
+    @classmethod
+    def from_row(cls, row: ConversationRow) -> ConversationRecord:
+        """The record of a stored conversation."""
+        return cls(
+            id=row.id,
+            title=row.title,
+            system_prompt=row.system_prompt,
+            model=row.model,
+            # The database's CHECK constraint holds the column to the literal's values.
+            kind=cast(ConversationKind, row.kind),
+            settings=dict(row.settings or {}),
+            archived=row.archived,
+            created_at=row.created_at,
+            updated_at=row.updated_at,
+            # Messages are never deleted one by one, so the count is the last sequence number.
+            message_count=row.last_seq,
+            last_seq=row.last_seq,
+        )
+
 
 @dataclass(frozen=True)
 class MessageRecord:
@@ -45,6 +85,35 @@ class MessageRecord:
     metadata: dict[str, Any] = field(default_factory=dict)
     pinned: bool = False
     rating: int | None = None
+
+    @classmethod
+    def from_row(cls, row: MessageRow) -> MessageRecord:
+        """The record of a stored message."""
+        return cls(
+            id=row.id,
+            conversation_id=row.conversation_id,
+            seq=row.seq,
+            # CHECK constraints hold both columns to their literals' values.
+            role=cast(MessageRole, row.role),
+            content=row.content,
+            status=cast(MessageStatus, row.status),
+            created_at=row.created_at,
+            metadata=dict(row.meta or {}),
+            pinned=row.pinned,
+            rating=row.rating,
+        )
+
+
+@dataclass(frozen=True)
+class NewMessage:
+    """A message to append (for imports: `created_at` keeps the original time)."""
+
+    role: MessageRole
+    content: str
+    status: MessageStatus = "complete"
+    metadata: Mapping[str, Any] | None = None
+    created_at: datetime | None = None
+    pinned: bool = False
 
 
 @dataclass(frozen=True)
@@ -68,6 +137,25 @@ class SummaryRecord:
     prompt_version: str | None
     created_at: datetime
     metadata: dict[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def from_row(cls, row: SummaryRow) -> SummaryRecord:
+        """The record of a stored summary."""
+        return cls(
+            id=row.id,
+            conversation_id=row.conversation_id,
+            covers_from_seq=row.covers_from_seq,
+            covers_through_seq=row.covers_through_seq,
+            parent_id=row.parent_id,
+            depth=row.depth,
+            content=row.content,
+            token_count=row.token_count,
+            tokenizer_id=row.tokenizer_id,
+            model=row.model,
+            prompt_version=row.prompt_version,
+            created_at=row.created_at,
+            metadata=dict(row.meta or {}),
+        )
 
 
 @dataclass(frozen=True)
@@ -94,6 +182,46 @@ class TraceRecord:
     timings: dict[str, Any]
     notes: list[str]
     created_at: datetime
+
+    @classmethod
+    def from_row(cls, row: PromptTraceRow) -> TraceRecord:
+        """The record of a stored prompt trace."""
+        return cls(
+            id=row.id,
+            conversation_id=row.conversation_id,
+            message_id=row.message_id,
+            user_message_id=row.user_message_id,
+            summary_id=row.summary_id,
+            recalled_ids=list(row.recalled_ids),
+            window_ids=list(row.window_ids),
+            budget=row.budget,
+            total_tokens=row.total_tokens,
+            model=row.model,
+            plan=dict(row.plan),
+            params=dict(row.params),
+            usage=dict(row.usage),
+            timings=dict(row.timings),
+            notes=list(row.notes),
+            created_at=row.created_at,
+        )
+
+
+@dataclass(frozen=True, kw_only=True)
+class NewTrace:
+    """The prompt trace of a reply, before it is stored (see `TraceRecord`)."""
+
+    model: str
+    budget: int
+    total_tokens: int
+    user_message_id: int | None = None
+    summary_id: int | None = None
+    recalled_ids: Sequence[int] = ()
+    window_ids: Sequence[int] = ()
+    plan: Mapping[str, Any] = field(default_factory=dict)
+    params: Mapping[str, Any] = field(default_factory=dict)
+    usage: Mapping[str, Any] = field(default_factory=dict)
+    timings: Mapping[str, Any] = field(default_factory=dict)
+    notes: Sequence[str] = ()
 
 
 @dataclass(frozen=True)
