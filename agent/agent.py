@@ -243,27 +243,22 @@ class Agent:
 
     def get_conversation(self, conversation_id: int) -> ConversationInfo:
         """One conversation; NotFoundError when the id is unknown."""
-        return ConversationInfo.from_record(self.store.get_conversation(conversation_id))
+        return self.store.get_conversation(conversation_id)
 
     def list_conversations(
         self, *, include_archived: bool = False, limit: int | None = None, offset: int = 0
     ) -> list[ConversationInfo]:
         """Conversations, most recently active first."""
-        records = self.store.list_conversations(
+        return self.store.list_conversations(
             include_archived=include_archived, limit=limit, offset=offset
         )
-        return [ConversationInfo.from_record(r) for r in records]
 
     def rename_conversation(self, conversation_id: int, title: str | None) -> ConversationInfo:
-        return ConversationInfo.from_record(
-            self.store.update_conversation(conversation_id, title=title)
-        )
+        return self.store.update_conversation(conversation_id, title=title)
 
     def archive_conversation(self, conversation_id: int, archived: bool = True) -> ConversationInfo:
         """Archive (or with archived=False, unarchive) a conversation."""
-        return ConversationInfo.from_record(
-            self.store.update_conversation(conversation_id, archived=archived)
-        )
+        return self.store.update_conversation(conversation_id, archived=archived)
 
     def delete_conversation(self, conversation_id: int) -> None:
         """Delete a conversation with its messages, summaries and traces."""
@@ -273,9 +268,7 @@ class Agent:
         self, conversation_id: int, system_prompt: str | None
     ) -> ConversationInfo:
         """Change the conversation's system prompt (None: the default from settings)."""
-        return ConversationInfo.from_record(
-            self.store.update_conversation(conversation_id, system_prompt=system_prompt)
-        )
+        return self.store.update_conversation(conversation_id, system_prompt=system_prompt)
 
     def set_conversation_settings(
         self, conversation_id: int, settings: Mapping[str, Any]
@@ -285,9 +278,7 @@ class Agent:
 
         overrides = nest_overrides(settings)
         self.settings.merged(overrides)
-        return ConversationInfo.from_record(
-            self.store.update_conversation(conversation_id, settings=overrides)
-        )
+        return self.store.update_conversation(conversation_id, settings=overrides)
 
     def settings_for(self, conversation_id: int) -> Settings:
         """The effective settings of a conversation (agent settings + its overrides)."""
@@ -315,39 +306,38 @@ class Agent:
         pass `before_seq=<oldest seq you have>` for the page before them.
         """
         through = before_seq - 1 if before_seq is not None else None
-        records = self.store.messages(
+        return self.store.messages(
             conversation_id,
             after_seq=after_seq,
             through_seq=through,
             limit=limit,
             newest_first=newest_first,
         )
-        return [MessageInfo.from_record(r) for r in records]
 
     def get_message(self, message_id: int) -> MessageInfo:
-        return MessageInfo.from_record(self.store.get_message(message_id))
+        return self.store.get_message(message_id)
 
     def pin(self, message_id: int) -> MessageInfo:
         """Pin a message: it stays in every prompt's window even after compaction."""
-        return MessageInfo.from_record(self.store.update_message(message_id, pinned=True))
+        return self.store.update_message(message_id, pinned=True)
 
     def unpin(self, message_id: int) -> MessageInfo:
-        return MessageInfo.from_record(self.store.update_message(message_id, pinned=False))
+        return self.store.update_message(message_id, pinned=False)
 
     def rate(self, message_id: int, rating: int | None) -> MessageInfo:
         """Store a rating for a message (e.g. +1 / -1), or clear it with None."""
-        return MessageInfo.from_record(self.store.update_message(message_id, rating=rating))
+        return self.store.update_message(message_id, rating=rating)
 
     def search(
         self, query: str, *, conversation_id: int | None = None, limit: int = 20
     ) -> list[SearchResult]:
         """Full-text search over messages and summaries (every word must appear)."""
         hits = self.store.search(query, conversation_id=conversation_id, limit=limit)
-        return [SearchResult.from_hit(h) for h in hits]
+        return hits
 
     def summaries(self, conversation_id: int) -> list[SummaryInfo]:
         """The summary chain, latest first; each link says which seqs it covers."""
-        return [SummaryInfo.from_record(s) for s in self.store.summary_chain(conversation_id)]
+        return self.store.summary_chain(conversation_id)
 
     # prompts and traces -------------------------------------------------------------------
 

@@ -1,7 +1,9 @@
 """The Agent's typed boundary: conversations, messages, summaries, hits, traces and replies.
 
-Frozen pydantic models built from the store's records (`from_record`), so
-callers never see ORM rows or mutable state.
+Frozen pydantic models, so callers never see ORM rows or mutable state.
+Conversations, messages, summaries and search hits are the store's own records
+(`recursa.memory.records`); a prompt trace is built here from its stored record
+(`PromptTrace.from_record`), because its plan is the agent's `PromptPlan`.
 """
 
 from __future__ import annotations
@@ -37,136 +39,12 @@ ReplyStatus = Literal["complete", "interrupted", "error"]
 CompactionWhen = Literal["before_reply", "after_reply", "explicit"]
 
 
-class ConversationInfo(BaseModel):
-    """A conversation as listings and headers show it."""
-
-    model_config = ConfigDict(frozen=True)
-
-    id: int
-    title: str | None
-    system_prompt: str | None
-    model: str | None
-    kind: str = "chat"
-    settings: dict[str, Any] = Field(default_factory=dict)
-    archived: bool = False
-    created_at: datetime
-    updated_at: datetime
-    message_count: int = 0
-    last_seq: int = 0
-
-    @classmethod
-    def from_record(cls, r: ConversationRecord) -> ConversationInfo:
-        return cls(
-            id=r.id,
-            title=r.title,
-            system_prompt=r.system_prompt,
-            model=r.model,
-            kind=r.kind,
-            settings=dict(r.settings),
-            archived=r.archived,
-            created_at=r.created_at,
-            updated_at=r.updated_at,
-            message_count=r.message_count,
-            last_seq=r.last_seq,
-        )
-
-
-class MessageInfo(BaseModel):
-    """One stored message: id, sequence number, role, content, timestamps, metadata."""
-
-    model_config = ConfigDict(frozen=True)
-
-    id: int
-    conversation_id: int
-    seq: int
-    role: str
-    content: str
-    status: str = "complete"
-    created_at: datetime
-    metadata: dict[str, Any] = Field(default_factory=dict)
-    pinned: bool = False
-    rating: int | None = None
-
-    @classmethod
-    def from_record(cls, r: MessageRecord) -> MessageInfo:
-        return cls(
-            id=r.id,
-            conversation_id=r.conversation_id,
-            seq=r.seq,
-            role=r.role,
-            content=r.content,
-            status=r.status,
-            created_at=r.created_at,
-            metadata=dict(r.metadata),
-            pinned=r.pinned,
-            rating=r.rating,
-        )
-
-
-class SummaryInfo(BaseModel):
-    """One link of the summary chain, with the range of messages it covers."""
-
-    model_config = ConfigDict(frozen=True)
-
-    id: int
-    conversation_id: int
-    covers_from_seq: int
-    covers_through_seq: int
-    parent_id: int | None
-    depth: int
-    content: str
-    token_count: int
-    tokenizer_id: str | None
-    model: str | None
-    prompt_version: str | None
-    created_at: datetime
-    metadata: dict[str, Any] = Field(default_factory=dict)
-
-    @classmethod
-    def from_record(cls, r: SummaryRecord) -> SummaryInfo:
-        return cls(
-            id=r.id,
-            conversation_id=r.conversation_id,
-            covers_from_seq=r.covers_from_seq,
-            covers_through_seq=r.covers_through_seq,
-            parent_id=r.parent_id,
-            depth=r.depth,
-            content=r.content,
-            token_count=r.token_count,
-            tokenizer_id=r.tokenizer_id,
-            model=r.model,
-            prompt_version=r.prompt_version,
-            created_at=r.created_at,
-            metadata=dict(r.metadata),
-        )
-
-
-class SearchResult(BaseModel):
-    """One full-text search hit (a message or a summary)."""
-
-    model_config = ConfigDict(frozen=True)
-
-    kind: Literal["message", "summary"]
-    id: int
-    conversation_id: int
-    seq: int
-    role: str
-    snippet: str
-    rank: float
-    created_at: datetime
-
-    @classmethod
-    def from_hit(cls, h: SearchHit) -> SearchResult:
-        return cls(
-            kind=h.kind,
-            id=h.id,
-            conversation_id=h.conversation_id,
-            seq=h.seq,
-            role=h.role,
-            snippet=h.snippet,
-            rank=h.rank,
-            created_at=h.created_at,
-        )
+# One record per entity: the store's records are the boundary models. The agent's
+# names say what a caller gets; the classes are memory's, built from their rows there.
+ConversationInfo = ConversationRecord
+MessageInfo = MessageRecord
+SummaryInfo = SummaryRecord
+SearchResult = SearchHit
 
 
 class CompactionReport(BaseModel):

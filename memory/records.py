@@ -1,8 +1,12 @@
 """Typed records the store hands out and takes in: the rest of recursa never sees ORM rows.
 
-They are frozen dataclasses: cheap to build, safe to pass between threads. Each
-record is built from its ORM row in one place, its own `from_row`; the input
-types (`NewMessage`, `NewTrace`, `UNSET`) sit beside the records they become.
+The records of conversations, messages, summaries and search hits are frozen
+pydantic models, and they are also the agent's boundary models
+(`recursa.agent.ConversationInfo` is `ConversationRecord`, and so on): one
+record per entity, built from its ORM row in one place, its own `from_row`
+(without re-validating what the database already holds). Input types
+(`NewMessage`, `NewTrace`, `UNSET`) sit beside the records they become; traces
+and exports stay frozen dataclasses, which the agent turns into its own models.
 This module imports no SQLAlchemy at run time, so code that only handles
 records does not load the database layer.
 """
@@ -14,6 +18,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, Final, Literal, cast
+
+from pydantic import BaseModel, ConfigDict, Field
 
 if TYPE_CHECKING:
     from recursa.memory.models import ConversationRow, MessageRow, PromptTraceRow, SummaryRow
@@ -35,9 +41,10 @@ class Unset(enum.Enum):
 UNSET: Final = Unset.UNSET
 
 
-@dataclass(frozen=True)
-class ConversationRecord:
+class ConversationRecord(BaseModel):
     """A conversation's own fields plus two cheap aggregates for listings."""
+
+    model_config = ConfigDict(frozen=True)
 
     id: int
     title: str | None
@@ -54,7 +61,7 @@ class ConversationRecord:
     @classmethod
     def from_row(cls, row: ConversationRow) -> ConversationRecord:
         """The record of a stored conversation."""
-        return cls(
+        return cls.model_construct(
             id=row.id,
             title=row.title,
             system_prompt=row.system_prompt,
@@ -71,9 +78,10 @@ class ConversationRecord:
         )
 
 
-@dataclass(frozen=True)
-class MessageRecord:
+class MessageRecord(BaseModel):
     """One stored message. `seq` is its 1-based position in its conversation."""
+
+    model_config = ConfigDict(frozen=True)
 
     id: int
     conversation_id: int
@@ -82,14 +90,14 @@ class MessageRecord:
     content: str
     status: MessageStatus
     created_at: datetime
-    metadata: dict[str, Any] = field(default_factory=dict)
+    metadata: dict[str, Any] = Field(default_factory=dict)
     pinned: bool = False
     rating: int | None = None
 
     @classmethod
     def from_row(cls, row: MessageRow) -> MessageRecord:
         """The record of a stored message."""
-        return cls(
+        return cls.model_construct(
             id=row.id,
             conversation_id=row.conversation_id,
             seq=row.seq,
@@ -116,13 +124,14 @@ class NewMessage:
     pinned: bool = False
 
 
-@dataclass(frozen=True)
-class SummaryRecord:
+class SummaryRecord(BaseModel):
     """One link of the recursive summary chain.
 
     It covers messages with `seq <= covers_through_seq`; `parent_id` is the
     summary it folded in (None for the first), and `depth` is the chain length.
     """
+
+    model_config = ConfigDict(frozen=True)
 
     id: int
     conversation_id: int
@@ -136,12 +145,12 @@ class SummaryRecord:
     model: str | None
     prompt_version: str | None
     created_at: datetime
-    metadata: dict[str, Any] = field(default_factory=dict)
+    metadata: dict[str, Any] = Field(default_factory=dict)
 
     @classmethod
     def from_row(cls, row: SummaryRow) -> SummaryRecord:
         """The record of a stored summary."""
-        return cls(
+        return cls.model_construct(
             id=row.id,
             conversation_id=row.conversation_id,
             covers_from_seq=row.covers_from_seq,
@@ -224,9 +233,10 @@ class NewTrace:
     notes: Sequence[str] = ()
 
 
-@dataclass(frozen=True)
-class SearchHit:
+class SearchHit(BaseModel):
     """One full-text search result; `rank` is higher for better matches."""
+
+    model_config = ConfigDict(frozen=True)
 
     kind: Literal["message", "summary"]
     id: int
