@@ -8,7 +8,7 @@ Where things happen:
 - `agent.py`: the facade; `turns.py`: one chat turn, end to end.
 - `planning/`: the prompt plan (`plan.py` is the pure planner, `prompt.py` feeds it
   from the store) and the budget bar's numbers (`PromptPlan.sections`).
-- `recall.py`: which older turns come back into the prompt.
+- `recall/`: which older turns come back into the prompt.
 - `compaction/`: when to compact (`decide.py`), how old turns are folded into a
   summary and stored (`fold.py`), and where it is triggered (`triggers.py`).
 - `summarize.py`: the summarizers; `runtime/`: the models (`runtime/local/kv_cache.py`
