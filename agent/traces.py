@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from recursa.agent.boundary import CompactionReport, PromptTrace
 from recursa.agent.planning.plan import PlanSection, PromptPlan, excerpt, format_date
+from recursa.agent.recall.excerpts import sentence_excerpt
 from recursa.agent.runtime.protocol import ChatMessage, GenerationParams, Runtime, Usage
 from recursa.agent.templates import Templates
 
@@ -96,16 +97,25 @@ def reconstruct_prompt(
             ),
         }
     ]
+    # Recall blocks kept from earlier turns go before the window message they precede.
+    kept = {s.before_message_id: s for s in plan.recall_sections if s.before_message_id}
+    runtime: Runtime | None = None
+
+    def render_recall(section: PlanSection) -> ChatMessage:
+        nonlocal runtime
+        runtime = runtime or load_runtime()
+        content = _render_recall(store, plan, section, runtime, default_excerpt_tokens)
+        return {"role": "system", "content": content}
+
     for section in plan.sections:
         if section.kind == "window":
             records = {r.id: r for r in store.messages_by_ids(section.message_ids)}
-            out.extend(
-                {"role": records[i].role, "content": records[i].content}  # type: ignore[misc]
-                for i in section.message_ids
-            )
-        elif section.kind == "recall":
-            content = _render_recall(store, plan, section, load_runtime(), default_excerpt_tokens)
-            out.append({"role": "system", "content": content})
+            for i in section.message_ids:
+                if i in kept:
+                    out.append(render_recall(kept[i]))
+                out.append({"role": records[i].role, "content": records[i].content})  # type: ignore[typeddict-item]
+        elif section.kind == "recall" and section.before_message_id is None:
+            out.append(render_recall(section))
         elif section.kind == "new":
             ids = section.message_ids
             content = store.get_message(ids[0]).content if ids else section.messages[0].content
@@ -120,15 +130,20 @@ def _render_recall(
     runtime: Runtime,
     default_excerpt_tokens: int,
 ) -> str:
+    """A recall block re-rendered from its messages as stored now.
+
+    Blocks that recorded their query words are cut to the sentences that matched
+    them, as they were when planned; older ones by words, as they were then.
+    """
     templates = Templates.load(plan.template_version)
     limit = plan.recall_excerpt_tokens or default_excerpt_tokens
-    records = store.messages_by_ids(section.message_ids)
-    excerpts = [
-        {
-            "date": format_date(r.created_at),
-            "role": r.role,
-            "text": excerpt(runtime, r.content, limit),
-        }
-        for r in records
-    ]
+    records = {r.id: r for r in store.messages_by_ids(section.message_ids)}
+    excerpts = []
+    for message_id in section.message_ids:
+        r = records[message_id]
+        if section.terms is not None:
+            text = sentence_excerpt(runtime, r.content, section.terms, limit)
+        else:
+            text = excerpt(runtime, r.content, limit)
+        excerpts.append({"date": format_date(r.created_at), "role": r.role, "text": text})
     return templates.render("recall", excerpts=excerpts)

@@ -421,6 +421,12 @@ class Store:
             conversations.require(session, conversation_id)
             return traces.all_of(session, conversation_id)
 
+    def traces_of(self, message_ids: Sequence[int]) -> list[TraceRecord]:
+        """The prompt traces of these replies (ids without one are skipped), in reply order."""
+        ids = check.ids("message_ids", message_ids)
+        with self._read() as session:
+            return traces.of_messages(session, ids)
+
     # --- search and export ---------------------------------------------------------------------
 
     def search(

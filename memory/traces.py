@@ -6,7 +6,7 @@ opens a transaction; functions that take a `Session` run inside that transaction
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -77,6 +77,18 @@ def all_of(session: Session, conversation_id: int) -> list[TraceRecord]:
     rows = session.scalars(
         select(PromptTraceRow)
         .where(PromptTraceRow.conversation_id == conversation_id)
+        .order_by(PromptTraceRow.message_id)
+    )
+    return [TraceRecord.from_row(row) for row in rows]
+
+
+def of_messages(session: Session, message_ids: Sequence[int]) -> list[TraceRecord]:
+    """The traces of these replies (those that have one), in reply order."""
+    if not message_ids:
+        return []
+    rows = session.scalars(
+        select(PromptTraceRow)
+        .where(PromptTraceRow.message_id.in_(list(message_ids)))
         .order_by(PromptTraceRow.message_id)
     )
     return [TraceRecord.from_row(row) for row in rows]

@@ -1,4 +1,4 @@
-"""The PromptPlan and the pure planner that builds it under an exact token budget.
+"""The pure planner: the prompt for one turn under an exact token budget.
 
 `build_plan` is a function of the conversation's memory (system prompt, latest
 summary, window, pinned and recalled messages), the new message, the budget and
@@ -10,170 +10,86 @@ database and no model, so its invariants are property-tested:
 * no message appears in two sections; the window's unpinned part is a
   contiguous suffix of the candidate window.
 
-Rendered order: system (with the summary folded into the system message),
-window, recall, new. The summary only changes at compaction and the window only
-grows between compactions, so consecutive prompts share their prefix and a
-runtime can reuse its KV cache; recalled excerpts change with every message, so
-they sit right before the new message where they invalidate nothing.
+Rendered order: system (with the summary folded into the system message), the
+window, this turn's recall block, the new message. The summary only changes at
+compaction and the window only grows between compactions, so consecutive
+prompts share their prefix and a runtime can reuse its KV cache. A recall block
+is rendered right before the user message it was recalled for, and it stays
+there, in place, in the following turns' prompts until the next compaction
+(`kept_notes`): each turn then only appends its reply, its new block and its
+message, instead of re-encoding a recall block that changed.
+The plan's data types live in `recursa.agent.planning.models`.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, Literal, Protocol
 
-from pydantic import BaseModel, ConfigDict, Field
 from recursa.agent.errors import BudgetError, ConfigError
+from recursa.agent.planning.models import (
+    SECTION_KINDS,
+    NewText,
+    PlanMessage,
+    PlanSection,
+    PromptCounter,
+    PromptPlan,
+    RecallSource,
+    RenderedMessage,
+    SectionKind,
+    plan_from_json,
+)
 from recursa.agent.runtime.protocol import ChatMessage
 from recursa.agent.settings import BudgetSettings, Policy, RecallSettings
 from recursa.agent.templates import Templates
 from recursa.memory.records import MessageRecord, SummaryRecord
-from typing_extensions import TypedDict
 
-SectionKind = Literal["system", "summary", "recall", "window", "new"]
-SECTION_KINDS: tuple[SectionKind, ...] = ("system", "summary", "recall", "window", "new")
+__all__ = [
+    "REFERENCE_SYSTEM",
+    "SECTION_KINDS",
+    "KeptNote",
+    "NewText",
+    "PlanMessage",
+    "PlanSection",
+    "PromptCounter",
+    "PromptPlan",
+    "RecallHit",
+    "RenderedMessage",
+    "SectionKind",
+    "build_plan",
+    "compute_budget",
+    "excerpt",
+    "flexible_budget",
+    "format_date",
+    "message_cost",
+    "plan_from_json",
+    "summary_cap",
+]
 
 # A fixed system message: a message's cached cost is what it adds after this one.
 REFERENCE_SYSTEM: ChatMessage = {"role": "system", "content": "."}
 
 
-class RenderedMessage(TypedDict):
-    """A chat message as rendered into a plan (same shape as the runtime's ChatMessage)."""
+@dataclass(frozen=True)
+class RecallHit:
+    """A recall candidate: the message, the ranking that found it, its score, its excerpt.
 
-    role: Literal["system", "user", "assistant"]
-    content: str
-
-
-class PromptCounter(Protocol):
-    """What the planner needs from a runtime: exact counts with its chat template."""
-
-    @property
-    def tokenizer_id(self) -> str: ...
-
-    def count_tokens(self, messages: Sequence[ChatMessage]) -> int: ...
-
-    def count_text(self, text: str) -> int: ...
-
-
-class PlanMessage(BaseModel):
-    """A stored (or about to be stored) message as it appears in a plan."""
-
-    model_config = ConfigDict(frozen=True)
-
-    id: int | None = Field(description="Message id; None for a previewed new message.")
-    seq: int | None = Field(description="Position in the conversation (1-based).")
-    role: str
-    content: str
-    created_at: datetime | None = None
-    metadata: dict[str, Any] = Field(default_factory=dict)
-    pinned: bool = False
-    tokens: int = Field(
-        default=0, description="What the message adds to the prompt (cached count)."
-    )
-
-    @classmethod
-    def from_record(cls, record: MessageRecord, tokens: int) -> PlanMessage:
-        return cls(
-            id=record.id,
-            seq=record.seq,
-            role=record.role,
-            content=record.content,
-            created_at=record.created_at,
-            metadata=dict(record.metadata),
-            pinned=record.pinned,
-            tokens=tokens,
-        )
-
-
-class PlanSection(BaseModel):
-    """One section of the prompt, with its exact share of the total token count.
-
-    Tokens are marginal: what rendering this section adds to the sections before
-    it, counted with the runtime's chat template, so the sections sum exactly to
-    the plan's `total_tokens` (the system section carries the template's fixed
-    overhead, such as the generation prompt).
+    `text` is the excerpt to show (None: the whole message, cut to the excerpt limit).
     """
 
-    model_config = ConfigDict(frozen=True)
-
-    kind: SectionKind
-    tokens: int
-    message_ids: list[int] = Field(default_factory=list)
-    summary_id: int | None = None
-    messages: list[PlanMessage] = Field(default_factory=list)
-    text: str | None = Field(
-        default=None, description="The system prompt, the summary text or the recall block."
-    )
-
-
-class PromptPlan(BaseModel):
-    """What the model will see for one turn, section by section, within the budget."""
-
-    model_config = ConfigDict(frozen=True)
-
-    conversation_id: int | None = None
-    model: str = ""
-    tokenizer_id: str = ""
-    policy: Policy = "summary+recall"
-    template_version: str = "v1"
-    context_window: int = 0
-    budget: int
-    total_tokens: int
-    sections: list[PlanSection]
-    messages: list[RenderedMessage] = Field(description="The rendered prompt, exactly as sent.")
-    system_prompt: str = ""
-    summary_id: int | None = None
-    covers_through_seq: int = Field(
-        default=0, description="Messages up to this seq are summarized."
-    )
-    dropped_ids: list[int] = Field(
-        default_factory=list,
-        description="Window messages after the summary that did not fit: compaction is due.",
-    )
-    notes: list[str] = Field(default_factory=list)
-    recall_excerpt_tokens: int | None = Field(
-        default=None, description="Longest recalled excerpt (to re-render the recall block)."
-    )
-
-    @property
-    def free_tokens(self) -> int:
-        return self.budget - self.total_tokens
-
-    def section(self, kind: SectionKind) -> PlanSection | None:
-        """The section of this kind, or None when the plan has none."""
-        return next((s for s in self.sections if s.kind == kind), None)
-
-    def tokens_by_kind(self) -> dict[str, int]:
-        """Token count per section kind (0 for absent sections), for budget bars."""
-        out: dict[str, int] = dict.fromkeys(SECTION_KINDS, 0)
-        for s in self.sections:
-            out[s.kind] += s.tokens
-        return out
-
-    @property
-    def recalled_ids(self) -> list[int]:
-        s = self.section("recall")
-        return list(s.message_ids) if s else []
-
-    @property
-    def window_ids(self) -> list[int]:
-        s = self.section("window")
-        return list(s.message_ids) if s else []
-
-    @property
-    def new_message_id(self) -> int | None:
-        s = self.section("new")
-        return s.message_ids[0] if s and s.message_ids else None
+    record: MessageRecord
+    source: RecallSource = "full-text"
+    score: float = 0.0
+    text: str | None = None
 
 
 @dataclass(frozen=True)
-class NewText:
-    """The new user message: its text, and its record once it is stored."""
+class KeptNote:
+    """A recall block shown at an earlier turn, kept before that turn's user message."""
 
-    content: str
-    record: MessageRecord | None = None
+    before_message_id: int
+    section: PlanSection
 
 
 def compute_budget(
@@ -244,8 +160,10 @@ def build_plan(
     summary: SummaryRecord | None = None,
     window: Sequence[MessageRecord] = (),
     pinned: Sequence[MessageRecord] = (),
-    recall: Sequence[MessageRecord] = (),
+    recall: Sequence[MessageRecord | RecallHit] = (),
     recall_settings: RecallSettings | None = None,
+    recall_terms: Sequence[str] | None = None,
+    kept_notes: Sequence[KeptNote] = (),
     cost_of: Callable[[MessageRecord], int] | None = None,
     conversation_id: int | None = None,
     model: str = "",
@@ -254,11 +172,14 @@ def build_plan(
     """Build the prompt for `new` within `budget` tokens.
 
     `window` holds the candidate verbatim messages (after the summary's coverage,
-    oldest first, without the new message); `pinned` archived pinned messages;
-    `recall` archived messages ranked best first. `cost_of` returns a message's
-    cached cost (see `message_cost`); it defaults to counting it now.
-    Raises BudgetError when the system prompt and the new message alone exceed
-    the budget.
+    oldest first, without the new message); `pinned` older pinned messages;
+    `recall` the recall candidates best first (records, or hits with their
+    source, score and excerpt); `kept_notes` the recall blocks of earlier turns
+    to keep before their user messages when those stay in the window.
+    `recall_terms` are the query words the excerpts were cut for (recorded in
+    the plan). `cost_of` returns a message's cached cost (see `message_cost`);
+    it defaults to counting it now. Raises BudgetError when the system prompt
+    and the new message alone exceed the budget.
     """
     recall_settings = recall_settings or RecallSettings()
     cost = cost_of or (lambda r: message_cost(counter, r.role, r.content))
@@ -269,10 +190,13 @@ def build_plan(
         # A plain sliding window: nothing is hidden behind a summary.
         pinned = ()
         recall = ()
+    if not use_recall:
+        kept_notes = ()
     new_id = new.record.id if new.record is not None else None
     window = [m for m in window if m.id != new_id]
     window_set = {m.id for m in window}
     pinned = [m for m in pinned if m.id not in window_set and m.id != new_id]
+    notes_before = {n.before_message_id: n for n in kept_notes if n.before_message_id in window_set}
 
     sys_plain: ChatMessage = {
         "role": "system",
@@ -312,32 +236,62 @@ def build_plan(
             sys_msg = sys_full
     avail = room - summary_tokens
 
+    note_costs = {
+        mid: message_cost(counter, "system", n.section.text or "")
+        for mid, n in notes_before.items()
+    }
+
     # Recall candidates with their line costs, best first.
-    excluded = {m.id for m in window} | {m.id for m in pinned}
+    excluded = {m.id for m in pinned}
     if new.record is not None:
         excluded.add(new.record.id)
-    candidates: list[tuple[MessageRecord, str, int]] = []
+    candidates: list[tuple[RecallHit, str, int]] = []
     header_tokens = 0
     if use_recall and recall and recall_settings.max_hits > 0:
         header_tokens = counter.count_tokens(
             [sys_msg, {"role": "system", "content": templates.render("recall", excerpts=[])}]
         ) - counter.count_tokens([sys_msg])
         seen: set[int] = set()
-        for rec in recall:
+        for item in recall:
+            hit = item if isinstance(item, RecallHit) else RecallHit(item)
+            rec = hit.record
             if rec.id in excluded or rec.id in seen:
                 continue
             seen.add(rec.id)
-            text = excerpt(counter, rec.content, recall_settings.max_excerpt_tokens)
+            text = hit.text
+            if text is None:
+                text = excerpt(counter, rec.content, recall_settings.max_excerpt_tokens)
             line = templates.render(
                 "recall_line", date=format_date(rec.created_at), role=rec.role, text=text
             )
-            candidates.append((rec, text, counter.count_text(line) + 1))
-    recall_need = header_tokens + sum(c for _, _, c in candidates[: recall_settings.max_hits])
+            candidates.append((hit, text, counter.count_text(line) + 1))
+    # Earlier turns' blocks and this turn's share the recall share. When the kept
+    # blocks leave no room for this turn's best new excerpt, they are all dropped at
+    # once (the prompt changes after the first of them once, not a little every turn).
+    recall_share = int(budget_settings.recall_share * flex) if use_recall else 0
+    shown_in_notes = {i for n in notes_before.values() for i in n.section.message_ids}
+    fresh = [c for c in candidates if c[0].record.id not in shown_in_notes]
+    kept_total = sum(note_costs.values())
+    first_need = header_tokens + fresh[0][2] if fresh else 0
+    if notes_before and fresh and kept_total + first_need > recall_share:
+        notes.append(
+            f"{len(notes_before)} recall blocks of earlier turns left out: the recall share is full"
+        )
+        notes_before, note_costs, kept_total = {}, {}, 0
+        fresh = candidates
+    candidates = fresh
+    # What this turn's block would take, counting only candidates that are not already
+    # verbatim in the window (a candidate may sit in the part of the window that will
+    # not fit; it is shown as an excerpt only if it is left out).
+    outside = [c for c in candidates if c[0].record.id not in window_set]
+    recall_need = header_tokens + sum(c for _, _, c in outside[: recall_settings.max_hits])
     recall_reserved = (
-        min(int(budget_settings.recall_share * flex), recall_need) if candidates else 0
+        min(recall_share, kept_total + (recall_need if outside else 0))
+        if (outside or kept_total)
+        else 0
     )
 
-    # Window: pinned archived messages first, then the longest suffix that fits.
+    # Window: pinned older messages first, then the longest suffix that fits.
     window_cap = avail - recall_reserved
     kept_pinned: list[tuple[MessageRecord, int]] = []
     used = 0
@@ -361,37 +315,50 @@ def build_plan(
     suffix.reverse()
     dropped = [r.id for r in ordered[:cut]]
 
-    # Recall fills what the window left, up to its hit limit.
-    recall_cap = avail - used
-    chosen: list[tuple[MessageRecord, str, int]] = []
+    # Recall fills what the window and the kept blocks left, up to its hit limit.
+    in_window = {r.id for r, _ in suffix}
+    recall_cap = avail - used - sum(note_costs.get(r.id, 0) for r, _ in suffix)
+    chosen: list[tuple[RecallHit, str, int]] = []
     spent = header_tokens
-    for rec, text, c in candidates:
+    for hit, text, c in candidates:
         if len(chosen) >= recall_settings.max_hits:
             break
+        if hit.record.id in in_window:
+            continue
         if spent + c <= recall_cap:
-            chosen.append((rec, text, c))
+            chosen.append((hit, text, c))
             spent += c
 
-    def render() -> list[ChatMessage]:
-        out: list[ChatMessage] = [sys_msg]
-        out.extend(
-            {"role": r.role, "content": r.content}  # type: ignore[typeddict-item,misc]
-            for r, _ in [*kept_pinned, *suffix]
-        )
-        if chosen:
-            out.append({"role": "system", "content": recall_block()})
-        out.append(new_msg)
-        return out
-
     def recall_block() -> str:
-        items = sorted(chosen, key=lambda t: t[0].seq)
+        items = sorted(chosen, key=lambda t: t[0].record.seq)
         excerpts = [
-            {"date": format_date(r.created_at), "role": r.role, "text": text}
-            for r, text, _ in items
+            {"date": format_date(h.record.created_at), "role": h.record.role, "text": text}
+            for h, text, _ in items
         ]
         return templates.render("recall", excerpts=excerpts)
 
-    messages = render()
+    def render() -> tuple[list[ChatMessage], list[tuple[str, int | None]]]:
+        """The messages, and each one's part: system, window, note, recall or new (with an id)."""
+        out: list[ChatMessage] = [sys_msg]
+        parts: list[tuple[str, int | None]] = [("system", None)]
+        for r, _ in kept_pinned:
+            out.append({"role": r.role, "content": r.content})  # type: ignore[typeddict-item]
+            parts.append(("window", r.id))
+        for r, _ in suffix:
+            note = notes_before.get(r.id)
+            if note is not None:
+                out.append({"role": "system", "content": note.section.text or ""})
+                parts.append(("note", r.id))
+            out.append({"role": r.role, "content": r.content})  # type: ignore[typeddict-item]
+            parts.append(("window", r.id))
+        if chosen:
+            out.append({"role": "system", "content": recall_block()})
+            parts.append(("recall", None))
+        out.append(new_msg)
+        parts.append(("new", None))
+        return out, parts
+
+    messages, parts = render()
     total = counter.count_tokens(messages)
     # Cached per-message costs are additive estimates; the exact count decides.
     while total > budget:
@@ -411,19 +378,19 @@ def build_plan(
                 f"The prompt is {total} tokens even with only the system prompt and the new "
                 f"message; the budget is {budget}. Shorten the message or the system prompt."
             )
-        messages = render()
+        messages, parts = render()
         total = counter.count_tokens(messages)
 
-    # Exact marginal section counts over the rendered prefix.
-    n_window = len(kept_pinned) + len(suffix)
-    c_sys = counter.count_tokens(messages[:1]) if use_summary else system_tokens
-    c_window = counter.count_tokens(messages[: 1 + n_window]) if n_window else c_sys
-    c_recall = counter.count_tokens(messages[: 2 + n_window]) if chosen else c_window
-    summary_section_tokens = c_sys - system_tokens
+    # Exact marginal counts: what each rendered message adds to the ones before it,
+    # measured at every boundary between parts (a part is one section's run).
+    marginal = _marginal_counts(counter, messages, parts)
+    c_sys = marginal[0]
+    window_tokens = sum(t for (kind, _), t in zip(parts, marginal, strict=True) if kind == "window")
+    summary_section_tokens = c_sys - system_tokens if use_summary else 0
 
     window_records = [PlanMessage.from_record(r, c) for r, c in [*kept_pinned, *suffix]]
     sections: list[PlanSection] = [
-        PlanSection(kind="system", tokens=system_tokens, text=system_prompt)
+        PlanSection(kind="system", tokens=c_sys - summary_section_tokens, text=system_prompt)
     ]
     if use_summary:
         assert summary is not None
@@ -439,20 +406,35 @@ def build_plan(
         sections.append(
             PlanSection(
                 kind="window",
-                tokens=c_window - c_sys,
+                tokens=window_tokens,
                 message_ids=[m.id for m in window_records if m.id is not None],
                 messages=window_records,
             )
         )
+    for (kind, mid), tokens in zip(parts, marginal, strict=True):
+        if kind == "note":
+            assert mid is not None
+            sections.append(
+                notes_before[mid].section.model_copy(
+                    update={"tokens": tokens, "before_message_id": mid}
+                )
+            )
+    recall_tokens = sum(t for (kind, _), t in zip(parts, marginal, strict=True) if kind == "recall")
     if chosen:
-        items = sorted(chosen, key=lambda t: t[0].seq)
+        items = sorted(chosen, key=lambda t: t[0].record.seq)
         sections.append(
             PlanSection(
                 kind="recall",
-                tokens=c_recall - c_window,
-                message_ids=[r.id for r, _, _ in items],
-                messages=[PlanMessage.from_record(r, c) for r, _, c in items],
+                tokens=recall_tokens,
+                message_ids=[h.record.id for h, _, _ in items],
+                messages=[
+                    PlanMessage.from_record(h.record, c).model_copy(
+                        update={"excerpt": text, "source": h.source, "score": round(h.score, 6)}
+                    )
+                    for h, text, c in items
+                ],
                 text=recall_block(),
+                terms=list(recall_terms) if recall_terms is not None else None,
             )
         )
     new_record = (
@@ -463,7 +445,7 @@ def build_plan(
     sections.append(
         PlanSection(
             kind="new",
-            tokens=total - c_recall,
+            tokens=marginal[-1],
             message_ids=[new.record.id] if new.record is not None else [],
             messages=[new_record],
         )
@@ -478,7 +460,7 @@ def build_plan(
         budget=budget,
         total_tokens=total,
         sections=sections,
-        messages=messages,
+        messages=messages,  # type: ignore[arg-type]
         system_prompt=system_prompt,
         summary_id=summary.id if use_summary and summary is not None else None,
         covers_through_seq=(
@@ -490,6 +472,36 @@ def build_plan(
     )
 
 
-def plan_from_json(data: Mapping[str, Any]) -> PromptPlan:
-    """A PromptPlan back from the JSON stored in a trace."""
-    return PromptPlan.model_validate(data)
+def _marginal_counts(
+    counter: PromptCounter,
+    messages: Sequence[ChatMessage],
+    parts: Sequence[tuple[str, int | None]],
+) -> list[int]:
+    """What each message adds to the exact count of the ones before it.
+
+    The count is taken at each boundary between runs of the same kind of part
+    (a handful of boundaries, each one count of a prefix), and a run's tokens go
+    to its messages by their share of characters; the last message takes the
+    template's generation prompt. The values sum exactly to the total count.
+    """
+    bounds: list[int] = []
+    for i in range(1, len(parts)):
+        if parts[i][0] != parts[i - 1][0] or parts[i][0] == "note":
+            bounds.append(i)
+    bounds.append(len(parts))
+    out = [0] * len(messages)
+    start = 0
+    previous = 0
+    for end in bounds:
+        count = counter.count_tokens(messages[:end])
+        run = count - previous
+        sizes = [len(messages[i]["content"]) + 1 for i in range(start, end)]
+        whole = sum(sizes)
+        given = 0
+        for offset, size in enumerate(sizes):
+            share = run - given if offset == len(sizes) - 1 else run * size // whole
+            out[start + offset] = share
+            given += share
+        previous = count
+        start = end
+    return out

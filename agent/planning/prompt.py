@@ -1,8 +1,9 @@
 """Gathering a conversation's context from the store and planning its next prompt.
 
 The planner in `recursa.agent.planning.plan` is pure; this module feeds it: the latest
-summary, the verbatim window read newest pages first, pinned and recalled
-archived messages, and per-message token costs cached in the store.
+summary, the verbatim window read newest pages first, pinned messages, the recall
+blocks earlier turns showed (kept in place), this turn's recalled messages
+(`recursa.agent.recall`), and per-message token costs cached in the store.
 """
 
 from __future__ import annotations
@@ -10,14 +11,19 @@ from __future__ import annotations
 from collections.abc import Collection, Sequence
 from typing import TYPE_CHECKING
 
+from recursa.agent.planning.models import PlanSection
 from recursa.agent.planning.plan import (
+    KeptNote,
     NewText,
     PromptPlan,
+    RecallHit,
     build_plan,
     compute_budget,
     message_cost,
 )
-from recursa.agent.recall import recall_candidates, usable
+from recursa.agent.recall.fusion import SemanticSearch, find_hits, with_partners
+from recursa.agent.recall.query import RecallQuery, build_query
+from recursa.agent.recall.search import usable
 from recursa.agent.runtime.protocol import Runtime
 from recursa.agent.settings import Policy, Settings
 from recursa.agent.templates import Templates
@@ -97,11 +103,18 @@ def plan_prompt(
     templates: Templates | None = None,
     policy: Policy | None = None,
     exclude_ids: Collection[int] = (),
+    semantic: SemanticSearch | None = None,
 ) -> PromptPlan:
     """The PromptPlan for `new` given everything the conversation has stored.
 
-    A chat turn passes only `new`; a composition step passes its own templates,
-    a policy without recall, and its header message to leave out of the window.
+    A chat turn passes `new` and, for semantic recall, its vector index
+    (`semantic`); a composition step passes its own templates, a policy without
+    recall, and its header message to leave out of the window.
+
+    Recall candidates are every usable message older than the window, whether a
+    summary covers it or not, so an imported conversation is recallable at once.
+    When the window does not fit whole, the messages it leaves out are
+    candidates too: the plan is made again with them.
     """
     budget = compute_budget(runtime.context_window, settings.budget)
     policy = policy or settings.policy
@@ -112,44 +125,121 @@ def plan_prompt(
     if new.record is not None:
         excluded.add(new.record.id)
     window, costs = window_records(store, conv, covered, budget, runtime, excluded)
+    window_ids = {r.id for r in window}
+    first_seq = window[0].seq if window else _next_seq(conv, new)
     pinned: list[MessageRecord] = []
-    recalled: list[MessageRecord] = []
-    if summary is not None:
-        pinned = [p for p in store.pinned_messages(conv.id) if p.seq <= covered and usable(p)]
+    if policy != "window":
+        pinned = [
+            p
+            for p in store.pinned_messages(conv.id)
+            if usable(p) and p.id not in window_ids and p.id not in excluded and p.seq < first_seq
+        ]
         costs.update(message_costs(store, runtime, pinned))
-        if policy == "summary+recall":
-            recalled = recall_candidates(
-                store,
-                conv.id,
-                new.content,
-                through_seq=covered,
-                limit=settings.recall.max_hits,
-                exclude={p.id for p in pinned},
-            )
 
     def cost_of(r: MessageRecord) -> int:
         if r.id not in costs:
             costs.update(message_costs(store, runtime, [r]))
         return costs[r.id]
 
-    return build_plan(
-        counter=runtime,
-        templates=templates,
-        system_prompt=system_prompt(conv, settings),
-        new=new,
-        budget=budget,
-        budget_settings=settings.budget,
-        policy=policy,
-        summary=summary,
-        window=window,
-        pinned=pinned,
-        recall=recalled,
-        recall_settings=settings.recall,
-        cost_of=cost_of,
-        conversation_id=conv.id,
-        model=runtime.name,
-        context_window=runtime.context_window,
-    )
+    kept: list[KeptNote] = []
+    query: RecallQuery | None = None
+    if policy == "summary+recall":
+        kept = kept_notes(store, window, summary.id if summary else None)
+        previous = _previous_exchange(window)
+        query = build_query(new.content, previous)
+
+    def plan_with(before_seq: int) -> PromptPlan:
+        hits: list[RecallHit] = []
+        if query is not None and settings.recall.max_hits > 0:
+            shown = excluded | {p.id for p in pinned}
+            shown |= {i for note in kept for i in note.section.message_ids}
+            found = find_hits(
+                store,
+                conv.id,
+                query,
+                before_seq=before_seq,
+                limit=settings.recall.max_hits,
+                exclude=shown,
+                semantic=semantic,
+            )
+            hits = with_partners(
+                store,
+                runtime,
+                found,
+                terms=query.terms,
+                max_excerpt_tokens=settings.recall.max_excerpt_tokens,
+                before_seq=before_seq,
+                exclude=shown,
+            )
+        return build_plan(
+            counter=runtime,
+            templates=templates,
+            system_prompt=system_prompt(conv, settings),
+            new=new,
+            budget=budget,
+            budget_settings=settings.budget,
+            policy=policy,
+            summary=summary,
+            window=window,
+            pinned=pinned,
+            recall=hits,
+            recall_settings=settings.recall,
+            recall_terms=query.terms if query is not None else None,
+            kept_notes=kept,
+            cost_of=cost_of,
+            conversation_id=conv.id,
+            model=runtime.name,
+            context_window=runtime.context_window,
+        )
+
+    plan = plan_with(first_seq)
+    if query is not None and plan.dropped_ids:
+        # The window's oldest messages did not fit: they are outside it, so recall may
+        # bring back what matters of them.
+        kept_window = plan.section("window")
+        seqs = [m.seq for m in kept_window.messages if m.seq is not None] if kept_window else []
+        unpinned = [s for s in seqs if s >= first_seq]
+        plan = plan_with(min(unpinned) if unpinned else _next_seq(conv, new))
+    return plan
+
+
+def kept_notes(
+    store: Store, window: Sequence[MessageRecord], summary_id: int | None
+) -> list[KeptNote]:
+    """The recall blocks earlier turns showed, for the user messages still in the window.
+
+    A block stays in place (byte for byte, from the reply's stored plan) until
+    the next compaction, so consecutive prompts keep sharing their prefix: a
+    block recalled under another summary is not kept.
+    """
+    users = {r.id for r in window if r.role == "user"}
+    replies = [r.id for r in window if r.role == "assistant"]
+    if not users or not replies:
+        return []
+    out: dict[int, KeptNote] = {}
+    for trace in store.traces_of(replies):
+        user_id = trace.user_message_id
+        if user_id is None or user_id not in users or user_id in out:
+            continue
+        plan = trace.plan
+        if plan.get("summary_id") != summary_id or plan.get("policy") != "summary+recall":
+            continue
+        for section in plan.get("sections", []):
+            if section.get("kind") == "recall" and section.get("before_message_id") is None:
+                out[user_id] = KeptNote(user_id, PlanSection.model_validate(section))
+    return list(out.values())
+
+
+def _previous_exchange(window: Sequence[MessageRecord]) -> list[MessageRecord]:
+    """The last user message in the window and what followed it (the exchange before this one)."""
+    for index in range(len(window) - 1, -1, -1):
+        if window[index].role == "user":
+            return list(window[index:])
+    return list(window[-1:])
+
+
+def _next_seq(conv: ConversationRecord, new: NewText) -> int:
+    return new.record.seq if new.record is not None else conv.last_seq + 1
 
 
 def check_fits(conv: ConversationRecord, settings: Settings, runtime: Runtime, text: str) -> None:

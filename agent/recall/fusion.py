@@ -1,0 +1,173 @@
+"""Hybrid recall: full-text and semantic rankings fused, with each hit's question or answer.
+
+Both rankings run over the same candidates (usable messages before the window)
+and are fused by reciprocal rank: score = sum over rankings of 1 / (K + rank).
+A message found by both ranks above one found by either alone. Each hit then
+brings its partner when it has one (a reply its question, a question its
+reply), because an answer without its question loses its meaning; the planner
+fits partners only where room allows.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Mapping, Sequence
+from typing import TYPE_CHECKING, Protocol
+
+from recursa.agent.planning.models import RecallSource
+from recursa.agent.planning.plan import PromptCounter, RecallHit
+from recursa.agent.recall.excerpts import sentence_excerpt
+from recursa.agent.recall.query import RecallQuery
+from recursa.agent.recall.search import usable
+from recursa.memory.records import MessageRecord
+
+if TYPE_CHECKING:
+    from recursa.memory.store import Store
+
+__all__ = ["RRF_K", "SemanticSearch", "find_hits", "fuse", "with_partners"]
+
+# The usual reciprocal-rank constant: it damps the difference between the very
+# first ranks, so agreement between the two rankings matters more than either's top.
+RRF_K = 60
+
+
+class SemanticSearch(Protocol):
+    """What recall needs from a vector index (see `recursa.agent.recall.vectors`)."""
+
+    def search(
+        self,
+        conversation_id: int,
+        query: str,
+        *,
+        before_seq: int,
+        limit: int,
+        exclude: Collection[int] = (),
+    ) -> list[tuple[int, float]]: ...
+
+
+def fuse(
+    rankings: Mapping[str, Sequence[int]], k: int = RRF_K
+) -> list[tuple[int, RecallSource, float]]:
+    """Message ids by fused reciprocal-rank score, best first, with the rankings that found them."""
+    scores: dict[int, float] = {}
+    found: dict[int, set[str]] = {}
+    for name, ids in rankings.items():
+        for rank, message_id in enumerate(dict.fromkeys(ids), start=1):
+            scores[message_id] = scores.get(message_id, 0.0) + 1.0 / (k + rank)
+            found.setdefault(message_id, set()).add(name)
+    order = sorted(scores, key=lambda i: (-scores[i], i))
+    out: list[tuple[int, RecallSource, float]] = []
+    for message_id in order:
+        names = found[message_id]
+        source: RecallSource = (
+            "both" if len(names) > 1 else ("semantic" if "semantic" in names else "full-text")
+        )
+        out.append((message_id, source, scores[message_id]))
+    return out
+
+
+def find_hits(
+    store: Store,
+    conversation_id: int,
+    query: RecallQuery,
+    *,
+    before_seq: int,
+    limit: int,
+    exclude: Collection[int] = (),
+    semantic: SemanticSearch | None = None,
+) -> list[tuple[MessageRecord, RecallSource, float]]:
+    """The `limit` best usable messages before `before_seq` for `query`, fused, best first."""
+    if limit <= 0 or before_seq <= 1:
+        return []
+    wide = limit * 3
+    rankings: dict[str, list[int]] = {}
+    if query.words:
+        hits = store.search(
+            query.words,
+            conversation_id=conversation_id,
+            through_seq=before_seq - 1,
+            limit=wide + len(exclude),
+            include_summaries=False,
+            match="any",
+        )
+        rankings["full-text"] = [
+            h.id for h in hits if h.kind == "message" and h.seq < before_seq and h.id not in exclude
+        ]
+    if semantic is not None and query.text.strip():
+        found = semantic.search(
+            conversation_id, query.text, before_seq=before_seq, limit=wide, exclude=exclude
+        )
+        rankings["semantic"] = [message_id for message_id, _ in found]
+    fused = fuse(rankings)
+    if not fused:
+        return []
+    by_id = {r.id: r for r in store.messages_by_ids([i for i, _, _ in fused[:wide]])}
+    out: list[tuple[MessageRecord, RecallSource, float]] = []
+    for message_id, source, score in fused[:wide]:
+        record = by_id.get(message_id)
+        if record is None or not usable(record) or record.seq >= before_seq:
+            continue
+        out.append((record, source, score))
+        if len(out) >= limit:
+            break
+    return out
+
+
+def with_partners(
+    store: Store,
+    counter: PromptCounter,
+    found: Sequence[tuple[MessageRecord, RecallSource, float]],
+    *,
+    terms: Sequence[str],
+    max_excerpt_tokens: int,
+    before_seq: int,
+    exclude: Collection[int] = (),
+) -> list[RecallHit]:
+    """The hits as excerpts, each followed by its partner (question or reply) when it has one.
+
+    A partner is the message next to the hit in the same exchange: the user
+    message before an assistant reply, or the reply after a user message. It
+    must be usable, before `before_seq`, and not excluded or already a hit.
+    """
+    hit_ids = {r.id for r, _, _ in found}
+    taken: set[int] = set(hit_ids) | set(exclude)
+    out: list[RecallHit] = []
+    for record, source, score in found:
+        out.append(_hit(counter, record, source, score, terms, max_excerpt_tokens))
+        partner = _partner(store, record)
+        if (
+            partner is not None
+            and partner.id not in taken
+            and partner.seq < before_seq
+            and usable(partner)
+        ):
+            taken.add(partner.id)
+            out.append(_hit(counter, partner, "pair", score, terms, max_excerpt_tokens))
+    return out
+
+
+def _hit(
+    counter: PromptCounter,
+    record: MessageRecord,
+    source: RecallSource,
+    score: float,
+    terms: Sequence[str],
+    max_tokens: int,
+) -> RecallHit:
+    text = sentence_excerpt(counter, record.content, terms, max_tokens)
+    return RecallHit(record=record, source=source, score=score, text=text)
+
+
+def _partner(store: Store, record: MessageRecord) -> MessageRecord | None:
+    if record.role == "assistant":
+        around = store.messages(
+            record.conversation_id, after_seq=record.seq - 2, through_seq=record.seq - 1
+        )
+        wanted = "user"
+    elif record.role == "user":
+        around = store.messages(
+            record.conversation_id, after_seq=record.seq, through_seq=record.seq + 1
+        )
+        wanted = "assistant"
+    else:
+        return None
+    return next((r for r in around if r.role == wanted), None)
