@@ -66,6 +66,7 @@ from recursa.agent.traces import reconstruct_prompt
 from recursa.agent.turns import TurnFailedError, run_turn
 
 if TYPE_CHECKING:
+    from recursa.agent.recall.vectors import VectorIndex
     from recursa.memory.store import Store
 
 __all__ = [
@@ -123,6 +124,8 @@ class Agent:
         self._progress = progress
         self._lock = threading.RLock()
         self._closed = False
+        # Vector indexes for semantic recall, one per embedder spec, opened on first need.
+        self._vectors: dict[str, VectorIndex | None] = {}
 
     # construction and lifetime ----------------------------------------------------------
 
@@ -203,6 +206,9 @@ class Agent:
             return
         self._closed = True
         try:
+            for index in self._vectors.values():
+                if index is not None:
+                    index.embedder.close()
             if self._runtime is not None:
                 self._runtime.close()
             if isinstance(self._summarizer, ModelSummarizer) and (
@@ -351,7 +357,14 @@ class Agent:
         text = check_text(text, allow_blank=True)
         conv = self.store.get_conversation(conversation_id)
         settings = self.settings.merged(conv.settings)
-        return plan_prompt(self.store, conv, settings, self.runtime, NewText(text))
+        return plan_prompt(
+            self.store,
+            conv,
+            settings,
+            self.runtime,
+            NewText(text),
+            semantic=self._vectors_for(settings),
+        )
 
     def trace(self, message_id: int) -> PromptTrace:
         """The prompt trace of a reply (by the reply's message id)."""
@@ -478,6 +491,51 @@ class Agent:
             self.stream, conversation_id, text, params=params, cancel=cancel
         )
         return AsyncReplyStream(sync)
+
+    # semantic recall ------------------------------------------------------------------------
+
+    def recall_notice(self) -> str | None:
+        """One line saying why semantic recall is off (and the fix), or None when it is on.
+
+        Without the embedding model (or with `recall.embedder = "none"`) recall
+        uses full-text search alone; this never raises.
+        """
+        from recursa.agent.recall.embedders import embedder_notice
+
+        return embedder_notice(self.settings.recall.embedder)
+
+    def backfill_embeddings(
+        self, conversation_id: int, progress: Callable[[int, int], None] | None = None
+    ) -> int:
+        """Embed every message of a conversation that has no vector yet; return how many.
+
+        Run after an import so the first question does not pay for it
+        (`progress(done, total)` reports batches). Returns 0 when semantic
+        recall is off.
+        """
+        conv = self.store.get_conversation(conversation_id)
+        index = self._vectors_for(self.settings.merged(conv.settings))
+        if index is None:
+            return 0
+        return index.backfill(conversation_id, progress)
+
+    def _vectors_for(self, settings: Settings) -> VectorIndex | None:
+        """The vector index for the settings' embedder (None: semantic recall is off)."""
+        if settings.policy != "summary+recall":
+            return None
+        spec = settings.recall.embedder
+        if spec in self._vectors:
+            return self._vectors[spec]
+        with self._lock:
+            if spec not in self._vectors:
+                from recursa.agent.recall.embedders import open_embedder
+                from recursa.agent.recall.vectors import VectorIndex
+
+                embedder = open_embedder(spec, options=settings.runtime.options())
+                self._vectors[spec] = (
+                    VectorIndex(self.store, embedder) if embedder is not None else None
+                )
+            return self._vectors[spec]
 
     # long-form composition ------------------------------------------------------------------
 
@@ -617,6 +675,7 @@ class Agent:
             text,
             params=params,
             cancel=cancel,
+            vectors_for=self._vectors_for,
         )
 
 

@@ -8,6 +8,7 @@ and the last one carries the stored Reply with its prompt trace.
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable, Generator
 from dataclasses import dataclass, field
@@ -17,7 +18,7 @@ from recursa.agent.boundary import CompactionReport, PromptTrace, Reply, ReplySt
 from recursa.agent.checks import check_text
 from recursa.agent.compaction.fold import SummarizerFor, run_compaction
 from recursa.agent.compaction.triggers import after_reply_job, before_reply_job
-from recursa.agent.errors import InvalidInputError, ModelError
+from recursa.agent.errors import InvalidInputError, ModelError, RecursaError
 from recursa.agent.planning.plan import NewText, PromptPlan, message_cost
 from recursa.agent.planning.prompt import check_fits, plan_prompt
 from recursa.agent.runtime.protocol import (
@@ -32,7 +33,12 @@ from recursa.agent.traces import record_reply
 from recursa.memory.records import ConversationRecord, MessageRecord
 
 if TYPE_CHECKING:
+    from recursa.agent.recall.vectors import VectorIndex
     from recursa.memory.store import Store
+
+log = logging.getLogger(__name__)
+# The vector index semantic recall uses under a conversation's settings (None: off).
+VectorsFor = Callable[[Settings], "VectorIndex | None"]
 
 __all__ = ["TurnFailedError", "prepare_regenerate", "run_turn"]
 
@@ -75,8 +81,14 @@ def run_turn(
     *,
     params: GenerationParams | None,
     cancel: CancelToken,
+    vectors_for: VectorsFor | None = None,
 ) -> Generator[StreamChunk, None, None]:
     """One turn (`text` None: answer the last user message again).
+
+    `vectors_for` gives the vector index semantic recall uses under a
+    conversation's settings (None: full-text recall only); the turn's two
+    messages are embedded after the reply is committed, never before its first
+    token.
 
     The model is loaded only after the conversation is found, so an unknown id
     fails fast without loading anything.
@@ -99,7 +111,10 @@ def run_turn(
 
     timings: dict[str, Any] = {}
     t0 = time.perf_counter()
-    plan = plan_prompt(store, conv, settings, runtime, NewText(user.content, user))
+    vectors = vectors_for(settings) if vectors_for is not None else None
+    plan = plan_prompt(
+        store, conv, settings, runtime, NewText(user.content, user), semantic=vectors
+    )
     job = before_reply_job(store, conv, settings, runtime, plan, before_seq=user.seq)
     if job is not None:
         # The window cannot fit: compact before generating, then plan again.
@@ -108,7 +123,9 @@ def run_turn(
         compactions.append(report)
         if report.status == "failed":
             notes.append(f"compaction failed, using the plain window: {report.error}")
-        plan = plan_prompt(store, conv, settings, runtime, NewText(user.content, user))
+        plan = plan_prompt(
+            store, conv, settings, runtime, NewText(user.content, user), semantic=vectors
+        )
     timings["plan_s"] = round(time.perf_counter() - t0, 6)
     if plan.dropped_ids:
         notes.append(f"{len(plan.dropped_ids)} window messages did not fit the budget")
@@ -194,6 +211,8 @@ def run_turn(
                 )
         timings["compaction_after_s"] = round(time.perf_counter() - t_after, 6)
     reply = _commit(store, turn)
+    if vectors is not None:
+        _embed_turn(store, vectors, [user.id, reply.message_id])
     if failure is not None:
         raise TurnFailedError(
             f"The model failed while replying ({turn.error}). The message was kept and the "
@@ -201,6 +220,16 @@ def run_turn(
             reply,
         ) from failure
     yield StreamChunk(event="done", reply=reply)
+
+
+def _embed_turn(store: Store, vectors: VectorIndex, message_ids: list[int]) -> None:
+    """Store the turn's vectors now; a failure only defers them (they are made on use)."""
+    try:
+        vectors.embed_messages(store.messages_by_ids(message_ids))
+    except RecursaError as exc:
+        log.warning(
+            "embedding messages %s failed, deferred to their first search: %s", message_ids, exc
+        )
 
 
 def _commit(store: Store, turn: _TurnState) -> Reply:
