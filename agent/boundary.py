@@ -15,6 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from recursa.agent.planning.plan import PromptPlan
 from recursa.agent.runtime.protocol import ChatMessage, Usage
 from recursa.memory.records import (
+    SUPERSEDED_KEY,
     ConversationRecord,
     MessageRecord,
     SearchHit,
@@ -23,6 +24,7 @@ from recursa.memory.records import (
 )
 
 __all__ = [
+    "SUPERSEDED_KEY",
     "CompactionReport",
     "CompactionWhen",
     "ConversationInfo",

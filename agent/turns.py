@@ -30,7 +30,7 @@ from recursa.agent.runtime.protocol import (
 )
 from recursa.agent.settings import Settings
 from recursa.agent.traces import record_reply
-from recursa.memory.records import ConversationRecord, MessageRecord
+from recursa.memory.records import SUPERSEDED_KEY, ConversationRecord, MessageRecord
 
 if TYPE_CHECKING:
     from recursa.agent.recall.vectors import VectorIndex
@@ -274,6 +274,6 @@ def prepare_regenerate(store: Store, conversation_id: int) -> MessageRecord:
             f"Conversation {conversation_id} has no user message to answer again."
         )
     for r in recent:
-        if r.seq > user.seq and r.role == "assistant" and not r.metadata.get("superseded"):
-            store.update_message(r.id, metadata={**r.metadata, "superseded": True})
+        if r.seq > user.seq and r.role == "assistant" and not r.superseded:
+            store.update_message(r.id, metadata={**r.metadata, SUPERSEDED_KEY: True})
     return user

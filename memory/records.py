@@ -27,6 +27,8 @@ if TYPE_CHECKING:
 MessageRole = Literal["system", "user", "assistant"]
 MessageStatus = Literal["complete", "interrupted", "error"]
 ConversationKind = Literal["chat", "composition"]
+# The message metadata flag that marks a reply replaced by a regeneration.
+SUPERSEDED_KEY = "superseded"
 
 
 class Unset(enum.Enum):
@@ -93,6 +95,14 @@ class MessageRecord(BaseModel):
     metadata: dict[str, Any] = Field(default_factory=dict)
     pinned: bool = False
     rating: int | None = None
+
+    @property
+    def superseded(self) -> bool:
+        """True for a reply a regeneration replaced: kept, but no longer shown or recalled.
+
+        Read from the metadata (`SUPERSEDED_KEY`), so it is not a field of its own in JSON.
+        """
+        return bool(self.metadata.get(SUPERSEDED_KEY))
 
     @classmethod
     def from_row(cls, row: MessageRow) -> MessageRecord:

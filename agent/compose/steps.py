@@ -41,7 +41,7 @@ from recursa.agent.settings import Settings
 from recursa.agent.summarize import Summarizer, open_model_summarizer
 from recursa.agent.templates import Templates
 from recursa.agent.traces import record_reply
-from recursa.memory.records import ConversationRecord, MessageRecord
+from recursa.memory.records import SUPERSEDED_KEY, ConversationRecord, MessageRecord
 
 if TYPE_CHECKING:
     from recursa.memory.store import Store
@@ -318,7 +318,7 @@ class StepLoop:
         if message.seq != self.last_seq + 1:
             # Someone else appended to this composition since our last step: two writers
             # would interleave steps, so this one steps aside.
-            store.update_message(message.id, metadata={**metadata, "superseded": True})
+            store.update_message(message.id, metadata={**metadata, SUPERSEDED_KEY: True})
             raise StoreError(
                 f"Another process is writing composition {self.conv.id} (message seq "
                 f"{message.seq} after {self.last_seq}); this run stopped. Resume it once the "

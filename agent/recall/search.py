@@ -45,7 +45,7 @@ def recall_query(text: str) -> str:
 
 def usable(record: MessageRecord) -> bool:
     """Whether a stored message may appear in a prompt (not a failed or replaced reply)."""
-    return record.status != "error" and not record.metadata.get("superseded")
+    return record.status != "error" and not record.superseded
 
 
 def recall_candidates(
