@@ -8,6 +8,7 @@ take a `Session` run inside the transaction `Store` opened for them.
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping, Sequence
+from datetime import datetime
 from typing import Any, Final, get_args
 
 from recursa.memory import conversations
@@ -22,7 +23,7 @@ from recursa.memory.records import (
     NewMessage,
     Unset,
 )
-from sqlalchemy import Select, delete, insert, select
+from sqlalchemy import Select, and_, delete, insert, or_, select
 from sqlalchemy.orm import Session
 
 ROLES: Final = frozenset(get_args(MessageRole))
@@ -151,6 +152,23 @@ def range_query(
     if limit is not None:
         statement = statement.limit(check.integer("limit", limit, minimum=0))
     return statement
+
+
+def between_query(
+    conversation_id: int,
+    spans: Sequence[tuple[datetime, datetime]],
+    *,
+    before_seq: int | None,
+    limit: int,
+) -> Select[Any]:
+    """The statement for messages created in any of the [start, end) `spans`, in seq order."""
+    statement = select(MessageRow).where(
+        MessageRow.conversation_id == conversation_id,
+        or_(*(and_(MessageRow.created_at >= a, MessageRow.created_at < b) for a, b in spans)),
+    )
+    if before_seq is not None:
+        statement = statement.where(MessageRow.seq < check.integer("before_seq", before_seq))
+    return statement.order_by(MessageRow.seq).limit(check.integer("limit", limit, minimum=0))
 
 
 def fetch(session: Session, statement: Select[Any]) -> list[MessageRecord]:

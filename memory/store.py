@@ -294,6 +294,31 @@ class Store:
             conversations.require(session, conversation_id)
             return messages.fetch(session, statement)
 
+    def messages_between(
+        self,
+        conversation_id: int,
+        spans: Sequence[tuple[datetime, datetime]],
+        *,
+        before_seq: int | None = None,
+        limit: int = 100,
+    ) -> list[MessageRecord]:
+        """Messages created within any of the [start, end) time `spans`, in seq order.
+
+        `before_seq` keeps only messages before that seq; at most `limit` are
+        returned (the oldest). No spans: no messages.
+        """
+        if not spans:
+            return []
+        for start, end in spans:
+            if not isinstance(start, datetime) or not isinstance(end, datetime):
+                raise InvalidInputError("Each span must be a pair of datetimes.")
+        statement = messages.between_query(
+            conversation_id, spans, before_seq=before_seq, limit=limit
+        )
+        with self._read() as session:
+            conversations.require(session, conversation_id)
+            return messages.fetch(session, statement)
+
     def messages_by_ids(self, ids: Sequence[int]) -> list[MessageRecord]:
         """These messages in (conversation, seq) order; NotFoundError if any is missing."""
         wanted = list(dict.fromkeys(check.ids("ids", ids)))

@@ -32,8 +32,9 @@ __all__ = [
 
 SectionKind = Literal["system", "summary", "recall", "window", "new"]
 SECTION_KINDS: tuple[SectionKind, ...] = ("system", "summary", "recall", "window", "new")
-# Which ranking found a recalled message; "pair" came with a hit (its question or answer).
-RecallSource = Literal["full-text", "semantic", "both", "pair"]
+# Which ranking found a recalled message: full-text, semantic, the date the question
+# names, or several ("both"); "pair" came with a hit (its question or answer).
+RecallSource = Literal["full-text", "semantic", "date", "both", "pair"]
 
 
 class RenderedMessage(TypedDict):

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Protocol
 
 from recursa.agent.planning.models import RecallSource
 from recursa.agent.planning.plan import PromptCounter, RecallHit
+from recursa.agent.recall.dates import NamedDay, day_spans, named_days
 from recursa.agent.recall.excerpts import sentence_excerpt
 from recursa.agent.recall.query import RecallQuery
 from recursa.agent.recall.search import usable
@@ -28,6 +29,11 @@ __all__ = ["RRF_K", "SemanticSearch", "find_hits", "fuse", "with_partners"]
 # The usual reciprocal-rank constant: it damps the difference between the very
 # first ranks, so agreement between the two rankings matters more than either's top.
 RRF_K = 60
+_SOURCES: dict[str, RecallSource] = {
+    "full-text": "full-text",
+    "semantic": "semantic",
+    "date": "date",
+}
 
 
 class SemanticSearch(Protocol):
@@ -97,6 +103,9 @@ def find_hits(
             conversation_id, query.text, before_seq=before_seq, limit=wide, exclude=exclude
         )
         rankings["semantic"] = [message_id for message_id, _ in found]
+    days = named_days(query.text)
+    if days:
+        rankings["date"] = _on_named_days(store, conversation_id, days, before_seq, wide, exclude)
     fused = fuse(rankings)
     if not fused:
         return []
@@ -110,6 +119,26 @@ def find_hits(
         if len(out) >= limit:
             break
     return out
+
+
+def _on_named_days(
+    store: Store,
+    conversation_id: int,
+    days: Sequence[NamedDay],
+    before_seq: int,
+    limit: int,
+    exclude: Collection[int],
+) -> list[int]:
+    """Messages from the days the question names: what the user said first, then replies."""
+    first = store.messages(conversation_id, limit=1)
+    last = store.messages(conversation_id, limit=1, newest_first=True)
+    if not first or not last:
+        return []
+    years = range(first[0].created_at.year, last[0].created_at.year + 1)
+    spans = day_spans(days, years)
+    found = store.messages_between(conversation_id, spans, before_seq=before_seq, limit=limit)
+    usable_ids = [r for r in found if usable(r) and r.id not in exclude]
+    return [r.id for r in sorted(usable_ids, key=lambda r: (r.role != "user", r.seq))]
 
 
 def with_partners(

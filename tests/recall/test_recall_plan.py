@@ -13,6 +13,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from recursa.agent import Agent
+from recursa.agent.recall.dates import day_spans, named_days
 from recursa.agent.recall.excerpts import sentence_excerpt
 from recursa.agent.recall.fusion import fuse
 from recursa.agent.recall.query import build_query
@@ -167,3 +168,27 @@ def record(seq: int, role: str, content: str) -> MessageRecord:
         status="complete",
         created_at=T0,
     )
+
+
+def test_dates_in_a_question_are_read_as_whole_days() -> None:
+    """'Saturday 23 March', 'March 5th, 2024' and ISO dates become the days they name."""
+    assert named_days("What did I tell you on Saturday 23 March?") == [(None, 3, 23)]
+    assert named_days("And on March 5th, 2024 or 2024-04-01?") == [(2024, 3, 5), (2024, 4, 1)]
+    assert named_days("Nothing here, 45 May is no date") == []
+    spans = day_spans([(None, 2, 29)], [2023, 2024])
+    assert spans == [(datetime(2024, 2, 29, tzinfo=UTC), datetime(2024, 3, 1, tzinfo=UTC))]
+
+
+def test_a_question_naming_a_date_recalls_what_was_said_that_day(make_agent: MakeAgent) -> None:
+    """'What did I say on 3 March?' finds that day's message though it shares no word with it."""
+    agent = fts_agent(make_agent)
+    doc = filler_document(200, {})
+    # Turn 120 happens on another day than the rest.
+    doc["messages"][240]["content"] = "We finally signed the lease for the flat in Lyon."
+    doc["messages"][240]["created_at"] = "2026-03-03T18:00:00+00:00"
+    cid = agent.import_conversation(doc)
+    plan = agent.preview_prompt(cid, "What did I tell you on 3 March?")
+    lease = next(m for m in agent.messages(cid) if "lease" in m.content)
+    assert lease.id in plan.recalled_ids
+    sources = {m.id: m.source for s in plan.recall_sections for m in s.messages}
+    assert sources[lease.id] == "date"
