@@ -226,6 +226,7 @@ def import_command(file: Path, fmt: str, as_json: bool) -> None:
         batch = read_conversations(file, fmt)  # type: ignore[arg-type]
         new_ids = import_documents(agent, batch.documents)
         infos = [agent.get_conversation(cid) for cid in new_ids]
+        _embed_imported(agent, new_ids, quiet=as_json)
     if as_json:
         echo_json({
             "format": batch.format,
@@ -239,6 +240,30 @@ def import_command(file: Path, fmt: str, as_json: bool) -> None:
     for info in infos:
         click.echo(f"Imported conversation {info.id} {info.title or '(untitled)'!r} "
                    f"({info.message_count} messages).")
+
+
+def _embed_imported(agent: Any, conversation_ids: list[int], *, quiet: bool) -> None:
+    """Compute the imported messages' vectors for semantic recall now, with a progress bar.
+
+    The import is already committed: a failure here only defers the vectors to the
+    first search that needs them, and says so.
+    """
+    from recursa.agent.errors import RecursaError
+    from rich.console import Console
+    from rich.progress import Progress
+
+    if agent.recall_notice() is not None or not conversation_ids:
+        return
+    try:
+        with Progress(console=Console(stderr=True), disable=quiet, transient=True) as bar:
+            task = bar.add_task("Embedding messages for recall", total=None)
+            for cid in conversation_ids:
+                agent.backfill_embeddings(
+                    cid, lambda done, total: bar.update(task, completed=done, total=total)
+                )
+    except RecursaError as exc:
+        click.echo(f"Note: semantic recall vectors were not computed ({exc}); they will be "
+                   "computed when first needed.", err=True)
 
 
 def _escape(text: str) -> str:

@@ -20,7 +20,7 @@ from recursa.tui.cli.common import (
 from rich.markup import escape
 
 if TYPE_CHECKING:
-    from recursa.agent.planning.plan import PlanSection, PromptPlan
+    from recursa.agent.planning.models import PlanMessage, PlanSection, PromptPlan
     from rich.table import Table
 
 BAR_WIDTH = 60
@@ -100,13 +100,18 @@ def trace_command(message_id: int, raw: bool, as_json: bool) -> None:
 
 def _print_section(section: PlanSection) -> None:
     out = console()
+    if section.kind == "recall" and section.before_message_id is not None:
+        out.print(f"(kept from an earlier turn, before message id {section.before_message_id})",
+                  markup=False)
     if section.messages:
         for m in section.messages:
             label = f"#{m.seq} {m.role}" if m.seq is not None else m.role
             if m.id is not None:
                 label += f" (id {m.id})"
+            if m.source is not None:
+                label += f" {recall_label(m)}"
             out.print(f"[{label}]", markup=False)
-            out.print(m.content, markup=False)
+            out.print(m.excerpt if m.excerpt is not None else m.content, markup=False)
     elif section.text is not None:
         out.print(section.text, markup=False)
 
@@ -147,6 +152,13 @@ def summaries_command(conversation_id: int, full: bool, as_json: bool) -> None:
 # --- shared by prompt and trace -------------------------------------------------------------
 
 
+def recall_label(m: PlanMessage) -> str:
+    """How a recalled message was found, e.g. "semantic 0.0161" or "pair"."""
+    if m.source == "pair" or m.score is None:
+        return str(m.source)
+    return f"{m.source} {m.score:.4f}"
+
+
 def plan_table(plan: PromptPlan, title: str | None = None) -> Table:
     t = table("Section", "Tokens", "Of budget", "Message ids", "Content", title=title)
     for s in plan.sections:
@@ -184,5 +196,11 @@ def plan_footer(plan: PromptPlan) -> list[str]:
         )
     if plan.dropped_ids:
         lines.append(f"did not fit (compaction due): {ids(plan.dropped_ids)}")
+    for section in plan.recall_sections:
+        kept = section.before_message_id is not None
+        for m in section.messages:
+            where = "kept" if kept else "recalled"
+            text = short(m.excerpt if m.excerpt is not None else m.content, 60)
+            lines.append(f"{where} #{m.seq} {m.role} ({recall_label(m)}): {text}")
     lines += [f"note: {n}" for n in plan.notes]
     return lines

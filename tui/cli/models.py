@@ -20,11 +20,22 @@ def models_command(as_json: bool) -> None:
     from recursa.agent.runtime.registry import DEFAULT_MODEL, SPEC_FORMS, known_models
     from recursa.agent.settings import Settings
 
+    from recursa.agent.recall.embedders import embedder_notice
+
     with translate_errors():
         infos = known_models()
-        configured = Settings.load().model
+        settings = Settings.load()
+        configured = settings.model
+    recall_notice = embedder_notice(settings.recall.embedder)
     if as_json:
-        echo_json({"default": DEFAULT_MODEL, "configured": configured, "models": infos})
+        echo_json(
+            {
+                "default": DEFAULT_MODEL,
+                "configured": configured,
+                "models": infos,
+                "recall": {"embedder": settings.recall.embedder, "notice": recall_notice},
+            }
+        )
         return
     t = table("Spec", "Kind", "Available", "Description")
     for info in infos:
@@ -36,3 +47,8 @@ def models_command(as_json: bool) -> None:
     out.print(f"Chat model in use: {configured} (change it with -m or RECURSA_MODEL).",
               markup=False)
     out.print(f"Other specs: {SPEC_FORMS}.", markup=False)
+    if recall_notice is not None:
+        out.print(recall_notice, markup=False)
+    else:
+        out.print(f"Semantic recall: on ({settings.recall.embedder}; change it with "
+                  "RECURSA_RECALL__EMBEDDER, or 'none' to turn it off).", markup=False)
