@@ -17,10 +17,9 @@ from recursa.tui.cli.common import (
 @json_option
 def models_command(as_json: bool) -> None:
     """Known model specs, whether each is available here, and the default model's files."""
+    from recursa.agent.recall.embedders import embedder_notice
     from recursa.agent.runtime.registry import DEFAULT_MODEL, SPEC_FORMS, known_models
     from recursa.agent.settings import Settings
-
-    from recursa.agent.recall.embedders import embedder_notice
 
     with translate_errors():
         infos = known_models()
