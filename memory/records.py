@@ -7,8 +7,9 @@ record per entity, built from its ORM row in one place, its own `from_row`
 (without re-validating what the database already holds). Input types
 (`NewMessage`, `NewTrace`, `UNSET`) sit beside the records they become; traces
 and exports stay frozen dataclasses, which the agent turns into its own models.
-This module imports no SQLAlchemy at run time, so code that only handles
-records does not load the database layer.
+A message's stored vector is a plain named tuple (`StoredEmbedding`), cheap to
+build by the hundred thousand. This module imports no SQLAlchemy at run time,
+so code that only handles records does not load the database layer.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ import enum
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import TYPE_CHECKING, Any, Final, Literal, cast
+from typing import TYPE_CHECKING, Any, Final, Literal, NamedTuple, cast
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -266,3 +267,11 @@ class ConversationExport:
     messages: list[MessageRecord]
     summaries: list[SummaryRecord]
     traces: list[TraceRecord]
+
+
+class StoredEmbedding(NamedTuple):
+    """One message's stored vector: `dim` float32 values, little-endian, as bytes."""
+
+    message_id: int
+    seq: int
+    vector: bytes

@@ -6,8 +6,8 @@ frozen records, never ORM rows. Input is validated before anything is written,
 so a bad call leaves nothing half-written.
 
 The queries themselves live in one module per entity (`conversations`,
-`messages`, `token_counts`, `summaries`, `traces`, and `search` for full-text
-search); this class owns opening, transactions and closing, and nothing else.
+`messages`, `token_counts`, `summaries`, `traces`, `embeddings`, and `search`
+for full-text search); this class owns opening, transactions and closing, and nothing else.
 
 Text rule for both databases: NUL characters (U+0000) are refused with
 `InvalidInputError`, because PostgreSQL text cannot hold them and the two
@@ -24,6 +24,7 @@ from typing import Any, Literal
 
 from recursa.memory import (
     conversations,
+    embeddings,
     messages,
     summaries,
     token_counts,
@@ -52,6 +53,7 @@ from recursa.memory.records import (
     NewMessage,
     NewTrace,
     SearchHit,
+    StoredEmbedding,
     SummaryRecord,
     TraceRecord,
     Unset,
@@ -499,3 +501,75 @@ class Store:
                 summaries=summaries.all_of(session, conversation_id),
                 traces=traces.all_of(session, conversation_id),
             )
+
+    # --- message embeddings ----------------------------------------------------------------------
+
+    def add_embeddings(self, embedder_id: str, dim: int, items: Mapping[int, bytes]) -> None:
+        """Store vectors (message id -> `dim` float32 values, little-endian) in one transaction.
+
+        A message that already has a vector under `embedder_id` keeps it, so
+        storing the same vectors twice changes nothing. NotFoundError names
+        unknown message ids; nothing is stored then.
+        """
+        rows = embeddings.new_rows(embedder_id, dim, items)
+        if not rows:
+            return
+        with self._write() as session:
+            embeddings.add(session, rows, self.dialect)
+
+    def embeddings(
+        self,
+        conversation_id: int,
+        embedder_id: str,
+        *,
+        after_seq: int = 0,
+        through_seq: int | None = None,
+    ) -> list[StoredEmbedding]:
+        """The conversation's vectors under `embedder_id` with after_seq < seq <= through_seq.
+
+        In seq order, as (message_id, seq, vector bytes); read from one index, without a join.
+        """
+        statement = embeddings.range_query(
+            conversation_id, embedder_id, after_seq=after_seq, through_seq=through_seq
+        )
+        with self._read() as session:
+            return embeddings.fetch(session, conversation_id, statement)
+
+    def embedded_ids(self, message_ids: Sequence[int], embedder_id: str) -> set[int]:
+        """Those of `message_ids` that already have a vector under `embedder_id`."""
+        ids = list(dict.fromkeys(check.ids("message_ids", message_ids)))
+        embedder = embeddings.embedder_id_value(embedder_id)
+        with self._read() as session:
+            return embeddings.stored_ids(session, ids, embedder)
+
+    def count_embeddings(self, conversation_id: int, embedder_id: str) -> int:
+        """How many of the conversation's messages have a vector under `embedder_id`."""
+        statement = embeddings.count_query(conversation_id, embedder_id)
+        with self._read() as session:
+            return embeddings.scalar_count(session, conversation_id, statement)
+
+    def messages_without_embedding(
+        self,
+        conversation_id: int,
+        embedder_id: str,
+        *,
+        limit: int | None,
+        after_seq: int = 0,
+        through_seq: int | None = None,
+    ) -> list[MessageRecord]:
+        """The first `limit` messages in after_seq < seq <= through_seq that lack a vector.
+
+        Only messages that should have one: status not "error", content not
+        empty. In seq order, so `after_seq` = the last one's seq reads the next page.
+        """
+        statement = embeddings.missing_query(
+            conversation_id, embedder_id, limit=limit, after_seq=after_seq, through_seq=through_seq
+        )
+        with self._read() as session:
+            return embeddings.missing(session, conversation_id, statement)
+
+    def count_messages_without_embedding(self, conversation_id: int, embedder_id: str) -> int:
+        """How many of the conversation's messages should have a vector and have none yet."""
+        statement = embeddings.count_missing_query(conversation_id, embedder_id)
+        with self._read() as session:
+            return embeddings.scalar_count(session, conversation_id, statement)

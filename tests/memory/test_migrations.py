@@ -15,8 +15,16 @@ from recursa.memory.engine import make_engine
 from recursa.memory.models import Base
 from recursa.memory.schema import alembic_config, include_name
 from sqlalchemy import Connection, inspect, text
+from sqlalchemy.exc import IntegrityError
 
-TABLES = {"conversations", "messages", "message_token_counts", "summaries", "prompt_traces"}
+TABLES = {
+    "conversations",
+    "messages",
+    "message_token_counts",
+    "summaries",
+    "prompt_traces",
+    "message_embeddings",
+}
 
 
 @contextmanager
@@ -125,3 +133,41 @@ def test_a_database_from_a_newer_recursa_is_refused(db_url: str) -> None:
     for call in (lambda: Store.open(db_url), lambda: upgrade(db_url)):
         with pytest.raises(SchemaError, match="newer recursa"):
             call()
+
+
+def test_embeddings_migration_goes_down_and_up_with_data(db_url: str) -> None:
+    """Down from 0003 drops only the vectors (messages stay); up again, the table works at once."""
+    with Store.open(db_url) as store:
+        conv = store.create_conversation()
+        msg = store.append_message(conv.id, "user", "persistent walrus")
+        store.add_embeddings("test:e", 2, {msg.id: b"\x00" * 8})
+    run_alembic(db_url, "downgrade", "0002")
+    assert current_revision(db_url) == "0002"
+    with connection(db_url) as conn:
+        tables = set(inspect(conn).get_table_names())
+        assert "message_embeddings" not in tables and "messages" in tables
+    run_alembic(db_url, "upgrade", "head")
+    with Store.open(db_url, upgrade=False) as store:
+        assert store.get_message(msg.id).content == "persistent walrus"
+        assert store.count_embeddings(conv.id, "test:e") == 0
+        assert [m.id for m in store.messages_without_embedding(conv.id, "test:e", limit=5)] == [
+            msg.id
+        ]
+        store.add_embeddings("test:e", 2, {msg.id: b"\x01" * 8})
+        assert [e.message_id for e in store.embeddings(conv.id, "test:e")] == [msg.id]
+
+
+def test_embeddings_table_refuses_a_vector_of_the_wrong_size(db_url: str) -> None:
+    """The vector_size check holds even for a write that bypasses the store's validation."""
+    with Store.open(db_url) as store:
+        conv = store.create_conversation()
+        msg = store.append_message(conv.id, "user", "x")
+    with pytest.raises(IntegrityError), connection(db_url) as conn:
+        conn.execute(
+            text(
+                "INSERT INTO message_embeddings "
+                "(message_id, embedder_id, conversation_id, seq, dim, vector, created_at) "
+                "VALUES (:m, 'e', :c, 1, 3, :v, CURRENT_TIMESTAMP)"
+            ),
+            {"m": msg.id, "c": conv.id, "v": b"\x00" * 8},
+        )
