@@ -13,7 +13,7 @@ import re
 from collections.abc import Iterable
 from datetime import UTC, datetime, timedelta
 
-__all__ = ["NamedDay", "day_spans", "named_days"]
+__all__ = ["NamedDay", "day_spans", "named_days", "without_dates"]
 
 _MONTHS = {
     name: number
@@ -63,6 +63,13 @@ def named_days(text: str) -> list[NamedDay]:
         if day not in out and _valid(day):
             out.append(day)
     return out
+
+
+def without_dates(text: str) -> str:
+    """`text` with the dates it names removed (they are searched by date, not as words)."""
+    for pattern in (_DAY_MONTH, _MONTH_DAY, _ISO):
+        text = pattern.sub(" ", text)
+    return text
 
 
 def day_spans(days: Iterable[NamedDay], years: Iterable[int]) -> list[tuple[datetime, datetime]]:

@@ -10,9 +10,11 @@ fits partners only where room allows.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Collection, Mapping, Sequence
 from typing import TYPE_CHECKING, Protocol
 
+from recursa.agent.errors import RecursaError
 from recursa.agent.planning.models import RecallSource
 from recursa.agent.planning.plan import PromptCounter, RecallHit
 from recursa.agent.recall.dates import NamedDay, day_spans, named_days
@@ -25,6 +27,8 @@ if TYPE_CHECKING:
     from recursa.memory.store import Store
 
 __all__ = ["RRF_K", "SemanticSearch", "find_hits", "fuse", "with_partners"]
+
+log = logging.getLogger(__name__)
 
 # The usual reciprocal-rank constant: it damps the difference between the very
 # first ranks, so agreement between the two rankings matters more than either's top.
@@ -86,22 +90,34 @@ def find_hits(
         return []
     wide = limit * 3
     rankings: dict[str, list[int]] = {}
-    if query.words:
+
+    def full_text(words: str) -> list[int]:
         hits = store.search(
-            query.words,
+            words,
             conversation_id=conversation_id,
             through_seq=before_seq - 1,
             limit=wide + len(exclude),
             include_summaries=False,
             match="any",
         )
-        rankings["full-text"] = [
+        return [
             h.id for h in hits if h.kind == "message" and h.seq < before_seq and h.id not in exclude
         ]
+
+    if query.words:
+        rankings["full-text"] = full_text(query.words)
+    if query.borrowed:
+        # The message's words with its subject's: what matches both ranks first.
+        rankings["context"] = full_text(f"{query.words} {query.borrowed}")
     if semantic is not None and query.text.strip():
-        found = semantic.search(
-            conversation_id, query.text, before_seq=before_seq, limit=wide, exclude=exclude
-        )
+        try:
+            found = semantic.search(
+                conversation_id, query.text, before_seq=before_seq, limit=wide, exclude=exclude
+            )
+        except RecursaError as exc:
+            # The embedder failed (a server down, say): this turn recalls without it.
+            log.warning("semantic recall failed, using full-text only: %s", exc)
+            found = []
         rankings["semantic"] = [message_id for message_id, _ in found]
     days = named_days(query.text)
     if days:

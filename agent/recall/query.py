@@ -1,9 +1,11 @@
 """What recall searches for: the new message, expanded when it leans on the previous exchange.
 
 "When did she go there?" names nothing a search can find: its subject is in the
-exchange before it. A short or referring message is expanded with the content
-words of the previous exchange, so the question carries its subject; a message
-that names its own subject is searched as it is.
+exchange before it. A short or referring message borrows the content words of
+the previous exchange, so the question carries its subject; a message that
+names its own subject is searched as it is. The borrowed words are searched as
+a ranking of their own beside the message's words, so they lead recall to the
+subject without outweighing what the message itself asks.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from recursa.agent.recall.dates import without_dates
 from recursa.agent.recall.search import recall_query
 from recursa.memory.records import MessageRecord
 
@@ -33,20 +36,30 @@ _BORROWED = 12
 
 @dataclass(frozen=True)
 class RecallQuery:
-    """The text to search for (full-text words and the semantic query) and how it was made."""
+    """What recall searches for, and how it was made.
 
-    words: str  # content words for full-text search, space-separated
-    text: str  # the text whose meaning is searched (the message, plus borrowed context)
-    expanded: bool = False
+    `words` are the message's own content words (dates left out: they are
+    searched as days); `borrowed` the previous exchange's, for a message that
+    leans on it; `text` the meaning to search (the message, after what it borrowed).
+    """
+
+    words: str
+    text: str
+    borrowed: str = ""
+
+    @property
+    def expanded(self) -> bool:
+        return bool(self.borrowed)
 
     @property
     def terms(self) -> list[str]:
-        return self.words.split()
+        """Every word an excerpt is cut for: the message's own, then the borrowed ones."""
+        return [*self.words.split(), *self.borrowed.split()]
 
 
 def build_query(text: str, previous: Sequence[MessageRecord] = ()) -> RecallQuery:
     """The recall query for `text`; `previous` is the exchange before it, oldest first."""
-    words = recall_query(text)
+    words = recall_query(without_dates(text))
     tokens = {w.lower() for w in _WORD.findall(text)}
     thin = len(words.split()) <= _SHORT or bool(tokens & _REFERRING)
     context = [m.content for m in previous if m.content.strip()]
@@ -58,7 +71,5 @@ def build_query(text: str, previous: Sequence[MessageRecord] = ()) -> RecallQuer
     if not borrowed:
         return RecallQuery(words=words, text=text)
     return RecallQuery(
-        words=" ".join([*words.split(), *borrowed]),
-        text=f"{' '.join(borrowed)}. {text}",
-        expanded=True,
+        words=words, text=f"{' '.join(borrowed)}. {text}", borrowed=" ".join(borrowed)
     )
