@@ -13,6 +13,9 @@ Where things happen:
   summary and stored (`fold.py`), and where it is triggered (`triggers.py`).
 - `summarize.py`: the summarizers; `runtime/`: the models (`runtime/local/kv_cache.py`
   is KV prefix reuse); `compose/`: long-form writing on the same machinery.
+- `training/`: rating replies and exporting them as training data, fine-tuning.
+- `database.py`: the database's schema and location (the `db` commands);
+  `errors.py`: the exception tree.
 """
 
 from __future__ import annotations
@@ -21,6 +24,20 @@ from typing import TYPE_CHECKING
 
 from recursa.agent._lazy import lazy_exports
 
+_ERRORS = (
+    "BudgetError",
+    "ConfigError",
+    "DatabaseUnavailableError",
+    "InvalidInputError",
+    "MissingDependencyError",
+    "ModelError",
+    "ModelNotFoundError",
+    "ModelServerError",
+    "NotFoundError",
+    "RecursaError",
+    "SchemaError",
+    "StoreError",
+)
 _EXPORTS = {
     "Agent": "recursa.agent.agent",
     "AsyncReplyStream": "recursa.agent.streams",
@@ -46,29 +63,42 @@ _EXPORTS = {
     "ChatMessage": "recursa.agent.runtime.protocol",
     "GenerationParams": "recursa.agent.runtime.protocol",
     "Settings": "recursa.agent.settings",
+    **{name: "recursa.agent.errors" for name in _ERRORS},
 }
 __all__ = [
     "Agent",
     "AsyncReplyStream",
+    "BudgetError",
     "CancelToken",
     "ChatMessage",
     "CompactionReport",
     "CompositionChunk",
     "CompositionResult",
     "CompositionStream",
+    "ConfigError",
     "ConversationDocument",
     "ConversationInfo",
+    "DatabaseUnavailableError",
     "DocumentMessage",
     "GenerationParams",
+    "InvalidInputError",
     "MessageInfo",
+    "MissingDependencyError",
+    "ModelError",
+    "ModelNotFoundError",
+    "ModelServerError",
+    "NotFoundError",
     "PlanMessage",
     "PlanSection",
     "PromptPlan",
     "PromptTrace",
+    "RecursaError",
     "Reply",
     "ReplyStream",
+    "SchemaError",
     "SearchResult",
     "Settings",
+    "StoreError",
     "StreamChunk",
     "SummaryInfo",
     "TurnFailedError",
@@ -88,6 +118,20 @@ if TYPE_CHECKING:
         SummaryInfo,
     )
     from recursa.agent.compose import CompositionChunk, CompositionResult, CompositionStream
+    from recursa.agent.errors import (
+        BudgetError,
+        ConfigError,
+        DatabaseUnavailableError,
+        InvalidInputError,
+        MissingDependencyError,
+        ModelError,
+        ModelNotFoundError,
+        ModelServerError,
+        NotFoundError,
+        RecursaError,
+        SchemaError,
+        StoreError,
+    )
     from recursa.agent.interchange.documents import ConversationDocument, DocumentMessage
     from recursa.agent.planning.plan import PlanMessage, PlanSection, PromptPlan
     from recursa.agent.runtime.protocol import CancelToken, ChatMessage, GenerationParams

@@ -6,10 +6,13 @@ recalled excerpts, the new message); compact first if the window cannot fit;
 stream the reply; fold old turns into the summary right after the reply when
 the next turn will need it; commit the reply and its prompt trace together.
 
-`Agent` is the facade; the work lives by concern: `turns` (the turn),
-`context` (planning from the store), `compactor` (folding into the summary),
-`streams` (ReplyStream, AsyncReplyStream), `records` (the boundary models) and
-`traces` (re-rendering a past prompt).
+`Agent` is the facade, and the only door to the store and the runtimes: a rule
+(what may be rated, how an id is checked) lives once, here or behind it. The
+work lives by concern: `turns` (the turn), `planning` (the prompt from the
+store), `compaction` (folding into the summary), `streams` (ReplyStream,
+AsyncReplyStream), `boundary` (the boundary models), `traces` (re-rendering a
+past prompt), `training` (rating and exporting replies) and `database` (the
+schema and location, for the `db` commands).
 
     from recursa.agent import Agent
 
@@ -24,6 +27,7 @@ from __future__ import annotations
 import asyncio
 import threading
 from collections.abc import Callable, Generator, Mapping, Sequence
+from datetime import date, datetime
 from typing import TYPE_CHECKING, Any
 
 from recursa.agent.boundary import (
@@ -68,6 +72,9 @@ from recursa.agent.traces import reconstruct_prompt
 from recursa.agent.turns import TurnFailedError, check_text, run_turn
 
 if TYPE_CHECKING:
+    from recursa.agent.compose.run import CompositionSpec
+    from recursa.agent.training.dataset import Example, ExportReport
+    from recursa.memory.records import ConversationKind
     from recursa.memory.store import Store
 
 __all__ = [
@@ -96,7 +103,8 @@ class Agent:
     `Agent(store, runtime, settings)` is the plain constructor; `runtime` may be
     None to load `settings.model` lazily on first use. `Agent.open(...)` builds
     both from a database URL and a model spec (or an already built runtime).
-    The agent owns and closes both.
+    The agent owns and closes both. The store is private (`_store`, for the
+    modules of `recursa.agent` only): callers go through the methods below.
 
     One Agent may be used from several threads at once, as the TUI does: reads
     and previews while a turn streams in a worker thread, or turns in other
@@ -118,7 +126,7 @@ class Agent:
         summarizer: Summarizer | None = None,
         progress: ProgressCallback | None = None,
     ) -> None:
-        self.store = store
+        self._store = store
         self.settings = settings or Settings.load()
         self._runtime = runtime
         self._summarizer = summarizer
@@ -180,6 +188,11 @@ class Agent:
         return self._runtime is not None
 
     @property
+    def database_url(self) -> str:
+        """The database's URL with any password hidden, for messages and logs."""
+        return self._store.url
+
+    @property
     def runtime(self) -> Runtime:
         """The model runtime, loaded on first use."""
         return self.load_model()
@@ -190,12 +203,11 @@ class Agent:
             return self._runtime
         with self._lock:
             if self._runtime is None:
-                from recursa.agent.runtime.registry import open_runtime
-
-                self._runtime = open_runtime(
+                self._runtime = _open_runtime(
                     self.settings.model,
-                    options=self.settings.runtime.options(),
-                    progress=progress or self._progress,
+                    self.settings,
+                    progress or self._progress,
+                    purpose="model",
                 )
             return self._runtime
 
@@ -212,7 +224,7 @@ class Agent:
             ):
                 self._summarizer.runtime.close()
         finally:
-            self.store.close()
+            self._store.close()
 
     def __enter__(self) -> Agent:
         return self
@@ -238,45 +250,53 @@ class Agent:
 
         overrides = nest_overrides(settings or {})
         self.settings.merged(overrides)  # validate before anything is written
-        record = self.store.create_conversation(
+        record = self._store.create_conversation(
             title=title, system_prompt=system_prompt, model=self.model_spec, settings=overrides
         )
         return record.id
 
     def get_conversation(self, conversation_id: int) -> ConversationInfo:
         """One conversation; NotFoundError when the id is unknown."""
-        return ConversationInfo.from_record(self.store.get_conversation(conversation_id))
+        return ConversationInfo.from_record(self._store.get_conversation(conversation_id))
 
     def list_conversations(
-        self, *, include_archived: bool = False, limit: int | None = None, offset: int = 0
+        self,
+        *,
+        include_archived: bool = False,
+        kind: ConversationKind | None = None,
+        limit: int | None = None,
+        offset: int = 0,
     ) -> list[ConversationInfo]:
-        """Conversations, most recently active first."""
-        records = self.store.list_conversations(
-            include_archived=include_archived, limit=limit, offset=offset
+        """Conversations, most recently active first; `kind` ("chat", "composition") filters."""
+        records = self._store.list_conversations(
+            include_archived=include_archived,
+            kind=kind,
+            limit=limit,
+            offset=offset,
         )
         return [ConversationInfo.from_record(r) for r in records]
 
     def rename_conversation(self, conversation_id: int, title: str | None) -> ConversationInfo:
         return ConversationInfo.from_record(
-            self.store.update_conversation(conversation_id, title=title)
+            self._store.update_conversation(conversation_id, title=title)
         )
 
     def archive_conversation(self, conversation_id: int, archived: bool = True) -> ConversationInfo:
         """Archive (or with archived=False, unarchive) a conversation."""
         return ConversationInfo.from_record(
-            self.store.update_conversation(conversation_id, archived=archived)
+            self._store.update_conversation(conversation_id, archived=archived)
         )
 
     def delete_conversation(self, conversation_id: int) -> None:
         """Delete a conversation with its messages, summaries and traces."""
-        self.store.delete_conversation(conversation_id)
+        self._store.delete_conversation(conversation_id)
 
     def set_system_prompt(
         self, conversation_id: int, system_prompt: str | None
     ) -> ConversationInfo:
         """Change the conversation's system prompt (None: the default from settings)."""
         return ConversationInfo.from_record(
-            self.store.update_conversation(conversation_id, system_prompt=system_prompt)
+            self._store.update_conversation(conversation_id, system_prompt=system_prompt)
         )
 
     def set_conversation_settings(
@@ -288,12 +308,12 @@ class Agent:
         overrides = nest_overrides(settings)
         self.settings.merged(overrides)
         return ConversationInfo.from_record(
-            self.store.update_conversation(conversation_id, settings=overrides)
+            self._store.update_conversation(conversation_id, settings=overrides)
         )
 
     def settings_for(self, conversation_id: int) -> Settings:
         """The effective settings of a conversation (agent settings + its overrides)."""
-        return self.settings.merged(self.store.get_conversation(conversation_id).settings)
+        return self.settings.merged(self._store.get_conversation(conversation_id).settings)
 
     def budget_for(self, conversation_id: int) -> int:
         """The prompt budget of a conversation's next turn, in tokens (loads the model)."""
@@ -317,7 +337,7 @@ class Agent:
         pass `before_seq=<oldest seq you have>` for the page before them.
         """
         through = before_seq - 1 if before_seq is not None else None
-        records = self.store.messages(
+        records = self._store.messages(
             conversation_id,
             after_seq=after_seq,
             through_seq=through,
@@ -327,29 +347,36 @@ class Agent:
         return [MessageInfo.from_record(r) for r in records]
 
     def get_message(self, message_id: int) -> MessageInfo:
-        return MessageInfo.from_record(self.store.get_message(message_id))
+        return MessageInfo.from_record(self._store.get_message(message_id))
 
     def pin(self, message_id: int) -> MessageInfo:
         """Pin a message: it stays in every prompt's window even after compaction."""
-        return MessageInfo.from_record(self.store.update_message(message_id, pinned=True))
+        return MessageInfo.from_record(self._store.update_message(message_id, pinned=True))
 
     def unpin(self, message_id: int) -> MessageInfo:
-        return MessageInfo.from_record(self.store.update_message(message_id, pinned=False))
+        return MessageInfo.from_record(self._store.update_message(message_id, pinned=False))
 
-    def rate(self, message_id: int, rating: int | None) -> MessageInfo:
-        """Store a rating for a message (e.g. +1 / -1), or clear it with None."""
-        return MessageInfo.from_record(self.store.update_message(message_id, rating=rating))
+    def rate(self, message_id: int, good: bool | None) -> MessageInfo:
+        """Rate a reply good (True) or bad (False), or clear its rating (None).
+
+        Only assistant replies can be rated: they are what `export_dataset`
+        trains on. InvalidInputError for any other message or verdict,
+        NotFoundError for an unknown id. The stored rating is +1 or -1.
+        """
+        from recursa.agent.training.rating import rate_reply
+
+        return MessageInfo.from_record(rate_reply(self._store, message_id, good))
 
     def search(
         self, query: str, *, conversation_id: int | None = None, limit: int = 20
     ) -> list[SearchResult]:
         """Full-text search over messages and summaries (every word must appear)."""
-        hits = self.store.search(query, conversation_id=conversation_id, limit=limit)
+        hits = self._store.search(query, conversation_id=conversation_id, limit=limit)
         return [SearchResult.from_hit(h) for h in hits]
 
     def summaries(self, conversation_id: int) -> list[SummaryInfo]:
         """The summary chain, latest first; each link says which seqs it covers."""
-        return [SummaryInfo.from_record(s) for s in self.store.summary_chain(conversation_id)]
+        return [SummaryInfo.from_record(s) for s in self._store.summary_chain(conversation_id)]
 
     # prompts and traces -------------------------------------------------------------------
 
@@ -361,17 +388,17 @@ class Agent:
         `send` still refuses empty text.
         """
         text = check_text(text, allow_blank=True)
-        conv = self.store.get_conversation(conversation_id)
+        conv = self._store.get_conversation(conversation_id)
         settings = self.settings.merged(conv.settings)
-        return plan_prompt(self.store, conv, settings, self.runtime, NewText(text))
+        return plan_prompt(self._store, conv, settings, self.runtime, NewText(text))
 
     def trace(self, message_id: int) -> PromptTrace:
         """The prompt trace of a reply (by the reply's message id)."""
-        return PromptTrace.from_record(self.store.get_trace(message_id))
+        return PromptTrace.from_record(self._store.get_trace(message_id))
 
     def traces(self, conversation_id: int) -> list[PromptTrace]:
         """Every reply's trace in a conversation, oldest first."""
-        return [PromptTrace.from_record(t) for t in self.store.traces(conversation_id)]
+        return [PromptTrace.from_record(t) for t in self._store.traces(conversation_id)]
 
     def reconstruct_prompt(self, message_id: int) -> list[ChatMessage]:
         """Re-render a past reply's prompt from the stored records its trace names.
@@ -381,7 +408,7 @@ class Agent:
         `trace(message_id).messages` unless a message was edited since.
         """
         return reconstruct_prompt(
-            self.store,
+            self._store,
             self.trace(message_id),
             load_runtime=self.load_model,
             default_excerpt_tokens=self.settings.recall.max_excerpt_tokens,
@@ -548,6 +575,30 @@ class Agent:
             cancel=cancel,
         )
 
+    def composition(self, composition_id: int) -> CompositionSpec | None:
+        """A composition's stored parameters, its last stop reason included.
+
+        None when they are missing or unreadable (`resume_composition` then says
+        why). NotFoundError for an unknown id; InvalidInputError when the
+        conversation is not a composition.
+        """
+        from pydantic import ValidationError
+        from recursa.agent.compose.run import _SPEC_KEY, CompositionSpec
+
+        conv = self._store.get_conversation(composition_id)
+        if conv.kind != "composition":
+            raise InvalidInputError(
+                f"Conversation {composition_id} is a {conv.kind}, not a composition."
+            )
+        first = self._store.messages(composition_id, limit=1)
+        stored = first[0].metadata.get(_SPEC_KEY) if first else None
+        if not isinstance(stored, dict):
+            return None
+        try:
+            return CompositionSpec.model_validate(stored)
+        except ValidationError:
+            return None
+
     def _injected_summarizer(self) -> Summarizer | None:
         # A summarizer given by the caller (a test's extractive one, say) serves
         # compositions too; the chat ModelSummarizer does not, because its wording
@@ -564,14 +615,14 @@ class Agent:
         With force=True, fold everything but the newest exchange. Useful after
         an import (imports make no model calls). Returns what happened.
         """
-        conv = self.store.get_conversation(conversation_id)
+        conv = self._store.get_conversation(conversation_id)
         settings = self.settings.merged(conv.settings)
         if settings.policy == "window":
             return CompactionReport(
                 status="not_needed", when="explicit", notes=["policy 'window' keeps no summary"]
             )
         return compact(
-            self.store,
+            self._store,
             conv,
             settings,
             self.runtime,
@@ -605,22 +656,51 @@ class Agent:
             )
             for m in doc.messages
         ]
-        conv = self.store.create_conversation(
+        conv = self._store.create_conversation(
             title=doc.title, system_prompt=doc.system_prompt, model=self.model_spec
         )
         try:
-            stored = self.store.append_messages(conv.id, items)
+            stored = self._store.append_messages(conv.id, items)
             if stored:
-                self.store.update_conversation(conv.id, updated_at=stored[-1].created_at)
+                self._store.update_conversation(conv.id, updated_at=stored[-1].created_at)
         except RecursaError:
-            self.store.delete_conversation(conv.id)  # nothing half-written
+            self._store.delete_conversation(conv.id)  # nothing half-written
             raise
         return conv.id
 
     def export_conversation(self, conversation_id: int) -> dict[str, Any]:
         """The conversation as a document that `import_conversation` reads back exactly."""
-        export = self.store.export_conversation(conversation_id)
+        export = self._store.export_conversation(conversation_id)
         return ConversationDocument.from_export(export).to_dict()
+
+    def export_dataset(
+        self,
+        *,
+        conversation_ids: Sequence[int] | None = None,
+        since: datetime | date | None = None,
+        only_rated: bool = False,
+        include_failed: bool = False,
+        include_bad: bool = False,
+        dedupe: bool = True,
+        report: ExportReport | None = None,
+    ) -> list[Example]:
+        """Training examples, one per stored reply: the prompt as the model saw it, then the reply.
+
+        See `recursa.agent.training.dataset.export_dataset` for the options;
+        pass an `ExportReport` to learn how many replies each rule dropped.
+        """
+        from recursa.agent.training.dataset import export_dataset
+
+        return export_dataset(
+            self._store,
+            conversation_ids=conversation_ids,
+            since=since,
+            only_rated=only_rated,
+            include_failed=include_failed,
+            include_bad=include_bad,
+            dedupe=dedupe,
+            report=report,
+        )
 
     # internals ------------------------------------------------------------------------------
 
@@ -631,12 +711,11 @@ class Agent:
         with self._lock:
             if self._summarizer is None:
                 if settings.summarizer.model and settings.summarizer.model != self.model_spec:
-                    from recursa.agent.runtime.registry import open_runtime
-
-                    runtime = open_runtime(
+                    runtime = _open_runtime(
                         settings.summarizer.model,
-                        options=settings.runtime.options(),
-                        progress=self._progress,
+                        settings,
+                        self._progress,
+                        purpose="summarizer model",
                     )
                 self._summarizer = ModelSummarizer(runtime, settings.summarizer)
             return self._summarizer
@@ -650,7 +729,7 @@ class Agent:
         cancel: CancelToken,
     ) -> Generator[StreamChunk, None, None]:
         return run_turn(
-            self.store,
+            self._store,
             self.settings,
             self.load_model,
             self._summarizer_for,
@@ -659,6 +738,15 @@ class Agent:
             params=params,
             cancel=cancel,
         )
+
+
+def _open_runtime(
+    spec: str, settings: Settings, progress: ProgressCallback | None, *, purpose: str
+) -> Runtime:
+    """Load a runtime by spec (the model, or a separate summarizer model)."""
+    from recursa.agent.runtime.registry import open_runtime
+
+    return open_runtime(spec, options=settings.runtime.options(), progress=progress)
 
 
 # The boundary models, streams and errors live in their own modules; these names stay

@@ -33,6 +33,9 @@ __all__ = [
     "SummaryInfo",
 ]
 
+# The message metadata flag that marks a reply replaced by a regeneration.
+SUPERSEDED_KEY = "superseded"
+
 ReplyStatus = Literal["complete", "interrupted", "error"]
 CompactionWhen = Literal["before_reply", "after_reply", "explicit"]
 
@@ -72,7 +75,10 @@ class ConversationInfo(BaseModel):
 
 
 class MessageInfo(BaseModel):
-    """One stored message: id, sequence number, role, content, timestamps, metadata."""
+    """One stored message: id, sequence number, role, content, timestamps, metadata.
+
+    `superseded` says whether a regeneration replaced this reply.
+    """
 
     model_config = ConfigDict(frozen=True)
 
@@ -86,6 +92,14 @@ class MessageInfo(BaseModel):
     metadata: dict[str, Any] = Field(default_factory=dict)
     pinned: bool = False
     rating: int | None = None
+
+    @property
+    def superseded(self) -> bool:
+        """True for a reply that a regeneration replaced: it is kept, but no longer recalled.
+
+        Read from the metadata, so it is not a field of its own in JSON output.
+        """
+        return bool(self.metadata.get(SUPERSEDED_KEY))
 
     @classmethod
     def from_record(cls, r: MessageRecord) -> MessageInfo:

@@ -12,7 +12,7 @@ from collections.abc import Iterable
 from functools import partial
 from typing import TYPE_CHECKING, Any
 
-from recursa.agent.errors import (
+from recursa.agent import (
     ConfigError,
     MissingDependencyError,
     ModelError,

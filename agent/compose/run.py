@@ -319,7 +319,7 @@ def compose(
     runtime = agent.runtime  # loads the model: only once the input is known to be good
     _check_budget(runtime, settings, templates, spec)
 
-    store = agent.store
+    store = agent._store
     conv = store.create_conversation(
         title=title or _title(opening, preset),
         system_prompt=final_instructions,
@@ -374,7 +374,7 @@ def resume_composition(
     unknown id and InvalidInputError for a conversation that is not a
     composition.
     """
-    store = agent.store
+    store = agent._store
     conv = store.get_conversation(composition_id)
     if conv.kind != "composition":
         raise InvalidInputError(
@@ -441,7 +441,7 @@ def resume_composition(
 
 def composition_text(agent: Agent, composition_id: int) -> str:
     """The stored document: the opening followed by every stored step."""
-    records = [r for r in agent.store.messages(composition_id) if usable(r)]
+    records = [r for r in agent._store.messages(composition_id) if usable(r)]
     return "".join(
         r.content
         for r in records
@@ -512,7 +512,7 @@ class _Run:
             plan = self._plan()
             if plan.dropped_ids and self.use_summary:
                 # The tail cannot fit beside the summary: fold what was dropped, plan again.
-                dropped = self.agent.store.messages_by_ids(plan.dropped_ids)
+                dropped = self.agent._store.messages_by_ids(plan.dropped_ids)
                 job = self._compaction_job(must_evict_through_seq=max(r.seq for r in dropped))
                 if job is not None:
                     yield self._progress("compacting")
@@ -660,7 +660,7 @@ class _Run:
     ) -> CompositionStep:
         from recursa.memory.store import NewTrace
 
-        store = self.agent.store
+        store = self.agent._store
         text = "".join(pieces)
         if usage is not None and usage.completion_tokens:
             tokens = usage.completion_tokens
@@ -747,7 +747,7 @@ class _Run:
         return compute_budget(self.runtime.context_window, self.settings.budget)
 
     def _plan(self) -> PromptPlan:
-        store = self.agent.store
+        store = self.agent._store
         summary = store.latest_summary(self.conv.id) if self.use_summary else None
         covered = summary.covers_through_seq if summary else 0
         budget = self._budget()
@@ -778,11 +778,11 @@ class _Run:
     def _window(self, after_seq: int, budget: int) -> tuple[list[MessageRecord], dict[int, int]]:
         """The text after `after_seq` (the opening and the steps), read as a chat window is."""
         return window_records(
-            self.agent.store, self.conv, after_seq, budget, self.runtime, self.header.id
+            self.agent._store, self.conv, after_seq, budget, self.runtime, self.header.id
         )
 
     def _costs(self, records: Sequence[MessageRecord]) -> dict[int, int]:
-        return message_costs(self.agent.store, self.runtime, records)
+        return message_costs(self.agent._store, self.runtime, records)
 
     def _marks(self) -> tuple[Marks, int]:
         system = self.templates.render("system", system_prompt=self.spec.instructions, summary=None)
@@ -793,7 +793,7 @@ class _Run:
 
     def _compaction_job(self, *, must_evict_through_seq: int = 0) -> CompactionJob | None:
         """Decide whether the tail's oldest steps go into the summary now (no model call)."""
-        store = self.agent.store
+        store = self.agent._store
         marks, cap = self._marks()
         latest = store.latest_summary(self.conv.id)
         covered = latest.covers_through_seq if latest else 0
@@ -829,7 +829,7 @@ class _Run:
         plain tail, like a chat turn does.
         """
         report = run_compaction(
-            self.agent.store,
+            self.agent._store,
             job,
             lambda _settings, _runtime: self._summarizer(),
             when="before_reply",
@@ -870,8 +870,8 @@ class _Run:
 
     def save_spec(self, spec: CompositionSpec) -> None:
         self.spec = spec
-        header = self.agent.store.get_message(self.header.id)
-        self.header = self.agent.store.update_message(
+        header = self.agent._store.get_message(self.header.id)
+        self.header = self.agent._store.update_message(
             header.id, metadata={**header.metadata, _SPEC_KEY: spec.model_dump(mode="json")}
         )
 

@@ -519,3 +519,77 @@ def test_trace_with_recalled_excerpts_reconstructs_exactly(make_agent: MakeAgent
     recall = trace.plan.section("recall")
     assert recall is not None and "…" in (recall.text or "")
     assert agent.reconstruct_prompt(reply.message_id) == trace.messages
+
+
+# The facade is the only door --------------------------------------------------------------
+
+
+def test_the_store_is_not_part_of_the_public_api(make_agent: MakeAgent) -> None:
+    """Surfaces reach the store through methods; the database shows as a password-free URL."""
+    agent = make_agent()
+    assert not hasattr(agent, "store")
+    assert agent.database_url.startswith("sqlite:///")
+
+
+def test_rate_accepts_replies_good_bad_or_cleared(make_agent: MakeAgent) -> None:
+    """One rating rule for every surface: assistant replies only, good/bad/clear as +1/-1/None."""
+    agent = make_agent(ScriptedRuntime(replies=["an answer"]))
+    cid = agent.create_conversation()
+    reply = agent.send(cid, "a question")
+    assert agent.rate(reply.message_id, True).rating == 1
+    assert agent.rate(reply.message_id, False).rating == -1
+    assert agent.rate(reply.message_id, None).rating is None
+    with pytest.raises(InvalidInputError, match="only assistant replies"):
+        agent.rate(reply.user_message_id, True)
+    with pytest.raises(InvalidInputError, match="True \\(good\\), False \\(bad\\) or None"):
+        agent.rate(reply.message_id, 5)  # type: ignore[arg-type]
+    with pytest.raises(NotFoundError):
+        agent.rate(reply.message_id + 999, True)
+    assert agent.get_message(reply.message_id).rating is None
+
+
+def test_export_dataset_keeps_good_replies_and_drops_bad_ones(make_agent: MakeAgent) -> None:
+    """Agent.export_dataset gives one example per reply, with the export rules and report."""
+    from recursa.agent.training import ExportReport
+
+    agent = make_agent(ScriptedRuntime(replies=["good one", "bad one", "plain one"]))
+    cid = agent.create_conversation()
+    good, bad, _ = (agent.send(cid, f"q{i}") for i in range(3))
+    agent.rate(good.message_id, True)
+    agent.rate(bad.message_id, False)
+    report = ExportReport()
+    examples = agent.export_dataset(conversation_ids=[cid], report=report)
+    assert [e["messages"][-1]["content"] for e in examples] == ["good one", "plain one"]
+    assert report.skipped_bad == 1
+    assert examples[0]["messages"][:-1] == agent.trace(good.message_id).messages
+    rated = agent.export_dataset(only_rated=True)
+    assert [e["messages"][-1]["content"] for e in rated] == ["good one"]
+
+
+def test_superseded_replies_are_flagged_on_message_info(make_agent: MakeAgent) -> None:
+    """MessageInfo.superseded says which replies a regeneration replaced."""
+    agent = make_agent(ScriptedRuntime(replies=["first", "second"]))
+    cid = agent.create_conversation()
+    agent.send(cid, "question")
+    agent.regenerate(cid)
+    assert [m.superseded for m in agent.messages(cid)] == [False, True, False]
+
+
+def test_composition_gives_the_stored_parameters_and_stop_reason(make_agent: MakeAgent) -> None:
+    """Agent.composition(id) reads a composition's stored spec; a chat is refused."""
+    agent = make_agent(ScriptedRuntime(default="word " * 50), max_prompt_tokens=200)
+    result = agent.compose("Once", target_tokens=20, step_tokens=10).run()
+    spec = agent.composition(result.composition_id)
+    assert spec is not None
+    assert spec.target_tokens == 20 and spec.step_tokens == 10
+    assert spec.stop_reason == result.stop_reason
+    assert [c.id for c in agent.list_conversations(kind="composition")] == [
+        result.composition_id
+    ]
+    chat = agent.create_conversation()
+    assert agent.list_conversations(kind="chat")[0].id == chat
+    with pytest.raises(InvalidInputError, match="not a composition"):
+        agent.composition(chat)
+    with pytest.raises(NotFoundError):
+        agent.composition(chat + 999)
+

@@ -50,7 +50,7 @@ def test_sigkill_mid_stream_leaves_a_consistent_database(db_url: str) -> None:
         reply = agent.send(cid, "are you there?")
         assert reply.text == "after" and reply.trace is not None
         assert agent.messages(cid)[-1].id == reply.message_id
-        if agent.store.dialect == "sqlite":
+        if agent._store.dialect == "sqlite":
             from sqlalchemy import create_engine, text
 
             engine = create_engine(db_url)

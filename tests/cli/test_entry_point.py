@@ -33,6 +33,20 @@ print(json.dumps({"codes": codes, "torch": "torch" in sys.modules,
 """
 
 
+# Runs `recursa ARG` in a fresh process, then lists the modules of interest it imported.
+IMPORTS_SCRIPT = """
+import json, sys
+from recursa.tui.cli import main
+try:
+    main([sys.argv[1]])
+except SystemExit as exc:
+    assert not exc.code, exc.code
+heavy = ("recursa.agent", "recursa.memory", "sqlalchemy", "alembic", "pydantic_settings",
+         "torch", "transformers", "textual")
+print(json.dumps(sorted(m for m in sys.modules if m.split(".")[0] in heavy or m.startswith(heavy))))
+"""
+
+
 def _recursa(*args: str, input: str | None = None) -> subprocess.CompletedProcess[str]:
     return subprocess.run([str(RECURSA), *args], capture_output=True, text=True, input=input,
                           env=os.environ.copy(), timeout=120)
@@ -45,6 +59,20 @@ def test_version_and_help(run):
     for command in ("ask", "chat", "conversations (c)", "prompt", "trace", "summaries", "models",
                     "db", "--db URL"):
         assert command in out
+
+
+@pytest.mark.parametrize("option", ["--version", "--help"])
+def test_version_and_help_import_no_agent_database_or_model_code(option):
+    """`recursa --version` and `--help` print without importing the agent, the store
+    (SQLAlchemy), settings, torch or the TUI: each command imports what it uses when it runs."""
+    proc = subprocess.run(
+        [sys.executable, "-c", IMPORTS_SCRIPT, option],
+        capture_output=True, text=True, timeout=120, env=os.environ.copy(),
+    )
+    assert proc.returncode == 0, proc.stderr
+    lines = proc.stdout.strip().splitlines()
+    assert lines[0].startswith("recursa " if option == "--version" else "Usage: recursa")
+    assert json.loads(lines[-1]) == []
 
 
 def test_unknown_command_is_a_usage_error(run):

@@ -90,7 +90,7 @@ def test_composition_is_a_stored_conversation(make_agent: Callable[..., Agent]) 
     agent = make_agent(ScriptedRuntime(default=numbered("zeb")), max_prompt_tokens=BUDGET)
     result = compose(agent, "A harbour at dawn", target_tokens=60, step_tokens=30).run()
     cid = result.composition_id
-    listed = agent.store.list_conversations(kind="composition")
+    listed = agent.list_conversations(kind="composition")
     assert [c.id for c in listed] == [cid]
     assert agent.get_conversation(cid).kind == "composition"
     assert agent.get_conversation(cid).title == "A harbour at dawn"
@@ -309,7 +309,7 @@ def test_bad_targets_are_refused_before_anything_is_stored(
         compose(agent, "Start.", target_tokens=target)  # type: ignore[arg-type]
     with pytest.raises(InvalidInputError, match="step_tokens"):
         compose(agent, "Start.", target_tokens=10, step_tokens=0)
-    assert agent.store.list_conversations(kind="composition") == []
+    assert agent.list_conversations(kind="composition") == []
 
 
 def test_step_larger_than_the_budget_is_a_budget_error(make_agent: Callable[..., Agent]) -> None:
@@ -321,7 +321,7 @@ def test_step_larger_than_the_budget_is_a_budget_error(make_agent: Callable[...,
         compose(agent, "Start.", target_tokens=1000, step_tokens=BUDGET - 20)
     with pytest.raises(BudgetError, match="opening text"):
         compose(agent, "word " * 400, target_tokens=100, step_tokens=16)
-    assert agent.store.list_conversations(kind="composition") == []
+    assert agent.list_conversations(kind="composition") == []
 
 
 def test_unknown_preset_and_other_bad_input(make_agent: Callable[..., Agent]) -> None:
@@ -334,7 +334,7 @@ def test_unknown_preset_and_other_bad_input(make_agent: Callable[..., Agent]) ->
         compose(agent, "x", target_tokens=10, instructions="  ")
     with pytest.raises(InvalidInputError, match="NUL"):
         compose(agent, "bad\x00text", target_tokens=10)
-    assert agent.store.list_conversations(kind="composition") == []
+    assert agent.list_conversations(kind="composition") == []
 
 
 def test_resume_refuses_chats_and_unknown_ids(make_agent: Callable[..., Agent]) -> None:

@@ -83,7 +83,6 @@ def test_exported_prompt_equals_the_tokens_the_runtime_was_given(
     """For each stored reply (summary, window and new message in the prompt), re-rendering the
     exported prompt with the runtime's chat template gives the exact ids it generated from,
     and the trainer's masking sees the same prompt tokens."""
-    from recursa.agent.training.dataset import export_dataset
     from recursa.agent.training.masking import encode_example, prompt_token_ids
 
     agent, runtime = recorded_agent
@@ -98,15 +97,15 @@ def test_exported_prompt_equals_the_tokens_the_runtime_was_given(
     given[reply.message_id] = runtime.prompts[-1]
     assert agent.trace(reply.message_id).plan.summary_id is not None  # a recursive prompt
 
-    examples = export_dataset(agent.store, conversation_ids=[cid])
+    examples = agent.export_dataset(conversation_ids=[cid])
     assert len(examples) == 3
-    replies = [m for m in agent.store.messages(cid) if m.role == "assistant"]
+    replies = [m for m in agent.messages(cid) if m.role == "assistant"]
     for example, stored in zip(examples, replies, strict=True):
         prompt = example["messages"][:-1]
         assert example["messages"][-1] == {"role": "assistant", "content": stored.content}
         ids = runtime.inner.prompt_ids(prompt)
         assert ids == given[stored.id]
-        assert len(ids) == agent.store.get_trace(stored.id).total_tokens
+        assert len(ids) == agent.trace(stored.id).total_tokens
         assert prompt_token_ids(tokenizer, prompt) == ids
         encoded = encode_example(tokenizer, example, max_tokens=4096)
         assert encoded is not None and encoded.input_ids[: encoded.prompt_tokens] == ids

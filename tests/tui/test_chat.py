@@ -302,8 +302,8 @@ async def test_inspector_summary_chain_jumps_to_the_covered_messages(make_app, s
     turns = [("user" if i % 2 == 0 else "assistant", f"turn number {i + 1}") for i in range(120)]
     cid = seed.import_conversation(document("Chain", turns))
     for start, end, parent in ((1, 40, None), (41, 80, 1)):
-        parent_id = seed.store.latest_summary(cid).id if parent else None
-        seed.store.add_summary(
+        parent_id = seed._store.latest_summary(cid).id if parent else None
+        seed._store.add_summary(
             cid,
             content=f"Summary of turns {start} to {end}.",
             covers_from_seq=start,

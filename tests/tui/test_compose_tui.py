@@ -131,7 +131,7 @@ async def test_bad_sizes_show_an_error_in_the_dialog_and_start_nothing(make_app)
         await pilot.press("escape")
         await settle(pilot)
         assert app.screen is screen and not screen.composing
-        assert app.agent.store.list_conversations(kind="composition") == []
+        assert app.agent.list_conversations(kind="composition") == []
 
 
 async def test_a_step_larger_than_the_budget_is_refused_with_the_fix(make_app):
@@ -144,7 +144,7 @@ async def test_a_step_larger_than_the_budget_is_refused_with_the_fix(make_app):
         await settle(pilot)
         assert not screen.composing
         assert any("step" in n.message for n in app._notifications)
-        assert app.agent.store.list_conversations(kind="composition") == []
+        assert app.agent.list_conversations(kind="composition") == []
 
 
 async def test_composition_commands_are_in_the_palette_and_help(make_app):

@@ -177,7 +177,7 @@ async def test_new_conversation_and_first_message_titles_it(make_app):
 async def test_a_conversation_of_5000_messages_opens_one_page_at_a_time(make_app, seed: Agent):
     """Only the newest page is mounted; scrolling to the top mounts the page before it."""
     cid = seed.create_conversation(title="Huge")
-    seed.store.append_messages(
+    seed._store.append_messages(
         cid,
         [
             NewMessage(role="user" if i % 2 == 0 else "assistant", content=f"message {i + 1}")

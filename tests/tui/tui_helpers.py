@@ -147,7 +147,7 @@ def demo_conversation(agent) -> tuple[int, int]:  # type: ignore[no-untyped-def]
         )
     )
     cid = agent.import_conversation(document("Questions for Ada", DEMO_TURNS, pinned={0}))
-    agent.store.add_summary(
+    agent._store.add_summary(
         cid,
         content="The user's sister Ada is a marine biologist in Lisbon.",
         covers_from_seq=1,
@@ -158,8 +158,8 @@ def demo_conversation(agent) -> tuple[int, int]:  # type: ignore[no-untyped-def]
         model="scripted",
         prompt_version="v1",
     )
-    first = agent.store.latest_summary(cid)
-    agent.store.add_summary(
+    first = agent._store.latest_summary(cid)
+    agent._store.add_summary(
         cid,
         content="Ada (the user's sister, a marine biologist in Lisbon) is writing a "
         "paper on octopus camouflage.",

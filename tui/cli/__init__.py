@@ -7,16 +7,22 @@ for a usage mistake and 1 for a model, runtime or database failure (see
 `common.exit_code_for`).
 To add a command group, write it in its own module here and register it in
 `_register` below.
+
+Importing this module (and so `recursa --help` and `--version`) loads no agent
+module: the commands import what they use when they run.
 """
 
 from __future__ import annotations
 
 import sys
 from importlib.metadata import PackageNotFoundError, version
+from typing import TYPE_CHECKING
 
 import click
-from recursa.memory.errors import RecursaError
 from recursa.tui.cli.common import DB_HELP, AliasedGroup, CliState, exit_code_for
+
+if TYPE_CHECKING:
+    from recursa.agent import RecursaError
 
 
 def _version() -> str:
@@ -78,13 +84,18 @@ def _register(group: click.Group) -> None:
 _register(cli)
 
 
+def _recursa_error() -> type[RecursaError]:
+    # Called by an `except` clause, so only when an exception is being handled:
+    # a run that raises nothing never imports the agent package.
+    from recursa.agent import RecursaError
+
+    return RecursaError
+
+
 def main(argv: list[str] | None = None) -> None:
     """Run the CLI; RecursaErrors become one line on stderr and exit code 1 or 2."""
     try:
         cli.main(args=argv, prog_name="recursa", standalone_mode=False)
-    except RecursaError as exc:
-        click.echo(f"Error: {exc}", err=True)
-        sys.exit(exit_code_for(exc))
     except click.exceptions.Abort:
         click.echo("Aborted.", err=True)
         sys.exit(1)
@@ -93,3 +104,6 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit(exc.exit_code)
     except click.exceptions.Exit as exc:
         sys.exit(exc.exit_code)
+    except _recursa_error() as exc:
+        click.echo(f"Error: {exc}", err=True)
+        sys.exit(exit_code_for(exc))

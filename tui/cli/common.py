@@ -4,6 +4,9 @@ Error policy (documented in the README): a `RecursaError` becomes one line on
 stderr (`Error: ...`, naming the fix) and an exit code: 2 for a usage mistake
 (bad arguments, unknown ids, malformed input files, invalid settings), 1 for a
 model, runtime or database failure. Click's own usage errors exit 2 as well.
+
+Agent modules are imported inside the functions that use them, so that
+`recursa --help` and `--version` load none of them.
 """
 
 from __future__ import annotations
@@ -17,15 +20,9 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
-from recursa.memory.errors import (
-    ConfigError,
-    InvalidInputError,
-    NotFoundError,
-    RecursaError,
-)
 
 if TYPE_CHECKING:
-    from recursa.agent.agent import Agent
+    from recursa.agent import Agent, RecursaError
     from rich.console import Console
     from rich.table import Table
 
@@ -58,6 +55,8 @@ class CliError(click.ClickException):
 
 def exit_code_for(exc: RecursaError) -> int:
     """2 for mistakes in what the user asked, 1 for failures of the model, runtime or database."""
+    from recursa.agent import ConfigError, InvalidInputError, NotFoundError
+
     return USAGE_EXIT if isinstance(exc, InvalidInputError | NotFoundError | ConfigError) else (
         RUNTIME_EXIT
     )
@@ -66,26 +65,18 @@ def exit_code_for(exc: RecursaError) -> int:
 @contextmanager
 def translate_errors(agent: Agent | None = None) -> Iterator[None]:
     """Turn RecursaErrors into CliErrors; a not-found error names the database it looked in."""
+    from recursa.agent import NotFoundError, RecursaError
+
     try:
         yield
     except RecursaError as exc:
         message = str(exc)
         if isinstance(exc, NotFoundError) and agent is not None:
             message += (
-                f" (database: {display_url(agent.store.url)}; pass --db or set RECURSA_DB_URL "
+                f" (database: {agent.database_url}; pass --db or set RECURSA_DB_URL "
                 "to use another)"
             )
         raise CliError(message, exit_code_for(exc)) from exc
-
-
-def display_url(url: str) -> str:
-    """A database URL with any password hidden."""
-    from recursa.memory.engine import parse_url, safe_url
-
-    try:
-        return safe_url(parse_url(url))
-    except RecursaError:
-        return url
 
 
 def state(ctx: click.Context | None = None) -> CliState:
@@ -106,7 +97,7 @@ def open_agent(
     Without `model`, a conversation keeps the model it was created with.
     The model itself is loaded lazily, only by commands that generate or plan.
     """
-    from recursa.agent.agent import Agent
+    from recursa.agent import Agent
 
     with translate_errors():
         agent = Agent.open(state().db_url, model, progress=_progress_printer(), **overrides)

@@ -3,9 +3,6 @@
 from __future__ import annotations
 
 import click
-from recursa.memory import locations
-from recursa.memory.engine import parse_url, safe_url, sqlite_path
-from recursa.memory.schema import current_revision, head_revision, is_known_revision, upgrade
 
 URL_HELP = "Database URL (default: RECURSA_DB_URL, else the SQLite file in the data directory)."
 
@@ -19,16 +16,20 @@ def db() -> None:
 @click.option("--url", default=None, help=URL_HELP)
 def upgrade_command(url: str | None) -> None:
     """Create the database or bring its schema up to date."""
-    target = url or locations.default_db_url()
+    from recursa.agent.database import default_url, display_url, upgrade
+
+    target = url or default_url()
     revision = upgrade(target)
-    click.echo(f"{safe_url(parse_url(target))} is at schema revision {revision} (head).")
+    click.echo(f"{display_url(target)} is at schema revision {revision} (head).")
 
 
 @db.command("current")
 @click.option("--url", default=None, help=URL_HELP)
 def current_command(url: str | None) -> None:
     """Show the database's schema revision and whether it is up to date."""
-    revision = current_revision(url or locations.default_db_url())
+    from recursa.agent.database import current_revision, head_revision, is_known_revision
+
+    revision = current_revision(url)
     head = head_revision()
     if revision is None:
         click.echo(f"none (empty database; head is {head}: run `recursa db upgrade`)")
@@ -44,6 +45,6 @@ def current_command(url: str | None) -> None:
 @click.option("--url", default=None, help=URL_HELP)
 def path_command(url: str | None) -> None:
     """Print where the database is: the SQLite file, or the server URL (password hidden)."""
-    parsed = parse_url(url or locations.default_db_url())
-    path = sqlite_path(parsed) if parsed.get_backend_name() == "sqlite" else None
-    click.echo(str(path) if path is not None else safe_url(parsed))
+    from recursa.agent.database import location
+
+    click.echo(location(url))

@@ -72,12 +72,11 @@ def export_command(
         raise click.UsageError("Give --conversation ID (one or more) or --all (not both).")
     import json
 
-    from recursa.agent.training.dataset import ExportReport, export_dataset, write_jsonl
+    from recursa.agent.training import ExportReport, write_jsonl
 
     report = ExportReport()
     with open_agent() as agent:
-        examples = export_dataset(
-            agent.store,
+        examples = agent.export_dataset(
             conversation_ids=list(conversation_ids) or None,
             since=since.astimezone() if since is not None else None,  # naive = local time
             only_rated=only_rated,
@@ -103,11 +102,11 @@ def export_command(
 def rate_command(message_id: int, verdict: str) -> None:
     """Rate a reply good or bad (or clear its rating); `dataset export --only-rated` keeps
     the good ones and every export drops the bad ones."""
-    from recursa.agent.training.rating import rate_reply, rating_label
+    from recursa.agent.training import rating_label
 
     good = {"good": True, "bad": False, "clear": None}[verdict]
     with open_agent() as agent:
-        message = rate_reply(agent.store, message_id, good)
+        message = agent.rate(message_id, good)
     click.echo(f"Message {message.id} is now {rating_label(message.rating)}.")
 
 

@@ -15,19 +15,37 @@ step.
 from __future__ import annotations
 
 import sys
-from typing import IO
+from collections.abc import Callable
+from typing import IO, TYPE_CHECKING, Any
 
 import click
-from recursa.agent.compose import (
-    DEFAULT_STEP_TOKENS,
-    CompositionResult,
-    CompositionStream,
-    compose,
-    resume_composition,
-)
 from recursa.tui.cli.common import DB_HELP, CliError, model_option, open_agent, state
 
+if TYPE_CHECKING:
+    from recursa.agent import CompositionResult, CompositionStream
+
 INTERRUPTED_EXIT = 130
+
+
+class _DefaultFrom(click.Option):
+    """An option whose default is looked up when it is needed (to parse or to show it).
+
+    The default step size lives with the composition code; looking it up only
+    then keeps `recursa --help` from importing that code.
+    """
+
+    def __init__(self, *args: Any, default_from: Callable[[], Any], **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._default_from = default_from
+
+    def get_default(self, ctx: click.Context, call: bool = True) -> Any:
+        return self._default_from()
+
+
+def _default_step_tokens() -> int:
+    from recursa.agent.compose import DEFAULT_STEP_TOKENS
+
+    return DEFAULT_STEP_TOKENS
 
 
 class _Progress:
@@ -84,7 +102,8 @@ class _Progress:
     "--step",
     "step",
     type=int,
-    default=DEFAULT_STEP_TOKENS,
+    cls=_DefaultFrom,
+    default_from=_default_step_tokens,
     show_default=True,
     help="At most this many tokens per step.",
 )
@@ -150,11 +169,10 @@ def write(
     err = sys.stderr
     with open_agent(model=model, conversation_id=resume_id) as agent:
         if resume_id is not None:
-            stream = resume_composition(agent, resume_id, target_tokens=tokens)
+            stream = agent.resume_composition(resume_id, target_tokens=tokens)
         else:
             assert tokens is not None
-            stream = compose(
-                agent,
+            stream = agent.compose(
                 text or None,
                 target_tokens=tokens,
                 step_tokens=step,

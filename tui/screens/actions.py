@@ -65,7 +65,7 @@ class ScreenParts(Protocol):
     def _show_inspector(self, show: bool) -> None: ...
     def _require_conversation(self) -> ConversationInfo | None: ...
     def _selected_view(self, *, reply: bool = False) -> MessageView | None: ...
-    def _rate(self, value: int) -> None: ...
+    def _rate(self, good: bool) -> None: ...
     def _after_removal(self, cid: int) -> None: ...
     def rename(self, cid: int) -> None: ...
     def archive(self, cid: int) -> None: ...
@@ -116,12 +116,13 @@ class ActionsMixin:
             self.app.copy_to_clipboard(view.text)
             self.notify("Copied the message to the clipboard.", timeout=3)
 
-    def _rate(self: ScreenParts, value: int) -> None:
+    def _rate(self: ScreenParts, good: bool) -> None:
         view = self._selected_view(reply=True)
         if view is None or view.data.id is None:
             return
-        mid = view.data.id
-        new = None if view.data.rating == value else value
+        mid, current = view.data.id, view.data.rating
+        # The same verdict again clears it (the view shows any positive rating as good).
+        new = None if current is not None and (current > 0) == good else good
 
         def done(info: MessageInfo) -> None:
             view.update_data(MessageData.from_info(info))
@@ -129,10 +130,10 @@ class ActionsMixin:
         self.run_db(lambda: self.agent.rate(mid, new), done, "Rating")
 
     def action_rate_good(self: ScreenParts) -> None:
-        self._rate(1)
+        self._rate(True)
 
     def action_rate_bad(self: ScreenParts) -> None:
-        self._rate(-1)
+        self._rate(False)
 
     def action_inspect_message(self: ScreenParts) -> None:
         view = self._selected_view(reply=True)

@@ -14,10 +14,9 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from recursa.agent import CancelToken, RecursaError
 from recursa.agent.compose import DEFAULT_STEP_TOKENS, CompositionChunk, CompositionResult
 from recursa.agent.compose.presets import load_presets
-from recursa.agent.errors import RecursaError
-from recursa.agent.runtime.protocol import CancelToken
 from recursa.tui.screens.compose_dialog import ComposeDialog, CompositionRequest
 from recursa.tui.widgets.chat import MessageData, MessageView
 from textual import work
@@ -33,7 +32,6 @@ STOP_REASONS = {
     "repetition": "the model kept repeating itself",
     "cancelled": "stopped",
 }
-SPEC_KEY = "composition"  # where a composition's parameters live in its first message
 
 
 def progress_line(chunk: CompositionChunk, steps: int | None) -> str:
@@ -119,9 +117,8 @@ class ComposeMixin:
                 self.run_composition(None, cid, self._composition_cancel)
 
         def stop_reason() -> str | None:
-            header = self.agent.messages(cid, limit=1)
-            spec = header[0].metadata.get(SPEC_KEY, {}) if header else {}
-            return spec.get("stop_reason") if isinstance(spec, dict) else None
+            spec = self.agent.composition(cid)
+            return spec.stop_reason if spec is not None else None
 
         self.run_db(stop_reason, checked, "Resume composition")
 

@@ -14,13 +14,14 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from recursa.agent import (
     ConversationInfo,
     MessageInfo,
+    NotFoundError,
     PromptPlan,
+    RecursaError,
     Reply,
     ReplyStream,
     SummaryInfo,
     TurnFailedError,
 )
-from recursa.agent.errors import NotFoundError, RecursaError
 from recursa.tui.commands import bindings
 from recursa.tui.screens.actions import ActionsMixin
 from recursa.tui.screens.compose import ComposeMixin

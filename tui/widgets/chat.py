@@ -59,7 +59,7 @@ class MessageData:
             pinned=m.pinned,
             rating=m.rating,
             created=local_time(m.created_at),
-            superseded=bool(m.metadata.get("superseded")),
+            superseded=m.superseded,
         )
 
 
