@@ -25,7 +25,9 @@ schema and location, for the `db` commands).
 from __future__ import annotations
 
 import asyncio
+import logging
 import threading
+import time
 from collections.abc import Callable, Generator, Mapping, Sequence
 from datetime import date, datetime
 from typing import TYPE_CHECKING, Any
@@ -95,6 +97,7 @@ __all__ = [
 ]
 
 ProgressCallback = Callable[[str, float | None], None]
+log = logging.getLogger(__name__)
 
 
 class Agent:
@@ -728,7 +731,7 @@ class Agent:
         params: GenerationParams | None,
         cancel: CancelToken,
     ) -> Generator[StreamChunk, None, None]:
-        return run_turn(
+        turn = run_turn(
             self._store,
             self.settings,
             self.load_model,
@@ -738,15 +741,36 @@ class Agent:
             params=params,
             cancel=cancel,
         )
+        try:
+            yield from turn
+        except TurnFailedError as exc:
+            cause = exc.__cause__
+            log.error(
+                "Reply in conversation %s failed (model %s): %s",
+                conversation_id,
+                self.model_spec,
+                f"{type(cause).__name__}: {cause}" if cause is not None else exc,
+            )
+            raise
 
 
 def _open_runtime(
     spec: str, settings: Settings, progress: ProgressCallback | None, *, purpose: str
 ) -> Runtime:
-    """Load a runtime by spec (the model, or a separate summarizer model)."""
+    """Load a runtime by spec; the load is logged, a failure with the spec before it is raised."""
     from recursa.agent.runtime.registry import open_runtime
 
-    return open_runtime(spec, options=settings.runtime.options(), progress=progress)
+    start = time.perf_counter()
+    try:
+        runtime = open_runtime(spec, options=settings.runtime.options(), progress=progress)
+    except RecursaError as exc:
+        log.error("Loading the %s %r failed: %s", purpose, spec, exc)
+        raise
+    except Exception:
+        log.exception("Loading the %s %r failed unexpectedly", purpose, spec)
+        raise
+    log.info("Loaded the %s %r in %.2f s", purpose, spec, time.perf_counter() - start)
+    return runtime
 
 
 # The boundary models, streams and errors live in their own modules; these names stay
