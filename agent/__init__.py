@@ -14,15 +14,20 @@ Where things happen:
 - `summarize.py`: the summarizers; `runtime/`: the models (`runtime/local/kv_cache.py`
   is KV prefix reuse); `compose/`: long-form writing on the same machinery.
 - `training/`: rating replies and exporting them as training data, fine-tuning.
-- `database.py`: the database's schema and location (the `db` commands);
-  `errors.py`: the exception tree.
+- `database.py`: the database's schema and location (the `db` commands); `logs.py`:
+  the log file the CLI and the TUI write; `errors.py`: the exception tree.
 """
 
 from __future__ import annotations
 
+import logging
 from typing import TYPE_CHECKING
 
 from recursa.agent._lazy import lazy_exports
+
+# A library logs, it does not print: records reach a file or a console only when a
+# program configures logging (the CLI and the TUI do, see `recursa.agent.logs`).
+logging.getLogger("recursa").addHandler(logging.NullHandler())
 
 _ERRORS = (
     "BudgetError",

@@ -26,7 +26,9 @@ models), `traces` (writing and re-rendering a prompt's trace), `compose`
 from __future__ import annotations
 
 import asyncio
+import logging
 import threading
+import time
 from collections.abc import Callable, Generator, Mapping, Sequence
 from datetime import date, datetime
 from typing import TYPE_CHECKING, Any, Unpack
@@ -95,6 +97,7 @@ __all__ = [
 ]
 
 ProgressCallback = Callable[[str, float | None], None]
+log = logging.getLogger(__name__)
 
 
 class Agent:
@@ -734,7 +737,7 @@ class Agent:
         params: GenerationParams | None,
         cancel: CancelToken,
     ) -> Generator[StreamChunk, None, None]:
-        return run_turn(
+        turn = run_turn(
             self._store,
             self.settings,
             self.load_model,
@@ -745,6 +748,17 @@ class Agent:
             cancel=cancel,
             vectors_for=self._vectors_for,
         )
+        try:
+            yield from turn
+        except TurnFailedError as exc:
+            cause = exc.__cause__
+            log.error(
+                "Reply in conversation %s failed (model %s): %s",
+                conversation_id,
+                self.model_spec,
+                f"{type(cause).__name__}: {cause}" if cause is not None else exc,
+            )
+            raise
 
 
 # The boundary models, streams and errors live in their own modules; these names stay
@@ -755,7 +769,17 @@ _ = (BudgetError, InvalidInputError, NotFoundError, ReplyStatus)
 def _open_runtime(
     spec: str, settings: Settings, progress: ProgressCallback | None, *, purpose: str
 ) -> Runtime:
-    """Load a runtime by spec (the model, or a separate summarizer model)."""
+    """Load a runtime by spec; the load is logged, a failure with the spec before it is raised."""
     from recursa.agent.runtime.registry import open_runtime
 
-    return open_runtime(spec, options=settings.runtime.options(), progress=progress)
+    start = time.perf_counter()
+    try:
+        runtime = open_runtime(spec, options=settings.runtime.options(), progress=progress)
+    except RecursaError as exc:
+        log.error("Loading the %s %r failed: %s", purpose, spec, exc)
+        raise
+    except Exception:
+        log.exception("Loading the %s %r failed unexpectedly", purpose, spec)
+        raise
+    log.info("Loaded the %s %r in %.2f s", purpose, spec, time.perf_counter() - start)
+    return runtime

@@ -10,15 +10,18 @@ the sentences richest in names and numbers; benchmarks and tests name it as such
 
 from __future__ import annotations
 
+import logging
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from recursa.agent.errors import ModelError
+from recursa.agent.errors import ModelError, RecursaError
 from recursa.agent.runtime.protocol import ChatMessage, GenerationParams, Runtime
 from recursa.agent.settings import Settings, SummarizerSettings
 from recursa.agent.templates import Templates
+
+log = logging.getLogger(__name__)
 
 # Tokens kept free in every summarization request, beside the reply's own room.
 REQUEST_MARGIN = 16
@@ -81,7 +84,11 @@ def open_model_summarizer(
     if wanted and wanted != model_spec:
         from recursa.agent.runtime.registry import open_runtime
 
-        own = open_runtime(wanted, options=settings.runtime.options(), progress=progress)
+        try:
+            own = open_runtime(wanted, options=settings.runtime.options(), progress=progress)
+        except RecursaError as exc:
+            log.error("Loading the summarizer model %r failed: %s", wanted, exc)
+            raise
         runtime = own
     return ModelSummarizer(runtime, settings.summarizer, templates), own
 

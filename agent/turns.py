@@ -201,6 +201,7 @@ def run_turn(
             # Interrupted (or failed) after the text ended: keep the reply as it is;
             # the next turn compacts instead.
             notes.append(f"compaction after the reply stopped: {type(exc).__name__}")
+            log.warning("Compaction after a reply in conversation %s stopped: %r", conv.id, exc)
             _commit(store, turn)
             raise
         if report is not None:

@@ -8,6 +8,7 @@ shows a dialog with the fix instead of a traceback.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterable
 from functools import partial
 from typing import TYPE_CHECKING, Any
@@ -30,6 +31,8 @@ from textual.screen import Screen
 if TYPE_CHECKING:
     from recursa.agent import Agent
     from recursa.agent.runtime.protocol import Runtime
+
+log = logging.getLogger(__name__)
 
 
 def error_title(exc: RecursaError, *, loading_model: bool) -> str:
@@ -94,6 +97,7 @@ class RecursaApp(App[None]):
         try:
             agent = Agent.open(self.db_url, self.model_spec, **self.settings_overrides)
         except RecursaError as exc:
+            log.error("The chat UI could not open the database: %s: %s", type(exc).__name__, exc)
             call(self.show_error, error_title(exc, loading_model=False), str(exc), False)
             return
         self.agent = agent

@@ -8,6 +8,7 @@ for the same parent, so a compaction runs once even across processes).
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -41,6 +42,8 @@ __all__ = [
     "compaction_job",
     "run_compaction",
 ]
+
+log = logging.getLogger(__name__)
 
 # The summarizer to use for a conversation's settings and runtime; called only
 # when a compaction is due, so a separate summarizer model loads lazily.
@@ -198,6 +201,14 @@ def run_compaction(
             latest.content if latest else None, turns, max_tokens=job.summary_cap
         )
     except RecursaError as exc:
+        log.warning(
+            "Summarizing conversation %s (seqs %s-%s) failed; the turn goes on with the plain "
+            "window: %s",
+            job.conv.id,
+            decision.covers_from_seq,
+            decision.covers_through_seq,
+            exc,
+        )
         return base.model_copy(
             update={
                 "error": str(exc),
@@ -232,6 +243,7 @@ def run_compaction(
             },
         )
     except CompactionConflict as exc:
+        log.info("Conversation %s was compacted by another process first: %s", job.conv.id, exc)
         return base.model_copy(
             update={
                 "status": "conflict",

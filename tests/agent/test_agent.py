@@ -593,3 +593,26 @@ def test_composition_gives_the_stored_parameters_and_stop_reason(make_agent: Mak
     with pytest.raises(NotFoundError):
         agent.composition(chat + 999)
 
+
+def test_failures_of_the_model_are_logged_with_their_context(
+    make_agent: MakeAgent, sqlite_url: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A reply that fails and a model that cannot load are logged as errors, naming what failed."""
+    from recursa.agent.errors import ModelNotFoundError
+
+    agent = make_agent(ScriptedRuntime(replies=[RuntimeError("the GPU caught fire")]))
+    cid = agent.create_conversation()
+    with caplog.at_level("ERROR", logger="recursa"), pytest.raises(TurnFailedError):
+        agent.send(cid, "hello")
+    failed = [r for r in caplog.records if r.name == "recursa.agent.agent"]
+    assert len(failed) == 1 and failed[0].levelname == "ERROR"
+    assert f"conversation {cid}" in failed[0].message
+    assert "RuntimeError: the GPU caught fire" in failed[0].message
+    caplog.clear()
+    other = Agent.open(sqlite_url, "no-such-model")
+    try:
+        with caplog.at_level("ERROR", logger="recursa"), pytest.raises(ModelNotFoundError):
+            other.load_model()
+    finally:
+        other.close()
+    assert any("'no-such-model'" in r.message for r in caplog.records)

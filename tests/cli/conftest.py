@@ -32,6 +32,15 @@ def load_suite_module(name: str, relative: str) -> Any:
     return module
 
 
+@pytest.fixture(autouse=True)
+def close_log_file() -> Iterator[None]:
+    """A CLI run writes the log file of the test's RECURSA_HOME; close it after the test."""
+    yield
+    from recursa.agent.logs import stop_logging
+
+    stop_logging()
+
+
 @pytest.fixture
 def suite_conftest() -> Any:
     """tests/conftest.py as a module (for fresh_postgres_database), whatever `conftest` is now."""

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -14,6 +15,15 @@ from recursa.memory.locations import default_db_path
 from recursa.tui.cli import cli, main
 
 SCRIPT = Path(sys.executable).parent / "recursa"
+
+
+@pytest.fixture(autouse=True)
+def close_log_file() -> Iterator[None]:
+    """A CLI run writes the log file of the test's RECURSA_HOME; close it after the test."""
+    yield
+    from recursa.agent.logs import stop_logging
+
+    stop_logging()
 
 
 def test_version_prints_the_package_version() -> None:

@@ -9,6 +9,7 @@ learning itself is tested on the real model.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +17,15 @@ import pytest
 from training_data import taught_examples, write_examples
 
 SHARED_CACHE = Path(__file__).resolve().parents[2] / ".cache" / "test-cache"
+
+
+@pytest.fixture(autouse=True)
+def close_log_file() -> Iterator[None]:
+    """A CLI run writes the log file of the test's RECURSA_HOME; close it after the test."""
+    yield
+    from recursa.agent.logs import stop_logging
+
+    stop_logging()
 
 
 @pytest.fixture(scope="session")

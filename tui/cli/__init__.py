@@ -9,7 +9,8 @@ To add a command group, write it in its own module here and register it in
 `_register` below.
 
 Importing this module (and so `recursa --help` and `--version`) loads no agent
-module: the commands import what they use when they run.
+module: the commands import what they use when they run. A command that runs
+first sets up the log file (`recursa.agent.logs`).
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from importlib.metadata import PackageNotFoundError, version
 from typing import TYPE_CHECKING
 
 import click
-from recursa.tui.cli.common import DB_HELP, AliasedGroup, CliState, exit_code_for
+from recursa.tui.cli.common import DB_HELP, AliasedGroup, CliState, exit_code_for, log_failure
 
 if TYPE_CHECKING:
     from recursa.agent import RecursaError
@@ -48,6 +49,9 @@ def cli(ctx: click.Context, db_url: str | None) -> None:
 
     Run without a command to open the chat UI.
     """
+    from recursa.agent.logs import configure_logging
+
+    configure_logging()
     ctx.obj = CliState(db_url=db_url)
     if db_url is not None:
         # The `db` commands take their own --url; the global --db becomes its default.
@@ -105,5 +109,8 @@ def main(argv: list[str] | None = None) -> None:
     except click.exceptions.Exit as exc:
         sys.exit(exc.exit_code)
     except _recursa_error() as exc:
+        code = exit_code_for(exc)
+        args = argv if argv is not None else sys.argv[1:]
+        log_failure(exc, code, command=" ".join(["recursa", *args]))
         click.echo(f"Error: {exc}", err=True)
-        sys.exit(exit_code_for(exc))
+        sys.exit(code)

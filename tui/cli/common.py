@@ -4,6 +4,8 @@ Error policy (documented in the README): a `RecursaError` becomes one line on
 stderr (`Error: ...`, naming the fix) and an exit code: 2 for a usage mistake
 (bad arguments, unknown ids, malformed input files, invalid settings), 1 for a
 model, runtime or database failure. Click's own usage errors exit 2 as well.
+Failures of the second kind are also written to the log file (see
+`recursa.agent.logs`).
 
 Agent modules are imported inside the functions that use them, so that
 `recursa --help` and `--version` load none of them.
@@ -12,6 +14,7 @@ Agent modules are imported inside the functions that use them, so that
 from __future__ import annotations
 
 import json
+import logging
 import sys
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -30,6 +33,7 @@ USAGE_EXIT = 2
 PIPED_WIDTH = 160
 RUNTIME_EXIT = 1
 F = TypeVar("F", bound=Callable[..., Any])
+log = logging.getLogger(__name__)
 
 DB_HELP = (
     "Database URL (default: RECURSA_DB_URL, then db_url in the config file, "
@@ -62,6 +66,20 @@ def exit_code_for(exc: RecursaError) -> int:
     )
 
 
+def log_failure(exc: RecursaError, exit_code: int, command: str | None = None) -> None:
+    """Write a model, runtime or database failure to the log (user mistakes are not logged).
+
+    `command` defaults to the running command's path (`recursa ask`).
+    """
+    if exit_code != RUNTIME_EXIT:
+        return
+    if command is None:
+        ctx = click.get_current_context(silent=True)
+        path = ctx.command_path.split()[1:] if ctx is not None else []
+        command = " ".join(["recursa", *path])
+    log.error("%s failed: %s: %s", command, type(exc).__name__, exc)
+
+
 @contextmanager
 def translate_errors(agent: Agent | None = None) -> Iterator[None]:
     """Turn RecursaErrors into CliErrors; a not-found error names the database it looked in."""
@@ -76,7 +94,9 @@ def translate_errors(agent: Agent | None = None) -> Iterator[None]:
                 f" (database: {agent.database_url}; pass --db or set RECURSA_DB_URL "
                 "to use another)"
             )
-        raise CliError(message, exit_code_for(exc)) from exc
+        code = exit_code_for(exc)
+        log_failure(exc, code)
+        raise CliError(message, code) from exc
 
 
 def state(ctx: click.Context | None = None) -> CliState:

@@ -1,0 +1,75 @@
+"""Logging for recursa: library modules log, programs decide where the records go.
+
+Every module logs through `logging.getLogger(__name__)`, under the `recursa`
+logger, which has a `NullHandler` (see `recursa.agent`): used as a library,
+recursa prints nothing unless the program configures logging. The CLI and the
+TUI call `configure_logging()`, which writes a rotating file under the data
+directory (`log_path()`), so a failure can be read after the screen is gone.
+"""
+
+from __future__ import annotations
+
+import logging
+from logging.handlers import RotatingFileHandler
+from pathlib import Path
+from typing import Any
+
+__all__ = ["LOGGER", "configure_logging", "log_path", "stop_logging"]
+
+LOGGER = "recursa"
+LOG_FILE = "recursa.log"
+MAX_BYTES = 1_000_000  # then the file rotates: recursa.log.1, .2, .3
+BACKUP_COUNT = 3
+FORMAT = "%(asctime)s %(levelname)s %(name)s [pid %(process)d] %(message)s"
+
+
+def log_path() -> Path:
+    """The log file: `logs/recursa.log` in the data directory (under RECURSA_HOME if set)."""
+    from recursa.memory import locations
+
+    return locations.data_dir() / "logs" / LOG_FILE
+
+
+class _LogFile(RotatingFileHandler):
+    """A rotating log file whose folder is made with its first record, not before.
+
+    A command that logs nothing (`recursa db path`) leaves no trace on disk.
+    """
+
+    def __init__(self, path: Path) -> None:
+        super().__init__(
+            path, maxBytes=MAX_BYTES, backupCount=BACKUP_COUNT, encoding="utf-8", delay=True
+        )
+
+    def _open(self) -> Any:
+        Path(self.baseFilename).parent.mkdir(parents=True, exist_ok=True)
+        return super()._open()
+
+
+def configure_logging(path: Path | None = None, *, level: int = logging.INFO) -> Path:
+    """Write recursa's records of `level` and above to a rotating file; returns its path.
+
+    `path` defaults to `log_path()`. Calling it again replaces the file this
+    function set up before (a process that runs several commands, or a test
+    suite, follows the data directory of the latest call). Other handlers, and
+    the root logger, are left alone.
+    """
+    target = path if path is not None else log_path()
+    logger = logging.getLogger(LOGGER)
+    stop_logging()
+    handler = _LogFile(target)
+    handler.setFormatter(logging.Formatter(FORMAT))
+    handler.setLevel(level)
+    logger.addHandler(handler)
+    if logger.level == logging.NOTSET or logger.level > level:
+        logger.setLevel(level)
+    return target
+
+
+def stop_logging() -> None:
+    """Remove and close the file handler `configure_logging` installed, if any."""
+    logger = logging.getLogger(LOGGER)
+    for handler in list(logger.handlers):
+        if isinstance(handler, _LogFile):
+            logger.removeHandler(handler)
+            handler.close()
