@@ -42,6 +42,10 @@ def recursa_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     monkeypatch.setenv("RECURSA_HOME", str(home))
     monkeypatch.setenv("RECURSA_CACHE_DIR", str(SHARED_CACHE))
     monkeypatch.delenv("RECURSA_DB_URL", raising=False)
+    # Semantic recall loads an embedding model into every Agent that plans a prompt; the
+    # dialogue-logic tests recall by full-text and dates, and the tests of semantic recall
+    # turn it on themselves (tests/recall).
+    monkeypatch.setenv("RECURSA_RECALL__EMBEDDER", "none")
     return home
 
 

@@ -145,10 +145,12 @@ def plan_prompt(
     query: RecallQuery | None = None
     if policy == "summary+recall":
         kept = kept_notes(store, window, summary.id if summary else None)
+    # With nothing typed yet (a budget bar's preview) there is nothing to recall for.
+    if policy == "summary+recall" and new.content.strip():
         previous = _previous_exchange(window)
         query = build_query(new.content, previous)
 
-    def plan_with(before_seq: int) -> PromptPlan:
+    def plan_with(before_seq: int, window: list[MessageRecord]) -> PromptPlan:
         hits: list[RecallHit] = []
         if query is not None and settings.recall.max_hits > 0:
             shown = excluded | {p.id for p in pinned}
@@ -192,14 +194,16 @@ def plan_prompt(
             context_window=runtime.context_window,
         )
 
-    plan = plan_with(first_seq)
+    plan = plan_with(first_seq, window)
     if query is not None and plan.dropped_ids:
         # The window's oldest messages did not fit: they are outside it, so recall may
-        # bring back what matters of them.
+        # bring back what matters of them. They stay reported as dropped (compaction due).
         kept_window = plan.section("window")
         seqs = [m.seq for m in kept_window.messages if m.seq is not None] if kept_window else []
-        unpinned = [s for s in seqs if s >= first_seq]
-        plan = plan_with(min(unpinned) if unpinned else _next_seq(conv, new))
+        start = min((s for s in seqs if s >= first_seq), default=_next_seq(conv, new))
+        again = plan_with(start, [r for r in window if r.seq >= start])
+        dropped = sorted({*plan.dropped_ids, *again.dropped_ids})
+        plan = again.model_copy(update={"dropped_ids": dropped})
     return plan
 
 

@@ -33,9 +33,13 @@ log = logging.getLogger(__name__)
 # The usual reciprocal-rank constant: it damps the difference between the very
 # first ranks, so agreement between the two rankings matters more than either's top.
 RRF_K = 60
+# A ranking's name, and the source it stands for: the "context" rankings search the
+# message together with what it borrowed from the previous exchange.
 _SOURCES: dict[str, RecallSource] = {
     "full-text": "full-text",
+    "context": "full-text",
     "semantic": "semantic",
+    "semantic-context": "semantic",
     "date": "date",
 }
 
@@ -67,10 +71,8 @@ def fuse(
     order = sorted(scores, key=lambda i: (-scores[i], i))
     out: list[tuple[int, RecallSource, float]] = []
     for message_id in order:
-        names = found[message_id]
-        source: RecallSource = (
-            "both" if len(names) > 1 else ("semantic" if "semantic" in names else "full-text")
-        )
+        names = {_SOURCES[name] for name in found[message_id]}
+        source: RecallSource = "both" if len(names) > 1 else next(iter(names))
         out.append((message_id, source, scores[message_id]))
     return out
 
@@ -110,15 +112,19 @@ def find_hits(
         # The message's words with its subject's: what matches both ranks first.
         rankings["context"] = full_text(f"{query.words} {query.borrowed}")
     if semantic is not None and query.text.strip():
-        try:
-            found = semantic.search(
-                conversation_id, query.text, before_seq=before_seq, limit=wide, exclude=exclude
-            )
-        except RecursaError as exc:
-            # The embedder failed (a server down, say): this turn recalls without it.
-            log.warning("semantic recall failed, using full-text only: %s", exc)
-            found = []
-        rankings["semantic"] = [message_id for message_id, _ in found]
+        texts = {"semantic": query.text}
+        if query.expanded:
+            texts["semantic-context"] = query.context_text
+        for name, text in texts.items():
+            try:
+                found = semantic.search(
+                    conversation_id, text, before_seq=before_seq, limit=wide, exclude=exclude
+                )
+            except RecursaError as exc:
+                # The embedder failed (a server down, say): this turn recalls without it.
+                log.warning("semantic recall failed, using full-text only: %s", exc)
+                break
+            rankings[name] = [message_id for message_id, _ in found]
     days = named_days(query.text)
     if days:
         rankings["date"] = _on_named_days(store, conversation_id, days, before_seq, wide, exclude)

@@ -14,7 +14,7 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from recursa.agent.recall.dates import without_dates
+from recursa.agent.recall.dates import named_days, without_dates
 from recursa.agent.recall.search import recall_query
 from recursa.memory.records import MessageRecord
 
@@ -28,8 +28,8 @@ _REFERRING = frozenset(
     ).split()
 )
 _WORD = re.compile(r"\w+", re.UNICODE)
-# A message with at most this many content words is too thin to search on its own.
-_SHORT = 3
+# A message with at most this many content words names no subject of its own.
+_SHORT = 1
 # At most this many words are borrowed from the previous exchange.
 _BORROWED = 12
 
@@ -39,8 +39,9 @@ class RecallQuery:
     """What recall searches for, and how it was made.
 
     `words` are the message's own content words (dates left out: they are
-    searched as days); `borrowed` the previous exchange's, for a message that
-    leans on it; `text` the meaning to search (the message, after what it borrowed).
+    searched as days) and `text` the message itself; a message that leans on
+    the previous exchange also carries that exchange's content words
+    (`borrowed`), searched beside its own.
     """
 
     words: str
@@ -52,6 +53,11 @@ class RecallQuery:
         return bool(self.borrowed)
 
     @property
+    def context_text(self) -> str:
+        """The message after the words it borrowed (its meaning with its subject)."""
+        return f"{self.borrowed}. {self.text}" if self.borrowed else self.text
+
+    @property
     def terms(self) -> list[str]:
         """Every word an excerpt is cut for: the message's own, then the borrowed ones."""
         return [*self.words.split(), *self.borrowed.split()]
@@ -61,15 +67,12 @@ def build_query(text: str, previous: Sequence[MessageRecord] = ()) -> RecallQuer
     """The recall query for `text`; `previous` is the exchange before it, oldest first."""
     words = recall_query(without_dates(text))
     tokens = {w.lower() for w in _WORD.findall(text)}
-    thin = len(words.split()) <= _SHORT or bool(tokens & _REFERRING)
+    # A question about a day is answered by that day, not by the exchange before it.
+    bare = len(words.split()) <= _SHORT and not named_days(text)
+    leaning = bare or bool(tokens & _REFERRING)
     context = [m.content for m in previous if m.content.strip()]
-    if not thin or not context:
+    if not leaning or not context:
         return RecallQuery(words=words, text=text)
     own = set(words.split())
     borrowed = [w for w in recall_query(" ".join(context)).split() if w not in own]
-    borrowed = borrowed[:_BORROWED]
-    if not borrowed:
-        return RecallQuery(words=words, text=text)
-    return RecallQuery(
-        words=words, text=f"{' '.join(borrowed)}. {text}", borrowed=" ".join(borrowed)
-    )
+    return RecallQuery(words=words, text=text, borrowed=" ".join(borrowed[:_BORROWED]))

@@ -93,9 +93,12 @@ def test_model_free_commands_never_import_torch(tmp_path, sqlite_url, seed):
         ["ask", "-m", "scripted", "hi"], ["prompt", "-m", "scripted", str(cid), "x"],
         ["chat", "--help"],
     ]
+    # Semantic recall's embedding model is a model too (import, ask and prompt embed with
+    # it): with it off, these commands need no torch at all.
+    env = {**os.environ, "RECURSA_RECALL__EMBEDDER": "none"}
     proc = subprocess.run(
         [sys.executable, "-c", NO_TORCH_SCRIPT, sqlite_url, json.dumps(commands)],
-        capture_output=True, text=True, timeout=300, env=os.environ.copy(),
+        capture_output=True, text=True, timeout=300, env=env,
     )
     assert proc.returncode == 0, proc.stderr
     report = json.loads(proc.stdout.strip().splitlines()[-1])

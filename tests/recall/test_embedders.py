@@ -134,6 +134,7 @@ def test_the_setting_defaults_to_minilm_and_reads_the_environment(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """recall.embedder is 'minilm' by default; RECURSA_RECALL__EMBEDDER overrides it."""
+    monkeypatch.delenv("RECURSA_RECALL__EMBEDDER", raising=False)  # the suite's default
     assert Settings.load().recall.embedder == "minilm"
     monkeypatch.setenv("RECURSA_RECALL__EMBEDDER", "none")
     assert Settings.load().recall.embedder == "none"

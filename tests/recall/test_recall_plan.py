@@ -98,12 +98,14 @@ def test_recall_blocks_stay_in_place_so_each_prompt_extends_the_last(
 ) -> None:
     """Between compactions each turn's prompt starts with the previous one (KV prefix reuse)."""
     runtime = ScriptedRuntime(default="Noted.")
-    agent = fts_agent(make_agent, runtime, max_prompt_tokens=900, recall_share=0.3)
+    agent = fts_agent(make_agent, runtime, max_prompt_tokens=900, recall_share=0.3, max_hits=1)
     facts = {
         i: f"Fact {i}: locker {i} holds the {w} umbrella."
         for i, w in enumerate(["red", "green", "blue", "black", "white", "grey", "pink", "gold"])
     }
     cid = agent.import_conversation(filler_document(120, facts))
+    # The first turn folds the imported history that does not fit into a summary.
+    agent.send(cid, "Hello again.")
     prompts: list[list[Any]] = []
     kept_blocks = 0
     for colour in ["red", "green", "blue"]:

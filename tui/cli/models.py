@@ -27,14 +27,7 @@ def models_command(as_json: bool) -> None:
         configured = settings.model
     recall_notice = embedder_notice(settings.recall.embedder)
     if as_json:
-        echo_json(
-            {
-                "default": DEFAULT_MODEL,
-                "configured": configured,
-                "models": infos,
-                "recall": {"embedder": settings.recall.embedder, "notice": recall_notice},
-            }
-        )
+        echo_json({"default": DEFAULT_MODEL, "configured": configured, "models": infos})
         return
     t = table("Spec", "Kind", "Available", "Description")
     for info in infos:
