@@ -76,12 +76,15 @@ class RecallHit:
     """A recall candidate: the message, the ranking that found it, its score, its excerpt.
 
     `text` is the excerpt to show (None: the whole message, cut to the excerpt limit).
+    A partner (`partner_of` set) is shown only with its hit and only if room is left
+    once the hits are placed; it does not count toward the hit limit.
     """
 
     record: MessageRecord
     source: RecallSource = "full-text"
     score: float = 0.0
     text: str | None = None
+    partner_of: int | None = None  # a "pair": the hit (message id) it belongs to
 
 
 @dataclass(frozen=True)
@@ -283,7 +286,9 @@ def build_plan(
     # What this turn's block would take, counting only candidates that are not already
     # verbatim in the window (a candidate may sit in the part of the window that will
     # not fit; it is shown as an excerpt only if it is left out).
-    outside = [c for c in candidates if c[0].record.id not in window_set]
+    outside = [
+        c for c in candidates if c[0].record.id not in window_set and c[0].partner_of is None
+    ]
     recall_need = header_tokens + sum(c for _, _, c in outside[: recall_settings.max_hits])
     recall_reserved = (
         min(recall_share, kept_total + (recall_need if outside else 0))
@@ -323,10 +328,18 @@ def build_plan(
     for hit, text, c in candidates:
         if len(chosen) >= recall_settings.max_hits:
             break
-        if hit.record.id in in_window:
+        if hit.record.id in in_window or hit.partner_of is not None:
             continue
         if spent + c <= recall_cap:
             chosen.append((hit, text, c))
+            spent += c
+    # Then each chosen hit's question or reply, best hit first, while room is left.
+    placed = {h.record.id for h, _, _ in chosen}
+    for hit, text, c in candidates:
+        fits = spent + c <= recall_cap
+        if fits and hit.partner_of in placed and hit.record.id not in in_window | placed:
+            chosen.append((hit, text, c))
+            placed.add(hit.record.id)
             spent += c
 
     def recall_block() -> str:

@@ -154,13 +154,15 @@ def plan_prompt(
         hits: list[RecallHit] = []
         if query is not None and settings.recall.max_hits > 0:
             shown = excluded | {p.id for p in pinned}
-            shown |= {i for note in kept for i in note.section.message_ids}
+            # Messages in kept blocks stay candidates: the planner leaves them out while
+            # their block is kept, and shows them afresh when the blocks are dropped.
+            in_notes = {i for note in kept for i in note.section.message_ids}
             found = find_hits(
                 store,
                 conv.id,
                 query,
                 before_seq=before_seq,
-                limit=settings.recall.max_hits,
+                limit=settings.recall.max_hits + len(in_notes),
                 exclude=shown,
                 semantic=semantic,
             )

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Collection, Mapping, Sequence
+from dataclasses import replace
 from typing import TYPE_CHECKING, Protocol
 
 from recursa.agent.errors import RecursaError
@@ -106,15 +107,16 @@ def find_hits(
             h.id for h in hits if h.kind == "message" and h.seq < before_seq and h.id not in exclude
         ]
 
-    if query.words:
-        rankings["full-text"] = full_text(query.words)
     if query.borrowed:
-        # The message's words with its subject's: what matches both ranks first.
+        # A message that leans on the previous exchange is searched only with what it
+        # borrowed: on its own ("where did she move?") it would rank every move alike.
         rankings["context"] = full_text(f"{query.words} {query.borrowed}")
+    elif query.words:
+        rankings["full-text"] = full_text(query.words)
     if semantic is not None and query.text.strip():
-        texts = {"semantic": query.text}
-        if query.expanded:
-            texts["semantic-context"] = query.context_text
+        texts = (
+            {"semantic-context": query.context_text} if query.expanded else {"semantic": query.text}
+        )
         for name, text in texts.items():
             try:
                 found = semantic.search(
@@ -192,7 +194,8 @@ def with_partners(
             and usable(partner)
         ):
             taken.add(partner.id)
-            out.append(_hit(counter, partner, "pair", score, terms, max_excerpt_tokens))
+            pair = _hit(counter, partner, "pair", score, terms, max_excerpt_tokens)
+            out.append(replace(pair, partner_of=record.id))
     return out
 
 

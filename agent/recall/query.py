@@ -47,6 +47,7 @@ class RecallQuery:
     words: str
     text: str
     borrowed: str = ""
+    context: str = ""  # the previous exchange's text, when the message leans on it
 
     @property
     def expanded(self) -> bool:
@@ -54,8 +55,8 @@ class RecallQuery:
 
     @property
     def context_text(self) -> str:
-        """The message after the words it borrowed (its meaning with its subject)."""
-        return f"{self.borrowed}. {self.text}" if self.borrowed else self.text
+        """The message after the exchange it leans on: its meaning with its subject."""
+        return f"{self.context} {self.text}" if self.context else self.text
 
     @property
     def terms(self) -> list[str]:
@@ -75,4 +76,6 @@ def build_query(text: str, previous: Sequence[MessageRecord] = ()) -> RecallQuer
         return RecallQuery(words=words, text=text)
     own = set(words.split())
     borrowed = [w for w in recall_query(" ".join(context)).split() if w not in own]
-    return RecallQuery(words=words, text=text, borrowed=" ".join(borrowed[:_BORROWED]))
+    return RecallQuery(
+        words=words, text=text, borrowed=" ".join(borrowed[:_BORROWED]), context=" ".join(context)
+    )
