@@ -286,10 +286,13 @@ def build_plan(
     # What this turn's block would take, counting only candidates that are not already
     # verbatim in the window (a candidate may sit in the part of the window that will
     # not fit; it is shown as an excerpt only if it is left out).
-    outside = [
-        c for c in candidates if c[0].record.id not in window_set and c[0].partner_of is None
-    ]
-    recall_need = header_tokens + sum(c for _, _, c in outside[: recall_settings.max_hits])
+    outside = [c for c in candidates if c[0].record.id not in window_set]
+    hits_outside = [h.record.id for h, _, _ in outside if h.partner_of is None]
+    top = set(hits_outside[: recall_settings.max_hits])
+    # The best hits with their partners: what this turn's block would hold at most.
+    recall_need = header_tokens + sum(
+        c for h, _, c in outside if h.record.id in top or h.partner_of in top
+    )
     recall_reserved = (
         min(recall_share, kept_total + (recall_need if outside else 0))
         if (outside or kept_total)

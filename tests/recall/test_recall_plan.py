@@ -98,7 +98,15 @@ def test_recall_blocks_stay_in_place_so_each_prompt_extends_the_last(
 ) -> None:
     """Between compactions each turn's prompt starts with the previous one (KV prefix reuse)."""
     runtime = ScriptedRuntime(default="Noted.")
-    agent = fts_agent(make_agent, runtime, max_prompt_tokens=900, recall_share=0.3, max_hits=1)
+    agent = fts_agent(
+        make_agent,
+        runtime,
+        max_prompt_tokens=900,
+        summary_share=0.15,
+        window_share=0.4,
+        recall_share=0.4,
+        max_hits=1,
+    )
     facts = {
         i: f"Fact {i}: locker {i} holds the {w} umbrella."
         for i, w in enumerate(["red", "green", "blue", "black", "white", "grey", "pink", "gold"])
