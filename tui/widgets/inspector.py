@@ -56,11 +56,18 @@ class SectionView(Collapsible):
             # A recall block is shown as its messages (with their seq numbers); the
             # rendered block is in "Rendered prompt".
             out.append(section.text.strip() + "\n")
+        if section.kind == "recall" and section.before_message_id is not None:
+            out.append("kept from an earlier turn\n", style="dim")
         for m in section.messages:
             where = f"#{m.seq}" if m.seq is not None else "new"
             pin = " 📌" if m.pinned else ""
-            out.append(f"{where} {m.role}{pin} ({m.tokens} tok): ", style="bold")
-            out.append(_clip(m.content) + "\n")
+            out.append(f"{where} {m.role}{pin} ({m.tokens} tok", style="bold")
+            if m.source is not None:
+                # How recall found it: full-text, semantic, date, both, or its hit's pair.
+                score = f" {m.score:.4f}" if m.score is not None and m.source != "pair" else ""
+                out.append(f", {m.source}{score}", style="bold")
+            out.append("): ", style="bold")
+            out.append(_clip(m.excerpt if m.excerpt is not None else m.content) + "\n")
         if not out.plain:
             out.append("(empty)", style="dim")
         return out
