@@ -15,6 +15,7 @@ from recursa.memory import validation as check
 from recursa.memory.errors import NotFoundError
 from recursa.memory.models import (
     ConversationRow,
+    EmbeddingRow,
     MessageRow,
     PromptTraceRow,
     SummaryRow,
@@ -158,12 +159,13 @@ def apply_changes(
 
 
 def delete_with_children(session: Session, conversation_id: int) -> None:
-    """Delete a conversation with its messages, token counts, summaries and traces."""
+    """Delete a conversation with its messages, token counts, vectors, summaries and traces."""
     get_row(session, conversation_id, lock=True)
     message_ids = select(MessageRow.id).where(MessageRow.conversation_id == conversation_id)
     # Children first, explicitly: correct even where ON DELETE CASCADE is not enforced.
     session.execute(delete(PromptTraceRow).where(PromptTraceRow.conversation_id == conversation_id))
     session.execute(delete(TokenCountRow).where(TokenCountRow.message_id.in_(message_ids)))
+    session.execute(delete(EmbeddingRow).where(EmbeddingRow.conversation_id == conversation_id))
     session.execute(delete(SummaryRow).where(SummaryRow.conversation_id == conversation_id))
     session.execute(delete(MessageRow).where(MessageRow.conversation_id == conversation_id))
     session.execute(delete(ConversationRow).where(ConversationRow.id == conversation_id))

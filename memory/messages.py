@@ -14,7 +14,7 @@ from typing import Any, Final, get_args
 from recursa.memory import conversations
 from recursa.memory import validation as check
 from recursa.memory.errors import InvalidInputError, NotFoundError
-from recursa.memory.models import MessageRow, TokenCountRow, utcnow
+from recursa.memory.models import EmbeddingRow, MessageRow, TokenCountRow, utcnow
 from recursa.memory.records import (
     UNSET,
     MessageRecord,
@@ -115,7 +115,7 @@ def changes(
 def apply_changes(
     session: Session, message_id: int, values: Mapping[str, Any], content: str | Unset
 ) -> MessageRecord:
-    """Apply `changes`' result and a new content; a changed content drops its token counts."""
+    """Apply `changes`' result and a new content; a changed content drops its counts and vectors."""
     row = session.get(MessageRow, message_id)
     if row is None:
         raise not_found(message_id)
@@ -123,8 +123,10 @@ def apply_changes(
     if content is not UNSET:
         updates["content"] = check.text("content", content, allow_empty=row.role == "assistant")
         if updates["content"] != row.content:
-            # The cached counts were of the old text; stale ones would mis-size the window.
+            # The cached counts and vectors were of the old text: stale counts would
+            # mis-size the window, stale vectors would recall it for what it no longer says.
             session.execute(delete(TokenCountRow).where(TokenCountRow.message_id == message_id))
+            session.execute(delete(EmbeddingRow).where(EmbeddingRow.message_id == message_id))
     for key, value in updates.items():
         setattr(row, key, value)
     session.flush()

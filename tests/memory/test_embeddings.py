@@ -160,3 +160,13 @@ def test_storing_nothing_is_a_no_op(store: Store) -> None:
     """An empty mapping stores nothing and opens no transaction."""
     store.add_embeddings(EMBEDDER, 4, {})
     assert store.embedded_ids([], EMBEDDER) == set()
+
+
+def test_editing_a_message_drops_its_stale_vector(store: Store) -> None:
+    """A message whose text changes loses its vector (it described the old text)."""
+    conv, ids = conversation_with(store, 2)
+    store.add_embeddings(EMBEDDER, 2, {ids[0]: vec(1.0, 0.0), ids[1]: vec(0.0, 1.0)})
+    store.update_message(ids[0], content="a new text")
+    assert store.embedded_ids(ids, EMBEDDER) == {ids[1]}
+    store.update_message(ids[1], pinned=True)  # no new text: the vector stays
+    assert store.embedded_ids(ids, EMBEDDER) == {ids[1]}
