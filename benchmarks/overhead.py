@@ -187,7 +187,7 @@ def bench_backend(
             )
             print(f"[{backend}] building {n:,} messages ...", flush=True)
             cid = build(agent, url, n, args.seed, not args.fresh)
-            hits = agent.settings.recall.max_hits * 3  # what recall_candidates asks for
+            hits = agent.settings.recall.max_hits * 3  # what recall asks the full-text search for
             for kind, questions in kinds.items():
                 fns[("preview", kind, n)] = preview(agent, cid, questions)
                 fns[("search", kind, n)] = search(agent, cid, questions, hits)

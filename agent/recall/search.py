@@ -1,9 +1,8 @@
-"""Recall: the archived turns most relevant to a new message, found with full-text search.
+"""Recall's words and rules: a message's content words, and which stored messages may come back.
 
-Archived means covered by the latest summary (seq <= its coverage), so a
-recalled message is never also in the verbatim window. The store's search ranks
-hits; the planner then fits the best ones into the recall share and shows them
-in chronological order with their dates.
+`recall_query` turns text into the words full-text search looks for (stop words
+left out, each word once); `usable` says whether a stored message may appear in
+a prompt at all. The rankings themselves are in `recursa.agent.recall.fusion`.
 """
 
 from __future__ import annotations
@@ -14,7 +13,7 @@ from typing import TYPE_CHECKING
 from recursa.memory.records import MessageRecord
 
 if TYPE_CHECKING:
-    from recursa.memory.store import Store
+    pass
 
 # Words too common to say anything about relevance; searching "any" of them
 # would rank every message alike.
@@ -46,35 +45,3 @@ def recall_query(text: str) -> str:
 def usable(record: MessageRecord) -> bool:
     """Whether a stored message may appear in a prompt (not a failed or replaced reply)."""
     return record.status != "error" and not record.superseded
-
-
-def recall_candidates(
-    store: Store,
-    conversation_id: int,
-    text: str,
-    *,
-    through_seq: int,
-    limit: int,
-    exclude: set[int] | None = None,
-) -> list[MessageRecord]:
-    """Archived messages (seq <= through_seq) relevant to `text`, best first."""
-    if through_seq <= 0 or limit <= 0:
-        return []
-    query = recall_query(text)
-    if not query:
-        return []
-    hits = store.search(
-        query,
-        conversation_id=conversation_id,
-        through_seq=through_seq,
-        limit=limit * 3,
-        include_summaries=False,
-        match="any",
-    )
-    ids = [h.id for h in hits if h.kind == "message" and h.seq <= through_seq]
-    ids = [i for i in dict.fromkeys(ids) if not exclude or i not in exclude]
-    if not ids:
-        return []
-    by_id = {r.id: r for r in store.messages_by_ids(ids)}
-    ranked = [by_id[i] for i in ids if i in by_id and usable(by_id[i])]
-    return ranked[:limit]
