@@ -38,7 +38,6 @@ __all__ = [
     "CompactionJob",
     "EvictionUnit",
     "SummarizerFor",
-    "compact",
     "compaction_job",
     "run_compaction",
 ]
@@ -65,37 +64,6 @@ class CompactionJob:
     decision: CompactionDecision
     summary_cap: int
     start: float
-
-
-def compact(
-    store: Store,
-    conv: ConversationRecord,
-    settings: Settings,
-    runtime: Runtime,
-    summarizer_for: SummarizerFor,
-    *,
-    when: CompactionWhen,
-    pending_tokens: int = 0,
-    must_evict_through_seq: int = 0,
-    force: bool = False,
-    before_seq: int | None = None,
-    templates: Templates | None = None,
-    unit: EvictionUnit = "exchange",
-) -> CompactionReport:
-    """Fold the oldest exchanges into a new summary when the decision says so."""
-    job = compaction_job(
-        store,
-        conv,
-        settings,
-        runtime,
-        pending_tokens=pending_tokens,
-        must_evict_through_seq=must_evict_through_seq,
-        force=force,
-        before_seq=before_seq,
-        templates=templates,
-        unit=unit,
-    )
-    return run_compaction(store, job, summarizer_for, when=when)
 
 
 def compaction_job(

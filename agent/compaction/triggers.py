@@ -22,8 +22,8 @@ from recursa.agent.compaction.fold import (
     CompactionJob,
     EvictionUnit,
     SummarizerFor,
-    compact,
     compaction_job,
+    run_compaction,
 )
 from recursa.agent.planning.plan import PromptPlan
 from recursa.agent.runtime.protocol import Runtime
@@ -112,4 +112,5 @@ def compact_on_request(
         return CompactionReport(
             status="not_needed", when="explicit", notes=["policy 'window' keeps no summary"]
         )
-    return compact(store, conv, settings, runtime, summarizer_for, when="explicit", force=force)
+    job = compaction_job(store, conv, settings, runtime, force=force)
+    return run_compaction(store, job, summarizer_for, when="explicit")
