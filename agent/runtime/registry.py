@@ -22,7 +22,6 @@ local runtime is imported only when a local spec is opened.
 from __future__ import annotations
 
 import difflib
-import importlib.util
 import re
 from pathlib import Path
 from typing import Literal
@@ -31,6 +30,11 @@ import httpx
 from pydantic import BaseModel, ConfigDict
 from recursa.agent.errors import MissingDependencyError, ModelError, ModelNotFoundError
 from recursa.agent.runtime.options import ProgressCallback, RuntimeOptions
+from recursa.agent.runtime.packages import (
+    LOCAL_DEPENDENCIES,
+    LOCAL_INSTALL_HINT,
+    missing_local_dependencies,
+)
 from recursa.agent.runtime.protocol import Runtime
 
 __all__ = [
@@ -50,11 +54,6 @@ OPENAI_PREFIX = "openai:"
 OPENAI_DEFAULT_BASE_URL = "https://api.openai.com/v1"
 SCRIPTED_CONTEXT_WINDOW = 4096
 
-LOCAL_DEPENDENCIES = ("torch", "transformers")
-LOCAL_INSTALL_HINT = (
-    "pip install 'recursa[local]' (install the CPU build of torch first, "
-    "e.g. pip install torch==2.13.0, so pip does not fetch a CUDA build)"
-)
 
 SpecKind = Literal["default", "folder", "gguf", "huggingface", "openai", "scripted"]
 
@@ -269,19 +268,6 @@ def open_runtime(
         assert resolved.model is not None and resolved.base_url is not None
         return OpenAIRuntime(resolved.model, resolved.base_url, options=options, name=resolved.name)
     return _open_local(resolved, options, progress)
-
-
-def missing_local_dependencies() -> list[str]:
-    """The local runtime's packages that are not installed (found without importing them)."""
-    missing = []
-    for module in LOCAL_DEPENDENCIES:
-        try:
-            found = importlib.util.find_spec(module) is not None
-        except (ImportError, ValueError):
-            found = False
-        if not found:
-            missing.append(module)
-    return missing
 
 
 def _open_local(
