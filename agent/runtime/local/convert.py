@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from recursa.agent.errors import MissingDependencyError, ModelError, ModelNotFoundError
+from recursa.agent.runtime.packages import transformers_bars_off
 from recursa.memory import locations
 
 ProgressCallback = Callable[[str, float | None], None]
@@ -213,19 +214,20 @@ def _convert_into(gguf: Path, out: Path, report: ProgressCallback) -> None:
                 f"Install it with: pip install {module}  (or {_LOCAL_INSTALL})"
             ) from exc
     folder, name = str(gguf.parent), gguf.name
-    report("Reading the tokenizer from the GGUF", 0.05)
-    tokenizer = AutoTokenizer.from_pretrained(folder, gguf_file=name)
-    report("Dequantizing the weights", 0.35)
-    model = AutoModelForCausalLM.from_pretrained(folder, gguf_file=name)
-    # save_pretrained refuses a model that still carries the GGUF quantizer; the
-    # weights are already dequantized, so dropping it yields a plain checkpoint.
-    model.hf_quantizer = None  # type: ignore[assignment]
-    if hasattr(model.config, "quantization_config"):
-        del model.config.quantization_config
-    report("Writing the safetensors copy", 0.75)
-    out.mkdir(parents=True)
-    model.save_pretrained(out, safe_serialization=True)
-    tokenizer.save_pretrained(out)
+    with transformers_bars_off():
+        report("Reading the tokenizer from the GGUF", 0.05)
+        tokenizer = AutoTokenizer.from_pretrained(folder, gguf_file=name)
+        report("Dequantizing the weights", 0.35)
+        model = AutoModelForCausalLM.from_pretrained(folder, gguf_file=name)
+        # save_pretrained refuses a model that still carries the GGUF quantizer; the
+        # weights are already dequantized, so dropping it yields a plain checkpoint.
+        model.hf_quantizer = None  # type: ignore[assignment]
+        if hasattr(model.config, "quantization_config"):
+            del model.config.quantization_config
+        report("Writing the safetensors copy", 0.75)
+        out.mkdir(parents=True)
+        model.save_pretrained(out, safe_serialization=True)
+        tokenizer.save_pretrained(out)
     report("Checking the written files", 0.95)
 
 

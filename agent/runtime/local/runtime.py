@@ -31,6 +31,7 @@ from recursa.agent.runtime.local.kv_cache import (
     ConversationCaches,
     reuse_prefix,
 )
+from recursa.agent.runtime.packages import transformers_bars_off
 from recursa.agent.runtime.protocol import (
     CancelToken,
     ChatMessage,
@@ -208,11 +209,14 @@ def load_local(
     if progress is not None:
         progress(f"Loading {name or source_text}", None)
     try:
-        tokenizer = transformers.AutoTokenizer.from_pretrained(folder, local_files_only=local_only)
-        # Loaded in float32 on the CPU; the engine casts or quantizes its own copy.
-        model = transformers.AutoModelForCausalLM.from_pretrained(
-            folder, local_files_only=local_only, dtype=torch.float32
-        )
+        with transformers_bars_off():
+            tokenizer = transformers.AutoTokenizer.from_pretrained(
+                folder, local_files_only=local_only
+            )
+            # Loaded in float32 on the CPU; the engine casts or quantizes its own copy.
+            model = transformers.AutoModelForCausalLM.from_pretrained(
+                folder, local_files_only=local_only, dtype=torch.float32
+            )
     except OSError as exc:
         if path.exists():
             raise ModelError(f"Could not load the model in {folder}: {exc}") from exc
