@@ -57,21 +57,21 @@ class BudgetSettings(BaseModel):
         description="Extra tokens kept free, against template or tokenizer surprises.",
     )
     summary_share: float = Field(
-        default=0.25,
+        default=0.2,
         ge=0.0,
         le=1.0,
         description="Share of the flexible budget (budget minus system prompt) the summary "
         "may use; a longer summary is condensed.",
     )
     recall_share: float = Field(
-        default=0.15,
+        default=0.25,
         ge=0.0,
         le=1.0,
         description="Share of the flexible budget recalled excerpts may use when the window "
         "leaves no spare room to lend.",
     )
     window_share: float = Field(
-        default=0.45,
+        default=0.4,
         gt=0.0,
         le=1.0,
         description="Share of the flexible budget the verbatim window may grow to before it "

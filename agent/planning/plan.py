@@ -67,6 +67,9 @@ __all__ = [
     "summary_cap",
 ]
 
+# A turn's recall block takes at most this fraction of the recall share: earlier
+# turns' blocks stay in place beside it until the share is full.
+BLOCKS_PER_SHARE = 2
 # A fixed system message: a message's cached cost is what it adds after this one.
 REFERENCE_SYSTEM: ChatMessage = {"role": "system", "content": "."}
 
@@ -268,10 +271,12 @@ def build_plan(
                 "recall_line", date=format_date(rec.created_at), role=rec.role, text=text
             )
             candidates.append((hit, text, counter.count_text(line) + 1))
-    # Earlier turns' blocks and this turn's share the recall share. When the kept
-    # blocks leave no room for this turn's best new excerpt, they are all dropped at
-    # once (the prompt changes after the first of them once, not a little every turn).
+    # Earlier turns' blocks and this turn's share the recall share, and a turn's block
+    # takes at most a part of it, so that blocks can stay for a few turns. When the
+    # kept blocks leave no room for this turn's best new excerpt, they are all dropped
+    # at once (the prompt changes after the first of them once, not a little every turn).
     recall_share = int(budget_settings.recall_share * flex) if use_recall else 0
+    block_cap = recall_share // BLOCKS_PER_SHARE
     shown_in_notes = {i for n in notes_before.values() for i in n.section.message_ids}
     fresh = [c for c in candidates if c[0].record.id not in shown_in_notes]
     kept_total = sum(note_costs.values())
@@ -294,7 +299,7 @@ def build_plan(
         c for h, _, c in outside if h.record.id in top or h.partner_of in top
     )
     recall_reserved = (
-        min(recall_share, kept_total + (recall_need if outside else 0))
+        min(recall_share, kept_total + (min(recall_need, block_cap) if outside else 0))
         if (outside or kept_total)
         else 0
     )
@@ -325,7 +330,7 @@ def build_plan(
 
     # Recall fills what the window and the kept blocks left, up to its hit limit.
     in_window = {r.id for r, _ in suffix}
-    recall_cap = avail - used - sum(note_costs.get(r.id, 0) for r, _ in suffix)
+    recall_cap = min(avail - used - sum(note_costs.get(r.id, 0) for r, _ in suffix), block_cap)
     chosen: list[tuple[RecallHit, str, int]] = []
     spent = header_tokens
     for hit, text, c in candidates:

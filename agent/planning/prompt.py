@@ -154,15 +154,15 @@ def plan_prompt(
         hits: list[RecallHit] = []
         if query is not None and settings.recall.max_hits > 0:
             shown = excluded | {p.id for p in pinned}
-            # Messages in kept blocks stay candidates: the planner leaves them out while
-            # their block is kept, and shows them afresh when the blocks are dropped.
-            in_notes = {i for note in kept for i in note.section.message_ids}
+            # The best hits now; those already in a kept block are not shown twice (the
+            # planner leaves them out while their block is kept), so a question on the
+            # same subject as the last one adds little.
             found = find_hits(
                 store,
                 conv.id,
                 query,
                 before_seq=before_seq,
-                limit=settings.recall.max_hits + len(in_notes),
+                limit=settings.recall.max_hits,
                 exclude=shown,
                 semantic=semantic,
             )
