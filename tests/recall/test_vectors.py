@@ -288,3 +288,184 @@ def test_concurrent_searches_agree(store: Store, minilm: LocalEmbedder) -> None:
     assert len(results) == 4 and all(r == results[0] for r in results)
     assert index.loaded(conv) == len(CHATTER) + 1
     assert store.count_embeddings(conv, minilm.id) == len(CHATTER) + 1
+
+
+# -- scores: a bfloat16 first pass, float32 results ---------------------------------------
+
+PARAPHRASES = [
+    "Ada is a marine biologist.",
+    "My sister studies fish and coral for a living.",
+    "Ada spends her days on a research boat off Lisbon.",
+    "What is Ada's job again?",
+    "The ocean institute hired my sister last spring.",
+    "I bought a new pair of running shoes.",
+]
+
+
+class FixedEmbedder:
+    """Test double: every text's vector is `query`; the stored vectors are written directly."""
+
+    id = "test:fixed"
+
+    def __init__(self, query: np.ndarray) -> None:
+        self.query = query.astype(np.float32)
+
+    @property
+    def dim(self) -> int:
+        return len(self.query)
+
+    def embed(self, texts: list[str]) -> np.ndarray:
+        return np.tile(self.query, (len(texts), 1))
+
+    def close(self) -> None:
+        return None
+
+
+class CountingEmbedder:
+    """Test double: another embedder, with each call's texts recorded."""
+
+    def __init__(self, inner: Embedder) -> None:
+        self.inner = inner
+        self.calls: list[list[str]] = []
+
+    @property
+    def id(self) -> str:
+        return self.inner.id
+
+    @property
+    def dim(self) -> int:
+        return self.inner.dim
+
+    def embed(self, texts: list[str]) -> np.ndarray:
+        self.calls.append(list(texts))
+        return self.inner.embed(texts)
+
+    def close(self) -> None:
+        self.inner.close()
+
+
+def float32_ranking(
+    store: Store, conv: int, embedder_id: str, query: np.ndarray
+) -> list[tuple[int, float]]:
+    """Every stored vector's float32 cosine with `query`, best first (ties: older first)."""
+    rows = store.embeddings(conv, embedder_id)
+    scores = [float(np.dot(from_bytes(r.vector), query.astype(np.float32))) for r in rows]
+    order = sorted(range(len(rows)), key=lambda i: (-scores[i], rows[i].seq))
+    return [(rows[i].message_id, scores[i]) for i in order]
+
+
+@pytest.mark.parametrize("bfloat16", [True, False], ids=["bfloat16-first-pass", "float32"])
+def test_scores_are_float32_cosines(store: Store, minilm: LocalEmbedder, bfloat16: bool) -> None:
+    """With or without the bfloat16 first pass, hits and scores are float32's, in its order."""
+    texts = [f"{t} ({i})" for i in range(4) for t in [*CHATTER, *PARAPHRASES, FACT]]
+    conv, ids = fill(store, texts)
+    index = VectorIndex(store, minilm, bfloat16=bfloat16)
+    index.backfill(conv)
+    hits = index.search(conv, QUESTION, before_seq=len(ids) + 1, limit=len(ids))
+    assert index._matrices[conv].split is bfloat16  # each layout is the one under test
+    expected = float32_ranking(store, conv, minilm.id, minilm.embed([QUESTION])[0])
+    assert len(expected) == len(ids)
+    assert [mid for mid, _ in hits] == [mid for mid, _ in expected]
+    assert np.allclose([s for _, s in hits], [s for _, s in expected], rtol=0, atol=1e-6)
+    top = index.search(conv, QUESTION, before_seq=len(ids) + 1, limit=5)
+    assert [mid for mid, _ in top] == [mid for mid, _ in expected[:5]]
+
+
+def test_rows_that_tie_in_bfloat16_are_ranked_by_float32(store: Store) -> None:
+    """Cosines 1e-5 apart, which bfloat16 cannot tell apart, still come back in float32 order."""
+    pytest.importorskip("torch")  # the bfloat16 first pass needs it
+    rng = np.random.default_rng(3)
+    query = rng.standard_normal(64)
+    query /= np.linalg.norm(query)
+    side = rng.standard_normal(64)
+    side -= side.dot(query) * query
+    side /= np.linalg.norm(side)
+    cosines = 0.8 + 1e-5 * rng.permutation(300)
+    far = rng.standard_normal((300, 64))
+    vectors = [c * query + np.sqrt(1 - c * c) * side for c in cosines]
+    vectors += list(far / np.linalg.norm(far, axis=1, keepdims=True))
+    order = rng.permutation(len(vectors))
+    embedder = FixedEmbedder(query)
+    conv, ids = fill(store, [f"message {i}" for i in range(len(vectors))])
+    store.add_embeddings(
+        embedder.id,
+        embedder.dim,
+        {mid: to_bytes(vectors[j].astype(np.float32)) for mid, j in zip(ids, order, strict=True)},
+    )
+    index = VectorIndex(store, embedder)
+    hits = index.search(conv, "anything", before_seq=len(ids) + 1, limit=10)
+    expected = float32_ranking(store, conv, embedder.id, query)[:10]
+    assert [mid for mid, _ in hits] == [mid for mid, _ in expected]
+    assert [s for _, s in hits] == pytest.approx([s for _, s in expected], abs=1e-6)
+    assert hits[0][1] > hits[1][1] > hits[9][1] > 0.8
+
+
+def test_rescoring_finds_the_exact_top_whatever_the_first_pass_error() -> None:
+    """First-pass scores off by up to their error bound, the worst way, still give float32's top."""
+    from recursa.agent.recall.vectors import _Matrix, _Ranking
+
+    rng = np.random.default_rng(7)
+    vectors = rng.standard_normal((500, 32)).astype(np.float32)
+    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+    query = vectors[0] + vectors[1]
+    query = (query / np.linalg.norm(query)).astype(np.float32)
+    matrix = _Matrix(32, split=True)
+    matrix.append([StoredEmbedding(i + 1, i + 1, to_bytes(v)) for i, v in enumerate(vectors)])
+    exact = np.einsum("ij,j->i", vectors, query)
+    best = sorted(range(len(exact)), key=lambda i: (-exact[i], i))
+    error = 0.05
+    # The true best rows pushed down by almost the error, every other row pushed up.
+    first = exact + np.float32(0.99 * error)
+    first[best[:40]] = exact[best[:40]] - np.float32(0.99 * error)
+    ranking = _Ranking(matrix.reader(500), query, first, error)
+    for count in (1, 5, 10, 40):
+        top = ranking.top(count)
+        assert [row for row, _ in top] == best[:count]
+        assert [score for _, score in top] == [float(exact[i]) for i in best[:count]]
+
+
+def test_the_first_pass_error_stays_within_its_bound(minilm: LocalEmbedder) -> None:
+    """bfloat16 first-pass scores differ from float32 scores by less than the bound used."""
+    torch = pytest.importorskip("torch")
+    from recursa.agent.recall.vectors import _bfloat16_scores, _first_pass_error, _Matrix
+
+    rng = np.random.default_rng(5)
+    texts = [*CHATTER, *PARAPHRASES, FACT, QUESTION]
+    sentences = minilm.embed(texts)
+    mixed = sentences[rng.integers(0, len(texts), (2000, 3))].sum(axis=1)
+    unnormalised = rng.standard_normal((500, 384)) * rng.uniform(0.1, 3.0, (500, 1))
+    vectors = np.concatenate([sentences, mixed, unnormalised]).astype(np.float32)
+    matrix = _Matrix(384, split=True)
+    matrix.append([StoredEmbedding(i + 1, i + 1, to_bytes(v)) for i, v in enumerate(vectors)])
+    # The two planes hold the float32 values exactly.
+    assert np.array_equal(matrix.reader(matrix.size)(np.arange(matrix.size)), vectors)
+    for query in [*minilm.embed([QUESTION, FACT]), rng.standard_normal(384).astype(np.float32)]:
+        first = _bfloat16_scores(torch, matrix.high[: matrix.size], query)
+        exact = np.einsum("ij,j->i", vectors, query)
+        bound = _first_pass_error(matrix.norm, query)
+        assert np.abs(first - exact).max() < bound
+
+
+def test_a_question_searched_again_is_embedded_once(
+    store: Store, keyword_embedder: Embedder
+) -> None:
+    """The second search with the same question (a plan made again) reuses its vector and scores."""
+    embedder = CountingEmbedder(keyword_embedder)
+    conv, ids = fill(store, [FACT, *CHATTER])
+    index = VectorIndex(store, embedder)
+    index.backfill(conv)
+    embedder.calls.clear()
+    question = "marine biologist in Lisbon"
+    first = index.search(conv, question, before_seq=len(ids), limit=3)
+    assert first[0][0] == ids[0]
+    # The second plan searches a little further: the kept scores are extended by one row.
+    again = index.search(conv, question, before_seq=len(ids) + 1, limit=3)
+    assert again == VectorIndex(store, keyword_embedder).search(
+        conv, question, before_seq=len(ids) + 1, limit=3
+    )
+    assert embedder.calls == [[question]]
+    # A message added since is scored too: kept scores are never served stale.
+    (new,) = store.append_messages(conv, [NewMessage("user", "Marine biologist in Lisbon!")])
+    index.embed_messages([new])
+    assert index.search(conv, question, before_seq=100, limit=1)[0][0] == new.id
+    assert embedder.calls == [[question], [new.content]]
