@@ -300,7 +300,7 @@ def bench_backend(
             store = stack.enter_context(Store.open(url))
             print(f"[{backend}] building {n:,} messages ...", flush=True)
             cid = build(store, url, n, args.seed, not args.fresh, vectors)
-            hits = agent.settings.recall.max_hits * 3  # what recall_candidates asks for
+            hits = agent.settings.recall.max_hits * 3  # what recall asks the full-text search for
             hybrid = None
             if "hybrid" in measures:
                 # An Agent opens its own embedder: each size's hybrid agent loads the model.
