@@ -276,7 +276,6 @@ def build_plan(
     # kept blocks leave no room for this turn's best new excerpt, they are all dropped
     # at once (the prompt changes after the first of them once, not a little every turn).
     recall_share = int(budget_settings.recall_share * flex) if use_recall else 0
-    block_cap = recall_share // BLOCKS_PER_SHARE
     shown_in_notes = {i for n in notes_before.values() for i in n.section.message_ids}
     fresh = [c for c in candidates if c[0].record.id not in shown_in_notes]
     kept_total = sum(note_costs.values())
@@ -288,6 +287,9 @@ def build_plan(
         notes_before, note_costs, kept_total = {}, {}, 0
         fresh = candidates
     candidates = fresh
+    # A block holds at least its best excerpt when the share has room for it.
+    best = header_tokens + candidates[0][2] if candidates else 0
+    block_cap = max(recall_share // BLOCKS_PER_SHARE, min(best, recall_share - kept_total))
     # What this turn's block would take, counting only candidates that are not already
     # verbatim in the window (a candidate may sit in the part of the window that will
     # not fit; it is shown as an excerpt only if it is left out).
@@ -333,22 +335,23 @@ def build_plan(
     recall_cap = min(avail - used - sum(note_costs.get(r.id, 0) for r, _ in suffix), block_cap)
     chosen: list[tuple[RecallHit, str, int]] = []
     spent = header_tokens
+    hits = 0
+    placed: set[int] = set()
     for hit, text, c in candidates:
-        if len(chosen) >= recall_settings.max_hits:
-            break
-        if hit.record.id in in_window or hit.partner_of is not None:
+        if hit.record.id in in_window or hit.record.id in placed:
             continue
-        if spent + c <= recall_cap:
-            chosen.append((hit, text, c))
-            spent += c
-    # Then each chosen hit's question or reply, best hit first, while room is left.
-    placed = {h.record.id for h, _, _ in chosen}
-    for hit, text, c in candidates:
-        fits = spent + c <= recall_cap
-        if fits and hit.partner_of in placed and hit.record.id not in in_window | placed:
-            chosen.append((hit, text, c))
-            placed.add(hit.record.id)
-            spent += c
+        if hit.partner_of is None:
+            if hits >= recall_settings.max_hits:
+                break
+            if spent + c > recall_cap:
+                continue
+            hits += 1
+        elif hit.partner_of not in placed or spent + c > recall_cap:
+            # A hit's question or reply comes right after it, when there is room.
+            continue
+        chosen.append((hit, text, c))
+        placed.add(hit.record.id)
+        spent += c
 
     def recall_block() -> str:
         items = sorted(chosen, key=lambda t: t[0].record.seq)

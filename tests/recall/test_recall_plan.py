@@ -51,7 +51,7 @@ def test_imported_conversation_recalls_its_first_turns_with_no_model_call(
 ) -> None:
     """A 300-exchange import recalls a fact from its start at once: no summary, no model call."""
     runtime = ScriptedRuntime()
-    agent = fts_agent(make_agent, runtime, max_prompt_tokens=600)
+    agent = fts_agent(make_agent, runtime, max_prompt_tokens=900)
     doc = filler_document(300, {1: "My sister Ada works as a marine biologist in Porto."})
     cid = agent.import_conversation(doc)
     plan = agent.preview_prompt(cid, "Which city does Ada work in?")

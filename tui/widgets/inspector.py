@@ -61,12 +61,12 @@ class SectionView(Collapsible):
         for m in section.messages:
             where = f"#{m.seq}" if m.seq is not None else "new"
             pin = " 📌" if m.pinned else ""
-            out.append(f"{where} {m.role}{pin} ({m.tokens} tok", style="bold")
+            header = f"{where} {m.role}{pin} ({m.tokens} tok"
             if m.source is not None:
                 # How recall found it: full-text, semantic, date, both, or its hit's pair.
                 score = f" {m.score:.4f}" if m.score is not None and m.source != "pair" else ""
-                out.append(f", {m.source}{score}", style="bold")
-            out.append("): ", style="bold")
+                header += f", {m.source}{score}"
+            out.append(header + "): ", style="bold")
             out.append(_clip(m.excerpt if m.excerpt is not None else m.content) + "\n")
         if not out.plain:
             out.append("(empty)", style="dim")
