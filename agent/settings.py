@@ -57,7 +57,7 @@ class BudgetSettings(BaseModel):
         description="Extra tokens kept free, against template or tokenizer surprises.",
     )
     summary_share: float = Field(
-        default=0.2,
+        default=0.25,
         ge=0.0,
         le=1.0,
         description="Share of the flexible budget (budget minus system prompt) the summary "
@@ -67,11 +67,12 @@ class BudgetSettings(BaseModel):
         default=0.25,
         ge=0.0,
         le=1.0,
-        description="Share of the flexible budget recalled excerpts may use when the window "
-        "leaves no spare room to lend.",
+        description="Share of the flexible budget recalled excerpts may use (a turn's new "
+        "excerpts take at most half of it; blocks kept from earlier turns the rest). When "
+        "not set, it is lowered to what summary_share and window_share leave.",
     )
     window_share: float = Field(
-        default=0.4,
+        default=0.45,
         gt=0.0,
         le=1.0,
         description="Share of the flexible budget the verbatim window may grow to before it "
@@ -88,6 +89,10 @@ class BudgetSettings(BaseModel):
 
     @model_validator(mode="after")
     def _shares_fit(self) -> BudgetSettings:
+        left = 1.0 - self.summary_share - self.window_share
+        if "recall_share" not in self.model_fields_set and self.recall_share > left:
+            # The default gives way to shares the user chose (set without marking it set).
+            object.__setattr__(self, "recall_share", max(0.0, round(left, 6)))
         total = self.summary_share + self.recall_share + self.window_share
         if total > 1.0 + 1e-9:
             raise ValueError(
@@ -272,7 +277,9 @@ class Settings(BaseSettings):
         """A copy with per-conversation overrides applied (flat or nested names)."""
         if not overrides:
             return self
-        data = self.model_dump()
+        # Only what was set: defaults (such as a recall share that gave way to the
+        # window's) are worked out again beside the overrides.
+        data = self.model_dump(exclude_unset=True)
         for key, value in nest_overrides(overrides).items():
             if isinstance(value, dict) and isinstance(data.get(key), dict):
                 data[key] = {**data[key], **value}
