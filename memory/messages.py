@@ -173,6 +173,15 @@ def between_query(
     return statement.order_by(MessageRow.seq).limit(check.integer("limit", limit, minimum=0))
 
 
+def at_seqs_query(conversation_id: int, seqs: Sequence[int]) -> Select[Any]:
+    """The statement for the messages at these sequence numbers, in seq order."""
+    return (
+        select(MessageRow)
+        .where(MessageRow.conversation_id == conversation_id, MessageRow.seq.in_(list(seqs)))
+        .order_by(MessageRow.seq)
+    )
+
+
 def fetch(session: Session, statement: Select[Any]) -> list[MessageRecord]:
     """The messages a statement from `range_query` selects, in its order."""
     return [MessageRecord.from_row(row) for row in session.scalars(statement)]

@@ -321,6 +321,16 @@ class Store:
             conversations.require(session, conversation_id)
             return messages.fetch(session, statement)
 
+    def messages_at(self, conversation_id: int, seqs: Sequence[int]) -> list[MessageRecord]:
+        """The messages at these sequence numbers (those that exist), in seq order."""
+        wanted = sorted(set(check.ids("seqs", seqs)))
+        if not wanted:
+            return []
+        statement = messages.at_seqs_query(conversation_id, wanted)
+        with self._read() as session:
+            conversations.require(session, conversation_id)
+            return messages.fetch(session, statement)
+
     def messages_by_ids(self, ids: Sequence[int]) -> list[MessageRecord]:
         """These messages in (conversation, seq) order; NotFoundError if any is missing."""
         wanted = list(dict.fromkeys(check.ids("ids", ids)))

@@ -30,6 +30,8 @@ if TYPE_CHECKING:
 __all__ = ["RRF_K", "SemanticSearch", "find_hits", "fuse", "with_partners"]
 
 log = logging.getLogger(__name__)
+# Who answers whom in an exchange: the partner of a message of this role has that role.
+_PARTNER_ROLE = {"assistant": "user", "user": "assistant"}
 
 # The usual reciprocal-rank constant: it damps the difference between the very
 # first ranks, so agreement between the two rankings matters more than either's top.
@@ -183,10 +185,11 @@ def with_partners(
     """
     hit_ids = {r.id for r, _, _ in found}
     taken: set[int] = set(hit_ids) | set(exclude)
+    partners = _partners(store, found)
     out: list[RecallHit] = []
     for record, source, score in found:
         out.append(_hit(counter, record, source, score, terms, max_excerpt_tokens))
-        partner = _partner(store, record)
+        partner = partners.get(record.id)
         if (
             partner is not None
             and partner.id not in taken
@@ -211,17 +214,22 @@ def _hit(
     return RecallHit(record=record, source=source, score=score, text=text)
 
 
-def _partner(store: Store, record: MessageRecord) -> MessageRecord | None:
-    if record.role == "assistant":
-        around = store.messages(
-            record.conversation_id, after_seq=record.seq - 2, through_seq=record.seq - 1
-        )
-        wanted = "user"
-    elif record.role == "user":
-        around = store.messages(
-            record.conversation_id, after_seq=record.seq, through_seq=record.seq + 1
-        )
-        wanted = "assistant"
-    else:
-        return None
-    return next((r for r in around if r.role == wanted), None)
+def _partners(
+    store: Store, found: Sequence[tuple[MessageRecord, RecallSource, float]]
+) -> dict[int, MessageRecord]:
+    """Each hit's partner by hit id, read in one query: a reply's question, a question's reply."""
+    if not found:
+        return {}
+    wanted = {
+        r.id: (r.seq - 1 if r.role == "assistant" else r.seq + 1, _PARTNER_ROLE[r.role])
+        for r, _, _ in found
+        if r.role in _PARTNER_ROLE and not (r.role == "assistant" and r.seq == 1)
+    }
+    near = store.messages_at(found[0][0].conversation_id, [seq for seq, _ in wanted.values()])
+    by_seq = {r.seq: r for r in near}
+    out: dict[int, MessageRecord] = {}
+    for hit_id, (seq, role) in wanted.items():
+        partner = by_seq.get(seq)
+        if partner is not None and partner.role == role:
+            out[hit_id] = partner
+    return out

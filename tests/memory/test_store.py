@@ -439,3 +439,13 @@ def test_one_store_shared_by_threads_appends_without_gaps(store: Store) -> None:
     with ThreadPoolExecutor(max_workers=4) as pool:
         list(pool.map(write, range(4)))
     assert [m.seq for m in store.messages(conv.id)] == list(range(1, 101))
+
+
+def test_messages_at_reads_the_given_seqs_in_one_call(store: Store) -> None:
+    """messages_at returns the messages at those seqs, in seq order, skipping absent ones."""
+    conv = store.create_conversation()
+    for i in range(5):
+        store.append_message(conv.id, "user" if i % 2 == 0 else "assistant", f"m{i}")
+    found = store.messages_at(conv.id, [4, 2, 9, 2])
+    assert [(m.seq, m.content) for m in found] == [(2, "m1"), (4, "m3")]
+    assert store.messages_at(conv.id, []) == []
