@@ -19,6 +19,7 @@ from recursa.memory.errors import (
 __all__ = [
     "BudgetError",
     "ConfigError",
+    "ContextOverflowError",
     "DatabaseUnavailableError",
     "InvalidInputError",
     "MissingDependencyError",
@@ -46,6 +47,22 @@ class MissingDependencyError(ModelError):
 
 class ModelServerError(ModelError):
     """An OpenAI-compatible server refused, failed or cut off a request."""
+
+
+class ContextOverflowError(ModelServerError):
+    """A server refused a prompt as longer than its context window.
+
+    `window` is the window the server stated (None when it said no number),
+    `prompt_tokens` the prompt's length by the server's count when it said so.
+    The message names the window and the setting that changes it.
+    """
+
+    def __init__(
+        self, message: str, *, window: int | None = None, prompt_tokens: int | None = None
+    ) -> None:
+        super().__init__(message)
+        self.window = window
+        self.prompt_tokens = prompt_tokens
 
 
 class BudgetError(InvalidInputError):

@@ -16,7 +16,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from recursa.agent.errors import ModelError, RecursaError
+from recursa.agent.errors import ContextOverflowError, ModelError, RecursaError
 from recursa.agent.runtime.protocol import ChatMessage, GenerationParams, Runtime
 from recursa.agent.settings import Settings, SummarizerSettings
 from recursa.agent.templates import Templates
@@ -123,7 +123,19 @@ class ModelSummarizer:
             model=self.runtime.name,
         )
         max_new = max(8, min(self.settings.max_new_tokens, max_tokens))
-        summary = self._fold(previous, list(turns), max_new, result)
+        window = self.runtime.context_window
+        try:
+            summary = self._fold(previous, list(turns), max_new, result)
+        except ContextOverflowError:
+            # A server refused a request as too long and stated a smaller window, which
+            # the runtime now budgets for: fold again, once, in requests that fit it.
+            if self.runtime.context_window >= window:
+                raise
+            result.notes.append(
+                "the server refused a summarization request as too long; folded again "
+                f"under its context window of {self.runtime.context_window} tokens"
+            )
+            summary = self._fold(previous, list(turns), max_new, result)
         summary = self.condense(summary, max_tokens, result)
         result.content = summary
         return result

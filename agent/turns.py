@@ -18,7 +18,13 @@ from recursa.agent.boundary import CompactionReport, PromptTrace, Reply, ReplySt
 from recursa.agent.checks import check_text
 from recursa.agent.compaction.fold import SummarizerFor, run_compaction
 from recursa.agent.compaction.triggers import after_reply_job, before_reply_job
-from recursa.agent.errors import InvalidInputError, ModelError, RecursaError
+from recursa.agent.errors import (
+    BudgetError,
+    ContextOverflowError,
+    InvalidInputError,
+    ModelError,
+    RecursaError,
+)
 from recursa.agent.planning.plan import NewText, PromptPlan, message_cost
 from recursa.agent.planning.prompt import check_fits, plan_prompt
 from recursa.agent.runtime.protocol import (
@@ -112,35 +118,19 @@ def run_turn(
     timings: dict[str, Any] = {}
     t0 = time.perf_counter()
     vectors = vectors_for(settings) if vectors_for is not None else None
-    plan = plan_prompt(
-        store, conv, settings, runtime, NewText(user.content, user), semantic=vectors
+    plan = yield from _plan(
+        store, conv, settings, runtime, user, vectors, summarizer_for, compactions, notes
     )
-    job = before_reply_job(store, conv, settings, runtime, plan, before_seq=user.seq)
-    if job is not None:
-        # The window cannot fit: compact before generating, then plan again.
-        yield StreamChunk(event="compacting")
-        report = run_compaction(store, job, summarizer_for, when="before_reply")
-        compactions.append(report)
-        if report.status == "failed":
-            notes.append(f"compaction failed, using the plain window: {report.error}")
-        plan = plan_prompt(
-            store, conv, settings, runtime, NewText(user.content, user), semantic=vectors
-        )
     timings["plan_s"] = round(time.perf_counter() - t0, 6)
     if plan.dropped_ids:
         notes.append(f"{len(plan.dropped_ids)} window messages did not fit the budget")
-
-    gen_params = params or settings.generation.params()
-    room = runtime.context_window - plan.total_tokens - settings.budget.safety_margin
-    if gen_params.max_new_tokens > room:
-        gen_params = gen_params.model_copy(update={"max_new_tokens": max(1, room)})
 
     turn = _TurnState(
         conv=conv,
         runtime=runtime,
         user=user,
         plan=plan,
-        params=gen_params,
+        params=_fit_params(params or settings.generation.params(), runtime, plan, settings),
         t_start=t_start,
         t_gen=time.perf_counter(),
         timings=timings,
@@ -148,38 +138,75 @@ def run_turn(
         compactions=compactions,
     )
     failure: BaseException | None = None
-    try:
-        tstream = runtime.stream(
-            plan.messages, gen_params, cache_key=prefix_cache_key(conv.id), cancel=cancel
-        )
+    retried = False
+    while True:
         try:
-            for piece in tstream:
-                turn.pieces.append(piece)
-                yield StreamChunk(text=piece)
-            turn.usage = tstream.usage
-            usage = turn.usage
-            if cancel.cancelled or (usage is not None and usage.finish_reason == "cancelled"):
-                turn.status = "interrupted"
-        finally:
-            tstream.close()
-    except GeneratorExit:
-        # The consumer stopped reading: keep what was generated, marked interrupted.
-        turn.status = "interrupted"
-        notes.append("the reader closed the stream before the reply ended")
-        _commit(store, turn)
-        return
-    except Exception as exc:  # recorded as an error reply, then re-raised typed below
-        turn.status = "error"
-        turn.error = f"{type(exc).__name__}: {exc}"
-        failure = exc
-        notes.append(f"generation failed: {turn.error}")
-    except BaseException as exc:
-        # KeyboardInterrupt (Ctrl-C while the model generates) or SystemExit: the
-        # caller is leaving, but what was generated is kept, like a cancel.
-        turn.status = "interrupted"
-        notes.append(f"interrupted by {type(exc).__name__} before the reply ended")
-        _commit(store, turn)
-        raise
+            tstream = runtime.stream(
+                turn.plan.messages, turn.params, cache_key=prefix_cache_key(conv.id), cancel=cancel
+            )
+            try:
+                for piece in tstream:
+                    turn.pieces.append(piece)
+                    yield StreamChunk(text=piece)
+                turn.usage = tstream.usage
+                usage = turn.usage
+                if cancel.cancelled or (usage is not None and usage.finish_reason == "cancelled"):
+                    turn.status = "interrupted"
+            finally:
+                tstream.close()
+        except GeneratorExit:
+            # The consumer stopped reading: keep what was generated, marked interrupted.
+            turn.status = "interrupted"
+            notes.append("the reader closed the stream before the reply ended")
+            _commit(store, turn)
+            return
+        except ContextOverflowError as exc:
+            # The server refused the prompt as too long and said (or implied) its
+            # window: plan again under it, compacting if needed, and try once more.
+            if retried or turn.pieces or runtime.context_window >= turn.plan.context_window:
+                failure = exc
+                turn.status, turn.error = "error", str(exc)
+                notes.append(f"the server refused the prompt as too long: {exc}")
+            else:
+                retried = True
+                refused = turn.plan.total_tokens
+                try:
+                    turn.plan = yield from _plan(
+                        store,
+                        conv,
+                        settings,
+                        runtime,
+                        user,
+                        vectors,
+                        summarizer_for,
+                        compactions,
+                        notes,
+                    )
+                except BudgetError as budget:
+                    failure = budget
+                    turn.status, turn.error = "error", f"{exc} {budget}"
+                    notes.append(f"the server refused the prompt and it cannot fit: {budget}")
+                else:
+                    turn.params = _fit_params(turn.params, runtime, turn.plan, settings)
+                    notes.append(
+                        f"the server refused a {refused}-token prompt as too long; re-planned "
+                        f"under its context window of {runtime.context_window} tokens "
+                        f"({turn.plan.total_tokens} tokens) and retried"
+                    )
+                    continue
+        except Exception as exc:  # recorded as an error reply, then re-raised typed below
+            turn.status = "error"
+            turn.error = f"{type(exc).__name__}: {exc}"
+            failure = exc
+            notes.append(f"generation failed: {turn.error}")
+        except BaseException as exc:
+            # KeyboardInterrupt (Ctrl-C while the model generates) or SystemExit: the
+            # caller is leaving, but what was generated is kept, like a cancel.
+            turn.status = "interrupted"
+            notes.append(f"interrupted by {type(exc).__name__} before the reply ended")
+            _commit(store, turn)
+            raise
+        break
 
     timings["generate_s"] = round(time.perf_counter() - turn.t_gen, 6)
     if turn.status != "error" and settings.policy != "window":
@@ -214,6 +241,9 @@ def run_turn(
     reply = _commit(store, turn)
     if vectors is not None:
         _embed_turn(store, vectors, [user.id, reply.message_id])
+    if isinstance(failure, ContextOverflowError | BudgetError):
+        # Already one line naming the window and the setting to change.
+        raise TurnFailedError(f"{turn.error} The message was kept.", reply) from failure
     if failure is not None:
         raise TurnFailedError(
             f"The model failed while replying ({turn.error}). The message was kept and the "
@@ -221,6 +251,42 @@ def run_turn(
             reply,
         ) from failure
     yield StreamChunk(event="done", reply=reply)
+
+
+def _plan(
+    store: Store,
+    conv: ConversationRecord,
+    settings: Settings,
+    runtime: Runtime,
+    user: MessageRecord,
+    vectors: VectorIndex | None,
+    summarizer_for: SummarizerFor,
+    compactions: list[CompactionReport],
+    notes: list[str],
+) -> Generator[StreamChunk, None, PromptPlan]:
+    """The turn's prompt plan, compacting first when the window cannot fit."""
+    new = NewText(user.content, user)
+    plan = plan_prompt(store, conv, settings, runtime, new, semantic=vectors)
+    job = before_reply_job(store, conv, settings, runtime, plan, before_seq=user.seq)
+    if job is not None:
+        # The window cannot fit: compact before generating, then plan again.
+        yield StreamChunk(event="compacting")
+        report = run_compaction(store, job, summarizer_for, when="before_reply")
+        compactions.append(report)
+        if report.status == "failed":
+            notes.append(f"compaction failed, using the plain window: {report.error}")
+        plan = plan_prompt(store, conv, settings, runtime, new, semantic=vectors)
+    return plan
+
+
+def _fit_params(
+    params: GenerationParams, runtime: Runtime, plan: PromptPlan, settings: Settings
+) -> GenerationParams:
+    """`params` with max_new_tokens lowered to the room the prompt leaves in the window."""
+    room = runtime.context_window - plan.total_tokens - settings.budget.safety_margin
+    if params.max_new_tokens > room:
+        return params.model_copy(update={"max_new_tokens": max(1, room)})
+    return params
 
 
 def _embed_turn(store: Store, vectors: VectorIndex, message_ids: list[int]) -> None:

@@ -53,6 +53,17 @@ def cache_dir(env: Mapping[str, str] | None = None) -> Path:
     return home / "cache" if home else Path(user_cache_dir(APP_NAME))
 
 
+def server_facts_dir(env: Mapping[str, str] | None = None) -> Path:
+    """Where what recursa learnt about model servers is kept (windows, tokenizers).
+
+    It sits in the home's cache, but RECURSA_CACHE_DIR does not move it: that
+    variable shares converted model files (the same for everyone), while these
+    facts are about the servers one home talks to, keyed by their address.
+    """
+    home = home_dir(env)
+    return (home / "cache" if home else Path(user_cache_dir(APP_NAME))) / "servers"
+
+
 def default_db_path(env: Mapping[str, str] | None = None) -> Path:
     """The embedded SQLite database file."""
     return data_dir(env) / "recursa.db"

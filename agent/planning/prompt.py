@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 
 from recursa.agent.planning.models import PlanSection
 from recursa.agent.planning.plan import (
+    REFERENCE_SYSTEM,
     KeptNote,
     NewText,
     PromptPlan,
@@ -24,7 +25,7 @@ from recursa.agent.planning.plan import (
 from recursa.agent.recall.fusion import SemanticSearch, find_hits, with_partners
 from recursa.agent.recall.query import RecallQuery, build_query
 from recursa.agent.recall.search import usable
-from recursa.agent.runtime.protocol import Runtime
+from recursa.agent.runtime.protocol import ChatMessage, Runtime
 from recursa.agent.settings import Policy, Settings
 from recursa.agent.templates import Templates
 from recursa.memory.records import ConversationRecord, MessageRecord
@@ -48,13 +49,22 @@ def message_costs(
         return {}
     tid = runtime.tokenizer_id
     cached = store.cached_token_counts([r.id for r in records], tid)
-    missing = {
-        r.id: message_cost(runtime, r.role, r.content) for r in records if r.id not in cached
-    }
+    todo = [r for r in records if r.id not in cached]
+    batch = getattr(runtime, "count_batch", None)
+    if batch is not None and len(todo) > 1:
+        # A server tokenizer answers many prompts in one round of parallel requests.
+        counts = batch([[REFERENCE_SYSTEM], *([REFERENCE_SYSTEM, _chat(r)] for r in todo)])
+        missing = {r.id: count - counts[0] for r, count in zip(todo, counts[1:], strict=True)}
+    else:
+        missing = {r.id: message_cost(runtime, r.role, r.content) for r in todo}
     if missing:
         store.store_token_counts(tid, missing)
         cached.update(missing)
     return cached
+
+
+def _chat(record: MessageRecord) -> ChatMessage:
+    return {"role": record.role, "content": record.content}  # type: ignore[typeddict-item]
 
 
 def window_records(

@@ -1,11 +1,17 @@
 """OpenAIRuntime: a model served over the OpenAI-compatible chat-completions HTTP API.
 
 Works with vLLM, llama.cpp's server, Ollama, OpenAI and anything else that
-speaks `/v1/chat/completions` with server-sent events. Tokens are counted
-locally with tiktoken (the offline `cl100k_base` encoding), so budgets need no
-round trip; after each call the server's own `usage.prompt_tokens` is compared
-with the local count, and a server that saw noticeably fewer tokens than were
-sent (it silently truncated the prompt) is reported in `Usage.warnings`.
+speaks `/v1/chat/completions` with server-sent events. On first use the runtime
+asks the server for its context window and its tokenizer
+(`recursa.agent.runtime.discovery`); tokens are then counted with the server's
+own tokenizer where it has an endpoint for it, else with tiktoken (the offline
+`cl100k_base` encoding) scaled by a margin measured against the prompt lengths
+the server reports. A server that saw noticeably fewer tokens than were sent
+(it silently truncated the prompt) is reported in `Usage.warnings`.
+
+A prompt the server refuses as too long raises `ContextOverflowError` with the
+window the server stated; the runtime budgets for that window from then on (and
+remembers it for the next session), so the caller can re-plan and retry.
 
 Requests are retried with exponential backoff on connection errors and on HTTP
 429/5xx, never on other 4xx, and only before the first byte of the reply has
@@ -17,6 +23,7 @@ from __future__ import annotations
 import contextlib
 import email.utils
 import json
+import math
 import os
 import socket
 import threading
@@ -25,8 +32,17 @@ from collections.abc import Generator, Iterator, Sequence
 from typing import Any
 
 import httpx
-from recursa.agent.errors import ModelServerError
+from recursa.agent.errors import ContextOverflowError, ModelServerError
+from recursa.agent.runtime.discovery import (
+    GUESSED_CONTEXT_WINDOW,
+    ServerFacts,
+    discover,
+    is_openai_api,
+    load_facts,
+    save_facts,
+)
 from recursa.agent.runtime.options import RuntimeOptions
+from recursa.agent.runtime.overflow import Overflow, overflow_from_error
 from recursa.agent.runtime.protocol import (
     CancelToken,
     ChatMessage,
@@ -36,13 +52,22 @@ from recursa.agent.runtime.protocol import (
     TextStream,
     Usage,
 )
+from recursa.agent.runtime.remote_count import (
+    DEFAULT_SCALE,
+    MarginCounter,
+    ServerCounter,
+    scale_for,
+)
 from recursa.agent.runtime.sse import iter_sse_events
-from recursa.memory.tokens import TiktokenCounter
+from recursa.memory.tokens import TokenCounter
 
-# Used when neither the options nor the caller say how long the server's context is.
-# Most models served today accept at least this much; set RuntimeOptions.context_window
-# to the server's real limit to budget prompts against it.
-DEFAULT_CONTEXT_WINDOW = 8192
+# The window assumed when neither the setting nor the server says one (shown as a guess).
+DEFAULT_CONTEXT_WINDOW = GUESSED_CONTEXT_WINDOW
+
+# A stream that ends before its first token after a prompt of more tokens than this
+# may be a refused prompt (llama-cpp-python cuts the stream instead of answering
+# 400 when a streamed prompt is too long): the runtime then asks once more, plainly.
+LONG_PROMPT_TOKENS = 256
 
 # A server that counts fewer than this share of the tokens recursa counted most
 # likely cut the prompt. The margin absorbs the honest difference between
@@ -85,7 +110,7 @@ class OpenAIRuntime:
         *,
         options: RuntimeOptions | None = None,
         name: str | None = None,
-        counter: TiktokenCounter | None = None,
+        counter: TokenCounter | None = None,
     ) -> None:
         if not model:
             raise ModelServerError("An OpenAI model name is required, e.g. 'gpt-4o-mini'.")
@@ -93,7 +118,15 @@ class OpenAIRuntime:
         self.base_url = base_url.rstrip("/")
         self.options = options or RuntimeOptions()
         self._name = name or f"openai:{model}@{self.base_url}"
-        self._counter = counter or TiktokenCounter()
+        # A counter given by the caller is used as is; otherwise one is chosen on
+        # first use, from what the server says about its tokenizer.
+        self._counter: TokenCounter | None = counter
+        self._fixed_counter = counter is not None
+        self._facts: ServerFacts | None = None
+        # Set when a server refused a prompt without saying its window: this session
+        # then budgets below the refused prompt (never kept for the next one).
+        self._estimated_window: int | None = None
+        self._ready = threading.Lock()
         timeout = httpx.Timeout(self.options.timeout_s, connect=min(self.options.timeout_s, 10.0))
         self._client = httpx.Client(timeout=timeout)
 
@@ -108,17 +141,95 @@ class OpenAIRuntime:
 
     @property
     def context_window(self) -> int:
-        return self.options.context_window or DEFAULT_CONTEXT_WINDOW
+        if self.options.context_window:
+            return self.options.context_window
+        window = self.facts.effective_window()[0]
+        if self._estimated_window is not None and self._estimated_window < window:
+            return self._estimated_window
+        return window
+
+    @property
+    def window_source(self) -> str:
+        """Where the context window comes from, in words (a setting, the server, a guess)."""
+        if self.options.context_window:
+            return "the runtime.context_window setting"
+        if self._estimated_window is not None and self.context_window == self._estimated_window:
+            return "an estimate: the server refused a longer prompt without saying its window"
+        return self.facts.effective_window()[1]
+
+    @property
+    def window_is_guess(self) -> bool:
+        """True when nothing said the window: it is a conservative default."""
+        return not self.options.context_window and self.facts.effective_window()[2]
 
     @property
     def tokenizer_id(self) -> str:
-        return self._counter.tokenizer_id
+        return self.counter.tokenizer_id
 
     def count_tokens(self, messages: Sequence[ChatMessage]) -> int:
-        return self._counter.count_messages(messages)
+        return self.counter.count_messages(messages)
 
     def count_text(self, text: str) -> int:
-        return self._counter.count_text(text)
+        return self.counter.count_text(text)
+
+    def count_batch(self, prompts: Sequence[Sequence[ChatMessage]]) -> list[int]:
+        """The counts of many prompts at once (one round of parallel requests to the server)."""
+        counter = self.counter
+        batch = getattr(counter, "count_batch", None)
+        if batch is not None:
+            return list(batch(prompts))
+        return [counter.count_messages(p) for p in prompts]
+
+    # -- what the server is ---------------------------------------------------
+
+    @property
+    def facts(self) -> ServerFacts:
+        """What is known about the server and model (discovered on first use)."""
+        self._prepare()
+        assert self._facts is not None
+        return self._facts
+
+    @property
+    def counter(self) -> TokenCounter:
+        self._prepare()
+        assert self._counter is not None
+        return self._counter
+
+    def _prepare(self) -> None:
+        """Discover the server once: its window and tokenizer, falling back on what was kept."""
+        if self._facts is not None and self._counter is not None:
+            return
+        with self._ready:
+            if self._facts is not None and self._counter is not None:
+                return
+            kept = load_facts(self.base_url, self.model)
+            found = discover(self._client, self.base_url, self.model, self._headers())
+            if found is None:
+                facts = kept or ServerFacts(base_url=self.base_url, model=self.model)
+                if is_openai_api(self.base_url):
+                    facts.kind = "openai"
+            else:
+                facts = found
+                if kept is not None:
+                    # A window the server reports now is current; one stated in an
+                    # earlier refusal only counts while nothing reports one.
+                    if facts.window is None:
+                        facts.stated_window = kept.stated_window
+                    facts.count_scale = kept.count_scale
+                    if (
+                        kept.framing is not None
+                        and kept.tokenizer_fingerprint == facts.tokenizer_fingerprint
+                    ):
+                        facts.framing = kept.framing
+            counter = self._counter
+            if counter is None:
+                if facts.tokenize is not None and found is not None:
+                    counter = ServerCounter(self._client, facts, self._headers)
+                else:
+                    default = 1.0 if facts.kind == "openai" else DEFAULT_SCALE
+                    counter = MarginCounter(facts.count_scale or default)
+            save_facts(facts)
+            self._facts, self._counter = facts, counter
 
     def stream(
         self,
@@ -151,7 +262,7 @@ class OpenAIRuntime:
         local_count = self.count_tokens(messages)
         payload = self._payload(messages, params, stream=False)
         try:
-            response = self._send(payload, token)
+            response = self._send(payload, token, local_count)
         except _Cancelled:
             return Completion(
                 text="", usage=self._usage(local_count, None, "", "cancelled", start, None, params)
@@ -232,11 +343,14 @@ class OpenAIRuntime:
 
     # -- sending with retries -------------------------------------------------
 
-    def _send(self, payload: dict[str, Any], cancel: CancelToken) -> httpx.Response:
+    def _send(
+        self, payload: dict[str, Any], cancel: CancelToken, local_count: int
+    ) -> httpx.Response:
         """POST the request and return a response whose status is < 400, body unread.
 
         Retries connection errors and 429/5xx with exponential backoff (honouring
-        Retry-After up to `max_retry_delay_s`); other errors raise ModelServerError.
+        Retry-After up to `max_retry_delay_s`); a refusal of the prompt as too long
+        raises ContextOverflowError; other errors raise ModelServerError.
         """
         url = self._url("/chat/completions")
         attempt = 0
@@ -273,6 +387,10 @@ class OpenAIRuntime:
                     payload = {k: v for k, v in payload.items() if k != "stream_options"}
                     dropped_stream_options = True
                     continue
+                if 400 <= response.status_code < 500:
+                    overflow = overflow_from_error(response.status_code, body)
+                    if overflow is not None:
+                        raise self._overflow_error(overflow, local_count)
                 retryable = response.status_code >= 500 or response.status_code in RETRYABLE_4XX
                 if not retryable or attempt >= self.options.max_retries:
                     raise self._status_error(response, body, attempts=attempt + 1)
@@ -326,7 +444,7 @@ class OpenAIRuntime:
         local_count = self.count_tokens(messages)
         payload = self._payload(messages, params, stream=True)
         try:
-            response = self._send(payload, cancel)
+            response = self._send(payload, cancel, local_count)
         except _Cancelled:
             return self._usage(local_count, None, "", "cancelled", start, None, params)
         parts: list[str] = []
@@ -353,7 +471,7 @@ class OpenAIRuntime:
                     local_count, body.get("usage"), text, finish, start, first, params
                 )
             done = False
-            for chunk in self._chunks(response):
+            for chunk in self._chunks(response, local_count):
                 if cancel.cancelled:
                     finish = "cancelled"
                     break
@@ -380,6 +498,8 @@ class OpenAIRuntime:
             if cancel.cancelled:
                 finish = "cancelled"
             if not done and finish is None:
+                if not parts:
+                    self._raise_if_refused(messages, local_count)
                 raise ModelServerError(
                     f"The stream from {self.base_url} ended before the reply was complete "
                     f"(no [DONE] and no finish_reason; {len(''.join(parts))} characters "
@@ -389,6 +509,8 @@ class OpenAIRuntime:
                 )
         except httpx.TransportError as exc:
             if not cancel.cancelled:
+                if not parts:
+                    self._raise_if_refused(messages, local_count)
                 raise self._broken_stream_error(exc, len("".join(parts))) from exc
             # The cancel watcher shut the socket down under a blocked read.
             finish = "cancelled"
@@ -413,7 +535,9 @@ class OpenAIRuntime:
             "as complete; try again."
         )
 
-    def _chunks(self, response: httpx.Response) -> Iterator[dict[str, Any] | None]:
+    def _chunks(
+        self, response: httpx.Response, local_count: int
+    ) -> Iterator[dict[str, Any] | None]:
         """The JSON chunks of an SSE chat stream; None marks `[DONE]`."""
         for event in iter_sse_events(response.iter_lines()):
             data = event.data.strip()
@@ -434,11 +558,84 @@ class OpenAIRuntime:
                     f"object: {data[:200]!r}. Check that it is an OpenAI-compatible server."
                 )
             if event.event == "error" or "error" in chunk:
+                overflow = overflow_from_error(None, data)
+                if overflow is not None:
+                    raise self._overflow_error(overflow, local_count)
                 raise ModelServerError(
                     f"The server at {self.base_url} reported an error mid-stream: "
                     f"{_error_text(chunk) or data[:300]}"
                 )
             yield chunk
+
+    # -- refused prompts ------------------------------------------------------
+
+    def _raise_if_refused(self, messages: list[ChatMessage], local_count: int) -> None:
+        """After a stream cut before its first token: was the prompt refused as too long?
+
+        llama-cpp-python answers a too-long streamed prompt by ending the stream at
+        once, with the reason only in its log. For a long prompt, the same request
+        is sent again without streaming and for one token: a server that refuses
+        it says why, and its window, in a 400. A short prompt, or one the server
+        accepts this time, was cut for another reason (the caller reports it).
+        """
+        if local_count <= LONG_PROMPT_TOKENS:
+            return
+        payload = self._payload(messages, GenerationParams(max_new_tokens=1), stream=False)
+        try:
+            response = self._client.post(
+                self._url("/chat/completions"), json=payload, headers=self._headers()
+            )
+        except httpx.TransportError:
+            # Cut again without a word: a refused prompt, window unknown.
+            raise self._overflow_error(
+                Overflow(window=None, prompt_tokens=None, said="the stream was cut twice"),
+                local_count,
+            ) from None
+        if response.status_code >= 400:
+            overflow = overflow_from_error(response.status_code, response.content)
+            if overflow is not None:
+                raise self._overflow_error(overflow, local_count)
+
+    def _overflow_error(self, overflow: Overflow, local_count: int) -> ContextOverflowError:
+        """Record the window a refusal states and say it, with the setting to change."""
+        set_by_user = self.options.context_window
+        window = overflow.window
+        prompt = overflow.prompt_tokens
+        if window is not None and not set_by_user:
+            facts = self.facts
+            if facts.stated_window is None or window < facts.stated_window:
+                facts.stated_window = window
+                save_facts(facts)
+        elif not set_by_user and local_count < self.context_window:
+            self._estimated_window = max(64, local_count)
+        seen = f"{prompt} tokens by its count" if prompt else f"about {local_count} tokens"
+        said = f" It said: {overflow.said}" if overflow.said else ""
+        if window is None:
+            head = (
+                f"The server at {self.base_url} refused a prompt of {seen} as too long, "
+                "without saying its context window."
+            )
+            fix = (
+                "Set runtime.context_window (RECURSA_RUNTIME__CONTEXT_WINDOW) to the "
+                "server's real window (vLLM --max-model-len, llama.cpp -c, Ollama num_ctx)."
+            )
+        else:
+            head = (
+                f"The server at {self.base_url} refused a prompt of {seen}: its context "
+                f"window is {window} tokens."
+            )
+            if set_by_user:
+                fix = (
+                    f"runtime.context_window is set to {set_by_user}; set it to {window} or "
+                    f"less (RECURSA_RUNTIME__CONTEXT_WINDOW={window}), or unset it to use "
+                    "the server's own."
+                )
+            else:
+                fix = (
+                    f"recursa now budgets prompts for {window} tokens; to fix it yourself, set "
+                    f"runtime.context_window (RECURSA_RUNTIME__CONTEXT_WINDOW) to {window} or less."
+                )
+        return ContextOverflowError(f"{head} {fix}{said}", window=window, prompt_tokens=prompt)
 
     # -- responses ------------------------------------------------------------
 
@@ -488,10 +685,16 @@ class OpenAIRuntime:
             completion = self.count_text(text) if text else 0
         details = (server or {}).get("prompt_tokens_details")
         cached = _int_or_none(details.get("cached_tokens")) if isinstance(details, dict) else None
-        if server_prompt is not None and server_prompt < TRUNCATION_RATIO * local_count:
+        raw = local_count
+        counter = self._counter
+        if isinstance(counter, MarginCounter):
+            raw = math.ceil(local_count / counter.scale)
+            if server_prompt is not None and raw > 0:
+                self._measure_margin(counter, server_prompt / raw)
+        if server_prompt is not None and server_prompt < TRUNCATION_RATIO * raw:
             warnings.append(
                 f"Possible silent truncation: the server counted {server_prompt} prompt tokens "
-                f"but recursa sent about {local_count} (counted with {self.tokenizer_id}). "
+                f"but recursa sent about {raw} (counted with {self.tokenizer_id}). "
                 "The server probably cut the prompt to fit its context. Set the context "
                 "window to the server's real limit (RuntimeOptions.context_window; vLLM "
                 "--max-model-len, llama.cpp -c, Ollama num_ctx) so recursa budgets for it."
@@ -511,6 +714,18 @@ class OpenAIRuntime:
             server_prompt_tokens=server_prompt,
             warnings=warnings,
         )
+
+    def _measure_margin(self, counter: MarginCounter, ratio: float) -> None:
+        """Widen tiktoken's margin when the server counts more tokens than it covers."""
+        if ratio * 1.0 <= counter.scale - 0.02 or ratio < 1.0:
+            return
+        scale = scale_for(ratio)
+        if scale <= counter.scale:
+            return
+        self._counter = MarginCounter(scale)
+        facts = self.facts
+        facts.count_scale = scale
+        save_facts(facts)
 
     # -- error messages -------------------------------------------------------
 

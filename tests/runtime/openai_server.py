@@ -6,6 +6,26 @@ same tiktoken accounting as recursa, and records every request. `Behaviour`
 turns on the failures the HTTP runtime must handle: a required API key, N
 failures before success, a stream cut mid-way, a truncating server, an unknown
 model, malformed events.
+
+`Behaviour.flavor` makes it answer like a particular server, for discovery,
+tokenization and refusals of prompts longer than `context_window`:
+
+- "plain": no discovery endpoints at all; prompts counted with cl100k; refuses
+  an overflow with OpenAI's 400 (`context_length_exceeded`);
+- "vllm": `max_model_len` in /v1/models, `POST /tokenize` (prompt or messages);
+  refuses prompt + max_tokens over the window with vLLM's 400;
+- "llama.cpp": `/props` n_ctx, `/apply-template`, `/tokenize`; refuses with
+  llama.cpp's `exceed_context_size_error`;
+- "llama-cpp-python": `/extras/tokenize` only, no window anywhere; a streamed
+  overflow cuts the stream before any event, a plain one answers 400 with the
+  window, as llama-cpp-python's server does;
+- "ollama": `/api/show` with the model's context length and `num_ctx`; an
+  overflow is silently truncated (the reported prompt is cut to the window).
+
+Every flavor but "plain" counts with `server_tokens`, a tokenizer that splits
+words into pairs of characters under a ChatML-like template: it counts about
+twice what cl100k counts, as a small-vocabulary model's tokenizer would, so a
+budget counted with tiktoken alone overflows it.
 """
 
 from __future__ import annotations
@@ -51,6 +71,9 @@ class Behaviour:
     stall_after_chunks: int | None = None  # go silent (until the client leaves or STALL_S)
     omit_usage: bool = False  # never report usage
     cached_tokens: int | None = None  # report prompt_tokens_details.cached_tokens
+    flavor: str = "plain"  # plain, vllm, llama.cpp, llama-cpp-python, ollama (see the module)
+    context_window: int | None = None  # refuse (or, as Ollama, truncate) longer prompts
+    ollama_num_ctx: int | None = None  # the num_ctx line /api/show reports (None: no line)
 
 
 @dataclass
@@ -71,10 +94,17 @@ class ServerState:
     failures_sent: int = 0
     disconnected: threading.Event = field(default_factory=threading.Event)
     chunks_sent_before_disconnect: int | None = None
+    seen_prompt_tokens: list[int] = field(default_factory=list)  # each chat prompt, its count
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     def chat_requests(self) -> list[Recorded]:
         return [r for r in self.requests if r.path.endswith("/chat/completions")]
+
+    def prompt_tokens(self, messages: list[dict[str, Any]]) -> int:
+        """The prompt's length as this server counts it."""
+        if self.behaviour.flavor == "plain":
+            return self.counter.count_messages(messages)
+        return len(server_tokens(render_chat(messages)))
 
 
 class OpenAIServer:
@@ -94,6 +124,20 @@ class OpenAIServer:
 
 def _words(text: str) -> list[str]:
     return re.findall(r"\S+\s*", text)
+
+
+_SERVER_TOKEN = re.compile(r"<\|im_(?:start|end)\|>|\w{1,2}|[^\w\s]|\s+")
+
+
+def server_tokens(text: str) -> list[int]:
+    """The flavored servers' tokenizer: chat markers, pairs of word characters, marks, spaces."""
+    return [hash(piece) % 50_000 for piece in _SERVER_TOKEN.findall(text)]
+
+
+def render_chat(messages: list[dict[str, Any]]) -> str:
+    """The flavored servers' chat template (ChatML), with the reply's priming."""
+    out = "".join(f"<|im_start|>{m['role']}\n{m['content']}<|im_end|>\n" for m in messages)
+    return out + "<|im_start|>assistant\n"
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -155,15 +199,130 @@ class _Handler(BaseHTTPRequestHandler):
 
     def do_GET(self) -> None:  # noqa: N802
         self._record(None)
+        b = self.state.behaviour
+        if self.path == "/props" and b.flavor == "llama.cpp":
+            settings = {"n_ctx": b.context_window or 4096, "params": {"n_predict": -1}}
+            self._send_json(200, {"default_generation_settings": settings, "total_slots": 1})
+            return
         if self.path != f"{API_PREFIX}/models":
             self._send_text(404, "Not Found")
             return
         if not self._authorized():
             return
-        data = [
-            {"id": m, "object": "model", "owned_by": "test"} for m in self.state.behaviour.models
-        ]
+        data = [self._model_entry(m) for m in b.models]
         self._send_json(200, {"object": "list", "data": data})
+
+    def _model_entry(self, model: str) -> dict[str, Any]:
+        b = self.state.behaviour
+        if b.flavor == "vllm":
+            window = b.context_window or 4096
+            return {"id": model, "object": "model", "owned_by": "vllm", "max_model_len": window}
+        if b.flavor == "llama.cpp":
+            meta = {"vocab_type": 2, "n_vocab": 50_000, "n_ctx_train": 131_072}
+            return {"id": model, "object": "model", "owned_by": "llamacpp", "meta": meta}
+        if b.flavor == "llama-cpp-python":
+            return {"id": model, "object": "model", "owned_by": "me", "permissions": []}
+        if b.flavor == "ollama":
+            return {"id": model, "object": "model", "owned_by": "library"}
+        return {"id": model, "object": "model", "owned_by": "test"}
+
+    def _extra_post(self, body: Any) -> bool:
+        """The flavor's own POST endpoints (tokenize, templates, model info); True if answered."""
+        b = self.state.behaviour
+        if not isinstance(body, dict):
+            return False
+        if b.flavor == "vllm" and self.path == "/tokenize":
+            if "messages" in body:
+                count = self.state.prompt_tokens(body["messages"])
+                self._send_json(
+                    200,
+                    {
+                        "count": count,
+                        "max_model_len": b.context_window or 4096,
+                        "tokens": list(range(count)),
+                    },
+                )
+            else:
+                tokens = server_tokens(str(body.get("prompt", "")))
+                self._send_json(200, {"count": len(tokens), "tokens": tokens})
+            return True
+        if b.flavor == "llama.cpp" and self.path == "/tokenize":
+            self._send_json(200, {"tokens": server_tokens(str(body.get("content", "")))})
+            return True
+        if b.flavor == "llama.cpp" and self.path == "/apply-template":
+            self._send_json(200, {"prompt": render_chat(body.get("messages") or [])})
+            return True
+        if b.flavor == "llama-cpp-python" and self.path == "/extras/tokenize":
+            self._send_json(200, {"tokens": server_tokens(str(body.get("input", "")))})
+            return True
+        if b.flavor == "ollama" and self.path == "/api/show":
+            params = f"num_ctx {b.ollama_num_ctx}\n" if b.ollama_num_ctx else ""
+            info = {"general.architecture": "llama", "llama.context_length": 131_072}
+            self._send_json(200, {"model_info": info, "parameters": params + "stop <|im_end|>"})
+            return True
+        return False
+
+    def _refuse_overflow(self, body: dict[str, Any], prompt_tokens: int) -> bool:
+        """Refuse a prompt longer than the window the way the flavor does; True if refused."""
+        b = self.state.behaviour
+        window = b.context_window
+        if window is None or b.flavor == "ollama":
+            return False
+        max_tokens = body.get("max_tokens") if isinstance(body.get("max_tokens"), int) else 0
+        if b.flavor == "vllm":
+            if prompt_tokens + max_tokens <= window:
+                return False
+            self._send_json(
+                400,
+                {
+                    "object": "error",
+                    "message": f"This model's maximum context length is {window} tokens. However, "
+                    f"you requested {prompt_tokens + max_tokens} tokens ({prompt_tokens} in the "
+                    f"messages, {max_tokens} in the completion). Please reduce the length of the "
+                    "messages or completion.",
+                    "type": "BadRequestError",
+                    "param": None,
+                    "code": 400,
+                },
+            )
+            return True
+        if prompt_tokens <= window:
+            return False
+        if b.flavor == "llama.cpp":
+            self._send_json(
+                400,
+                {
+                    "error": {
+                        "code": 400,
+                        "message": f"request ({prompt_tokens} tokens) exceeds the available "
+                        f"context size ({window} tokens), try increasing it",
+                        "type": "exceed_context_size_error",
+                        "n_prompt_tokens": prompt_tokens,
+                        "n_ctx": window,
+                    }
+                },
+            )
+            return True
+        if b.flavor == "llama-cpp-python" and body.get("stream"):
+            # Its server starts the event stream, then the model raises: the stream ends
+            # with no event at all (the reason goes to the server's log only).
+            self.send_response(200)
+            self.send_header("Content-Type", "text/event-stream")
+            self.send_header("Transfer-Encoding", "chunked")
+            self.end_headers()
+            self._write_chunk(b"")
+            return True
+        wording = (
+            f"This model's maximum context length is {window} tokens. However, you requested "
+            f"{prompt_tokens + max_tokens} tokens ({prompt_tokens} in the messages, {max_tokens} "
+            "in the completion). Please reduce the length of the messages or completion."
+            if b.flavor == "llama-cpp-python"
+            else f"This model's maximum context length is {window} tokens. However, your "
+            f"messages resulted in {prompt_tokens} tokens. Please reduce the length of the "
+            "messages."
+        )
+        self._error(400, wording, "context_length_exceeded")
+        return True
 
     def do_POST(self) -> None:  # noqa: N802
         length = int(self.headers.get("Content-Length") or 0)
@@ -173,6 +332,8 @@ class _Handler(BaseHTTPRequestHandler):
         except json.JSONDecodeError:
             body = None
         self._record(body)
+        if self._extra_post(body):
+            return
         if self.path != f"{API_PREFIX}/chat/completions":
             self._send_text(404, "Not Found")
             return
@@ -225,9 +386,14 @@ class _Handler(BaseHTTPRequestHandler):
             text = "".join(words)
             if stop in text:
                 words, finish = _words(text[: text.index(stop)]), "stop"
-        prompt_tokens = int(
-            self.state.counter.count_messages(body["messages"]) * b.prompt_token_ratio
-        )
+        seen = self.state.prompt_tokens(body["messages"])
+        with self.state.lock:
+            self.state.seen_prompt_tokens.append(seen)
+        if self._refuse_overflow(body, seen):
+            return
+        if b.flavor == "ollama" and b.context_window is not None:
+            seen = min(seen, b.context_window)  # Ollama cuts the prompt's start silently
+        prompt_tokens = int(seen * b.prompt_token_ratio)
         usage: dict[str, Any] = {
             "prompt_tokens": prompt_tokens,
             "completion_tokens": len(words),
