@@ -79,6 +79,12 @@ class BudgetSettings(BaseModel):
         "is compacted (the high-water mark). The rest of the budget is room for the new "
         "message.",
     )
+    oversized_message: Literal["refuse", "cut"] = Field(
+        default="refuse",
+        description="A message too long to fit the prompt budget even alone: 'refuse' it "
+        "with an error (nothing is stored), or 'cut' it: the whole message is stored, the "
+        "prompt holds its beginning and a visible note of what was left out.",
+    )
     low_water: float = Field(
         default=0.5,
         gt=0.0,

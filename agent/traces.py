@@ -118,7 +118,11 @@ def reconstruct_prompt(
             out.append(render_recall(section))
         elif section.kind == "new":
             ids = section.message_ids
-            content = store.get_message(ids[0]).content if ids else section.messages[0].content
+            shown = section.messages[0].excerpt if section.messages else None
+            if shown is not None:
+                content = shown  # a message cut to fit the window: the part that was sent
+            else:
+                content = store.get_message(ids[0]).content if ids else section.messages[0].content
             out.append({"role": "user", "content": content})
     return out
 

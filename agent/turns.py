@@ -26,7 +26,7 @@ from recursa.agent.errors import (
     RecursaError,
 )
 from recursa.agent.planning.plan import NewText, PromptPlan, message_cost
-from recursa.agent.planning.prompt import check_fits, plan_prompt
+from recursa.agent.planning.prompt import check_fits, fit_message, plan_prompt
 from recursa.agent.runtime.protocol import (
     CancelToken,
     GenerationParams,
@@ -107,8 +107,9 @@ def run_turn(
     compactions: list[CompactionReport] = []
     if text is not None:
         text = check_text(text)
-        # Refuse an oversized message before storing anything.
-        check_fits(conv, settings, runtime, text)
+        if settings.budget.oversized_message == "refuse":
+            # Refuse an oversized message before storing anything.
+            check_fits(conv, settings, runtime, text)
         user = store.append_message(conversation_id, "user", text)
     else:
         user = prepare_regenerate(store, conversation_id)
@@ -265,7 +266,12 @@ def _plan(
     notes: list[str],
 ) -> Generator[StreamChunk, None, PromptPlan]:
     """The turn's prompt plan, compacting first when the window cannot fit."""
-    new = NewText(user.content, user)
+    content = user.content
+    if settings.budget.oversized_message == "cut":
+        content, cut = fit_message(conv, settings, runtime, content)
+        if cut is not None:
+            notes.append(cut)
+    new = NewText(content, user)
     plan = plan_prompt(store, conv, settings, runtime, new, semantic=vectors)
     job = before_reply_job(store, conv, settings, runtime, plan, before_seq=user.seq)
     if job is not None:

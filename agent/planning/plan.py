@@ -466,6 +466,9 @@ def build_plan(
         if new.record is not None
         else PlanMessage(id=None, seq=None, role="user", content=new.content, tokens=new_tokens)
     )
+    if new.record is not None and new.content != new.record.content:
+        # The message was cut to fit the window: the prompt holds this part of it.
+        new_record = new_record.model_copy(update={"excerpt": new.content})
     sections.append(
         PlanSection(
             kind="new",

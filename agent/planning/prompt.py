@@ -8,9 +8,11 @@ blocks earlier turns showed (kept in place), this turn's recalled messages
 
 from __future__ import annotations
 
+import re
 from collections.abc import Collection, Sequence
 from typing import TYPE_CHECKING
 
+from recursa.agent.errors import BudgetError
 from recursa.agent.planning.models import PlanSection
 from recursa.agent.planning.plan import (
     REFERENCE_SYSTEM,
@@ -33,7 +35,14 @@ from recursa.memory.records import ConversationRecord, MessageRecord
 if TYPE_CHECKING:
     from recursa.memory.store import Store
 
-__all__ = ["check_fits", "message_costs", "plan_prompt", "system_prompt", "window_records"]
+__all__ = [
+    "check_fits",
+    "fit_message",
+    "message_costs",
+    "plan_prompt",
+    "system_prompt",
+    "window_records",
+]
 
 
 def system_prompt(conv: ConversationRecord, settings: Settings) -> str:
@@ -262,12 +271,76 @@ def check_fits(conv: ConversationRecord, settings: Settings, runtime: Runtime, t
     """Raise BudgetError when `text` cannot fit even beside the system prompt alone."""
     budget = compute_budget(runtime.context_window, settings.budget)
     templates = Templates.load(settings.summarizer.template_version)
-    build_plan(
-        counter=runtime,
-        templates=templates,
-        system_prompt=system_prompt(conv, settings),
-        new=NewText(text),
-        budget=budget,
-        budget_settings=settings.budget,
-        policy="window",
+    try:
+        build_plan(
+            counter=runtime,
+            templates=templates,
+            system_prompt=system_prompt(conv, settings),
+            new=NewText(text),
+            budget=budget,
+            budget_settings=settings.budget,
+            policy="window",
+        )
+    except BudgetError as exc:
+        source = getattr(runtime, "window_source", None)
+        where = f" ({source})" if source else ""
+        raise BudgetError(
+            f"{exc} The model's context window is {runtime.context_window} tokens{where}; "
+            "to send long messages anyway, set budget.oversized_message to 'cut' "
+            "(RECURSA_BUDGET__OVERSIZED_MESSAGE=cut): the prompt then holds the message's "
+            "beginning and says what was left out."
+        ) from exc
+
+
+def fit_message(
+    conv: ConversationRecord, settings: Settings, runtime: Runtime, text: str
+) -> tuple[str, str | None]:
+    """`text` as the prompt can hold it, and a note when it had to be cut.
+
+    A message that fits beside the system prompt is returned whole. A longer one
+    keeps its beginning, cut at a space, followed by a line saying how much was
+    left out and why (what the model reads says so too); BudgetError when not even
+    that fits.
+    """
+    budget = compute_budget(runtime.context_window, settings.budget)
+    templates = Templates.load(settings.summarizer.template_version)
+    sys_plain: ChatMessage = {
+        "role": "system",
+        "content": templates.render(
+            "system", system_prompt=system_prompt(conv, settings), summary=None
+        ),
+    }
+    system_tokens = runtime.count_tokens([sys_plain])
+    room = budget - system_tokens
+
+    def cost(content: str) -> int:
+        return (
+            runtime.count_tokens([sys_plain, {"role": "user", "content": content}]) - system_tokens
+        )
+
+    full = cost(text)
+    if full <= room:
+        return text, None
+    marker = (
+        f"\n\n[… the rest of this message was left out: the whole message is {full} tokens "
+        f"and the model's context window is {runtime.context_window} tokens …]"
     )
+    cuts = [m.start() for m in re.finditer(r"\s+", text)]
+    lo, hi = -1, len(cuts) - 1  # the last cut that fits (-1: none)
+    while lo < hi:
+        mid = (lo + hi + 1) // 2
+        if cost(text[: cuts[mid]] + marker) <= room:
+            lo = mid
+        else:
+            hi = mid - 1
+    if lo < 0:
+        raise BudgetError(
+            f"The message is {full} tokens and not even its first words fit the prompt budget "
+            f"of {budget} tokens (context window {runtime.context_window})."
+        )
+    kept = text[: cuts[lo]] + marker
+    note = (
+        f"the message ({full} tokens) was cut to {cost(kept)} tokens to fit the model's "
+        f"context window of {runtime.context_window} tokens; the whole message is stored"
+    )
+    return kept, note

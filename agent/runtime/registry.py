@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import difflib
 import re
+import time
 from pathlib import Path
 from typing import Literal
 
@@ -39,6 +40,7 @@ from recursa.agent.runtime.protocol import Runtime
 
 __all__ = [
     "DEFAULT_MODEL",
+    "describe_server_model",
     "ModelInfo",
     "ProgressCallback",
     "ResolvedSpec",
@@ -105,6 +107,10 @@ class ModelInfo(BaseModel):
     path: Path | None = None  # the model file or folder
     cache_path: Path | None = None  # the converted copy the local runtime loads fast
     cached: bool | None = None  # whether that converted copy exists and is complete
+    context_window: int | None = None  # a server model's window, when it was asked
+    window_source: str | None = None  # where that window comes from, in words
+    window_guess: bool | None = None  # True when nothing said it: a conservative default
+    tokenizer_id: str | None = None  # what its prompts are counted with
 
 
 # -- resolving specs ---------------------------------------------------------------
@@ -300,6 +306,59 @@ def _open_local(
 
 
 # -- listing -----------------------------------------------------------------------
+
+
+def describe_server_model(spec: str, *, options: RuntimeOptions | None = None) -> ModelInfo:
+    """A server model's entry for `recursa models`: its window, where it comes from, its counter.
+
+    Asks the server (the answers are kept, so a server that is down is described
+    from what was learnt before); loads nothing locally.
+    """
+    from recursa.agent.runtime.http import OpenAIRuntime
+
+    resolved = resolve_spec(spec)
+    if resolved.kind != "openai":
+        raise ModelNotFoundError(f"{spec!r} is not a server model (openai:<model>@<base-url>).")
+    assert resolved.model is not None and resolved.base_url is not None
+    runtime = OpenAIRuntime(
+        resolved.model,
+        resolved.base_url,
+        options=(options or RuntimeOptions()).model_copy(update={"max_retries": 0}),
+        name=resolved.name,
+    )
+    try:
+        window, source, guess = (
+            runtime.context_window,
+            runtime.window_source,
+            runtime.window_is_guess,
+        )
+        tokenizer = runtime.tokenizer_id
+        facts = runtime.facts
+    finally:
+        runtime.close()
+    server = facts.kind if facts.kind != "unknown" else "OpenAI-compatible"
+    fix = (
+        " Set runtime.context_window (RECURSA_RUNTIME__CONTEXT_WINDOW) to the real one."
+        if guess
+        else ""
+    )
+    when = (
+        f"last answered {time.strftime('%Y-%m-%d %H:%M', time.localtime(facts.checked_at))}"
+        if facts.checked_at
+        else "never answered"
+    )
+    return ModelInfo(
+        spec=spec,
+        kind="openai",
+        description=f"{resolved.model} on a {server} server at {resolved.base_url}.",
+        available=time.time() - facts.checked_at < 60,  # it answered just now
+        detail=f"Context window {window} tokens ({source}); prompts counted with {tokenizer}; "
+        f"server {when}.{fix}",
+        context_window=window,
+        window_source=source,
+        window_guess=guess,
+        tokenizer_id=tokenizer,
+    )
 
 
 def known_models(*, hf_cache_dir: Path | str | None = None) -> list[ModelInfo]:

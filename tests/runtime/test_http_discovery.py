@@ -376,3 +376,49 @@ def test_the_summarizer_folds_again_under_a_window_stated_by_a_refusal(
     assert len(after) >= result.calls - 1 >= 1  # the second fold's requests...
     assert all(n <= 500 for n in after)  # ...all fit the stated window
     rt.close()
+
+
+# -- a message longer than the window ------------------------------------------------------
+
+
+def test_an_oversized_message_is_refused_naming_the_window_and_the_setting(
+    tmp_path: Path,
+) -> None:
+    """By default nothing is stored, and the error says the window and how to send it anyway."""
+    from recursa.agent.errors import BudgetError
+    from recursa.agent.runtime.scripted import ScriptedRuntime
+
+    with open_agent(tmp_path, ScriptedRuntime(context_window=512)) as agent:  # type: ignore[arg-type]
+        cid = agent.create_conversation()
+        with pytest.raises(BudgetError) as refused:
+            agent.send(cid, SENTENCE * 60)
+        assert agent.messages(cid) == []
+    assert "context window is 512 tokens" in str(refused.value)
+    assert "RECURSA_BUDGET__OVERSIZED_MESSAGE=cut" in str(refused.value)
+
+
+@pytest.mark.parametrize(
+    "flavored", [Behaviour(flavor="llama.cpp", context_window=600)], indirect=True
+)
+def test_an_oversized_message_can_be_cut_visibly_and_answered(
+    flavored: OpenAIServer, tmp_path: Path
+) -> None:
+    """With oversized_message='cut' the prompt holds the message's start and says so."""
+    rt = runtime_for(flavored)
+    long_message = "\n".join(f"Line {i}: {SENTENCE}" for i in range(60))
+    with open_agent(tmp_path, rt, oversized_message="cut") as agent:
+        cid = agent.create_conversation()
+        reply = agent.send(cid, long_message)
+        stored = agent.messages(cid)
+        rebuilt = agent.reconstruct_prompt(reply.message_id)
+    assert reply.status == "complete"
+    assert stored[0].content == long_message  # the whole message is kept
+    sent = reply.trace.plan.messages[-1]["content"]
+    assert long_message.startswith(sent.split("\n\n[…")[0])
+    assert "the rest of this message was left out" in sent
+    assert "context window is 600 tokens" in sent
+    assert any("was cut to" in n for n in reply.trace.notes)
+    assert rebuilt == reply.trace.plan.messages
+    last = flavored.state.chat_requests()[-1].body
+    assert last is not None
+    assert flavored.state.seen_prompt_tokens[-1] + last["max_tokens"] <= 600
