@@ -520,6 +520,27 @@ class Agent:
         )
         return AsyncReplyStream(sync)
 
+    def window_notice(self) -> str | None:
+        """One line when the model's context window is a guess (and the fix), else None.
+
+        A server that does not say its window (and has not refused a prompt that
+        stated it) is budgeted for a conservative default; never raises.
+        """
+        runtime = self._runtime
+        try:
+            guess = bool(getattr(runtime, "window_is_guess", False))
+        except RecursaError as exc:
+            # Only a notice: the turn that needs the server reports its failure.
+            log.warning("Asking %s for its context window failed: %s", self.model_spec, exc)
+            return None
+        if runtime is None or not guess:
+            return None
+        return (
+            f"The context window of {runtime.name} is a guess ({runtime.context_window} tokens): "
+            "the server does not say its own. Set runtime.context_window "
+            "(RECURSA_RUNTIME__CONTEXT_WINDOW) to the server's real window."
+        )
+
     # semantic recall ------------------------------------------------------------------------
 
     def recall_notice(self) -> str | None:

@@ -114,8 +114,12 @@ class RecursaApp(App[None]):
             call(screen.model_failed)
             call(self.show_error, error_title(exc, loading_model=True), str(exc), True)
             return
+        # Asked here, in the worker: a server model may be asked for its window now.
+        window_notice = agent.window_notice()
         call(self._set_model_title, agent.model_spec)
         call(screen.model_loaded)
+        if window_notice is not None:
+            call(self.notify, window_notice, title="Context window", severity="warning", timeout=10)
 
     def _set_model_title(self, spec: str) -> None:
         self.title = f"recursa · {spec}"

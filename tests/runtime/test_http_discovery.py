@@ -422,3 +422,23 @@ def test_an_oversized_message_can_be_cut_visibly_and_answered(
     last = flavored.state.chat_requests()[-1].body
     assert last is not None
     assert flavored.state.seen_prompt_tokens[-1] + last["max_tokens"] <= 600
+
+
+# -- what the user sees -------------------------------------------------------------------
+
+
+def test_the_agent_says_when_the_window_is_a_guess(tmp_path: Path) -> None:
+    """A guessed window gets a notice naming the setting; a discovered one gets none."""
+    with (
+        serve(Behaviour(flavor="llama-cpp-python")) as server,
+        open_agent(tmp_path, runtime_for(server)) as agent,
+    ):
+        notice = agent.window_notice()
+    assert notice is not None
+    assert "is a guess (4096 tokens)" in notice
+    assert "RECURSA_RUNTIME__CONTEXT_WINDOW" in notice
+    with (
+        serve(Behaviour(flavor="vllm", context_window=3000)) as server,
+        open_agent(tmp_path, runtime_for(server)) as agent,
+    ):
+        assert agent.window_notice() is None
