@@ -93,25 +93,30 @@ def main() -> None:
     server = start_server(default_gguf_path(), args.n_ctx, port, home / "server.log")
     rows: list[dict[str, object]] = []
     try:
-        agent = Agent.open(f"sqlite:///{home / 'chat.db'}", spec, max_new_tokens=args.max_new_tokens)
+        db = f"sqlite:///{home / 'chat.db'}"
+        agent = Agent.open(db, spec, max_new_tokens=args.max_new_tokens)
         rt = agent.runtime
         print(f"model: {spec}")
         print(f"window: {rt.context_window} ({rt.window_source}); tokenizer: {rt.tokenizer_id}")
         cid = agent.create_conversation(title="long conversation")
         text = long_text(2)
         for turn in range(args.turns):
-            reply = agent.send(cid, f"Turn {turn}. {text[: 1500 + 40 * turn]} What was the clerk's name?")
+            message = f"Turn {turn}. {text[: 1500 + 40 * turn]} What was the clerk's name?"
+            reply = agent.send(cid, message)
             rows.append(_row(agent, base_url, reply, f"turn {turn}"))
-        print(
-            f"after the conversation: window {rt.context_window} ({rt.window_source})"
-        )
+        print(f"after the conversation: window {rt.context_window} ({rt.window_source})")
         big = long_text(args.message_kb)
         cid2 = agent.create_conversation(title="long message")
+        question = big + "\nWho began adding notes about birds?"
+        print(f"{args.message_kb} KB message: {len(question.encode())} bytes")
         try:
-            reply = agent.send(cid2, big + "\nWho began adding notes about birds?")
+            reply = agent.send(cid2, question)
             rows.append(_row(agent, base_url, reply, f"{args.message_kb} KB message"))
         except Exception as exc:  # reported as seen: this is a manual check
-            print(f"{args.message_kb} KB message: {type(exc).__name__}: {exc}")
+            print(f"{args.message_kb} KB message, default settings: {type(exc).__name__}: {exc}")
+            agent.set_conversation_settings(cid2, {"oversized_message": "cut"})
+            reply = agent.send(cid2, question)
+            rows.append(_row(agent, base_url, reply, f"{args.message_kb} KB message, cut"))
         print(f"at the end: window {rt.context_window} ({rt.window_source})")
         agent.close()
         models = subprocess.run(

@@ -169,6 +169,10 @@ def discover(
         return facts
     root = root_url(base)
     answered = False
+    try:
+        client.head(root, headers=headers, timeout=PROBE_TIMEOUT_S)
+    except httpx.TransportError:
+        return None  # nothing listens there: no use asking each question in turn
     models = _get_json(client, f"{base}/models", headers)
     if models is not None:
         answered = True
