@@ -185,7 +185,11 @@ def run_turn(
                     )
                 except BudgetError as budget:
                     failure = budget
-                    turn.status, turn.error = "error", f"{exc} {budget}"
+                    turn.status = "error"
+                    turn.error = (
+                        f"{exc} {budget.args[0]} To send its beginning anyway, set "
+                        "budget.oversized_message to 'cut' (RECURSA_BUDGET__OVERSIZED_MESSAGE=cut)."
+                    )
                     notes.append(f"the server refused the prompt and it cannot fit: {budget}")
                 else:
                     turn.params = _fit_params(turn.params, runtime, turn.plan, settings)

@@ -78,7 +78,8 @@ class ServerFacts(BaseModel):
     tokenize: TokenizeKind | None = None  # how the server counts tokens
     tokenizer_fingerprint: str | None = None  # the server tokenizer's ids of a probe text
     framing: tuple[int, int] | None = None  # (per message, reply priming) measured tokens
-    count_scale: float | None = None  # tiktoken's measured undercount factor
+    count_scale: float | None = None  # the margin tiktoken's counts are multiplied by
+    measured_ratio: float | None = None  # the largest server/tiktoken ratio measured
     checked_at: float = 0.0  # when the server last answered the probes (epoch seconds)
 
     def effective_window(self) -> tuple[int, str, bool]:

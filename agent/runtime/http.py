@@ -23,7 +23,6 @@ from __future__ import annotations
 import contextlib
 import email.utils
 import json
-import math
 import os
 import socket
 import threading
@@ -68,6 +67,8 @@ DEFAULT_CONTEXT_WINDOW = GUESSED_CONTEXT_WINDOW
 # may be a refused prompt (llama-cpp-python cuts the stream instead of answering
 # 400 when a streamed prompt is too long): the runtime then asks once more, plainly.
 LONG_PROMPT_TOKENS = 256
+# tiktoken's undercount is measured only on prompts at least this long.
+MEASURE_MIN_TOKENS = 64
 
 # A server that counts fewer than this share of the tokens recursa counted most
 # likely cut the prompt. The margin absorbs the honest difference between
@@ -581,16 +582,23 @@ class OpenAIRuntime:
         if local_count <= LONG_PROMPT_TOKENS:
             return
         payload = self._payload(messages, GenerationParams(max_new_tokens=1), stream=False)
-        try:
-            response = self._client.post(
-                self._url("/chat/completions"), json=payload, headers=self._headers()
-            )
-        except httpx.TransportError:
+        response: httpx.Response | None = None
+        for _ in range(2):
+            try:
+                response = self._client.post(
+                    self._url("/chat/completions"), json=payload, headers=self._headers()
+                )
+                break
+            except httpx.TransportError:
+                # The first try may meet the kept-alive connection the cut stream left
+                # dead (the server closed it); the second goes over a fresh one.
+                continue
+        if response is None:
             # Cut again without a word: a refused prompt, window unknown.
             raise self._overflow_error(
                 Overflow(window=None, prompt_tokens=None, said="the stream was cut twice"),
                 local_count,
-            ) from None
+            )
         if response.status_code >= 400:
             overflow = overflow_from_error(response.status_code, response.content)
             if overflow is not None:
@@ -688,8 +696,13 @@ class OpenAIRuntime:
         raw = local_count
         counter = self._counter
         if isinstance(counter, MarginCounter):
-            raw = math.ceil(local_count / counter.scale)
-            if server_prompt is not None and raw > 0:
+            raw = round(local_count / counter.scale)
+            # Short prompts say little about a tokenizer, and a truncated one nothing.
+            if (
+                server_prompt is not None
+                and raw >= MEASURE_MIN_TOKENS
+                and server_prompt >= TRUNCATION_RATIO * raw
+            ):
                 self._measure_margin(counter, server_prompt / raw)
         if server_prompt is not None and server_prompt < TRUNCATION_RATIO * raw:
             warnings.append(
@@ -716,14 +729,18 @@ class OpenAIRuntime:
         )
 
     def _measure_margin(self, counter: MarginCounter, ratio: float) -> None:
-        """Widen tiktoken's margin when the server counts more tokens than it covers."""
-        if ratio * 1.0 <= counter.scale - 0.02 or ratio < 1.0:
-            return
-        scale = scale_for(ratio)
-        if scale <= counter.scale:
-            return
-        self._counter = MarginCounter(scale)
+        """Size tiktoken's margin to the largest undercount measured so far.
+
+        Before any measurement the margin is a cautious default; the first
+        measurement replaces it (it may shrink), later ones only widen it.
+        """
         facts = self.facts
+        if facts.measured_ratio is not None and ratio <= facts.measured_ratio:
+            return
+        facts.measured_ratio = ratio
+        scale = scale_for(ratio)
+        if scale != counter.scale:
+            self._counter = MarginCounter(scale)
         facts.count_scale = scale
         save_facts(facts)
 
