@@ -71,7 +71,8 @@ def overflow_from_error(status: int | None, content: bytes | str) -> Overflow | 
     fields = _json_fields(text)
     window = _first_int(fields, ("n_ctx", "max_model_len", "context_window"))
     prompt = _first_int(fields, ("n_prompt_tokens", "prompt_tokens"))
-    message = " ".join(str(v) for v in fields.values() if isinstance(v, str)) or text
+    said = fields.get("message") or fields.get("detail")
+    message = str(said) if isinstance(said, str) and said else text
     haystack = f"{message} {text}"
     if window is None:
         window = _search(_WINDOW_PATTERNS, haystack)

@@ -311,6 +311,7 @@ class _Handler(BaseHTTPRequestHandler):
             self.send_header("Transfer-Encoding", "chunked")
             self.end_headers()
             self._write_chunk(b"")
+            self.close_connection = True  # its server drops the connection after the error
             return True
         wording = (
             f"This model's maximum context length is {window} tokens. However, you requested "
