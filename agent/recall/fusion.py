@@ -11,7 +11,7 @@ fits partners only where room allows.
 from __future__ import annotations
 
 import logging
-from collections.abc import Collection, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import replace
 from typing import TYPE_CHECKING, Protocol
 
@@ -36,6 +36,19 @@ _PARTNER_ROLE = {"assistant": "user", "user": "assistant"}
 # The usual reciprocal-rank constant: it damps the difference between the very
 # first ranks, so agreement between the two rankings matters more than either's top.
 RRF_K = 60
+# The relevance gate (hybrid recall only): fusion ranks by position, so without a
+# gate every turn would recall `max_hits` excerpts even when one is all that
+# matters, and each new block is prompt tokens to prefill. With the question's
+# cosine (all-MiniLM-L6-v2) to each candidate: nothing below the floor is related;
+# a hit found only semantically must be within SEMANTIC_MARGIN of the best, one the
+# words also found within FULL_TEXT_MARGIN (words catch names and days that the
+# embedding ranks low). Measured on benchmarks/fidelity's questions: evidence sat
+# within 0.10 of the best cosine for paraphrases and pronouns, up to 0.18 below
+# it for a two-fact question's second fact (found by its words), while the tenth
+# best of a plainly worded question sat 0.3 to 0.6 below its answer.
+RELEVANCE_FLOOR = 0.2
+SEMANTIC_MARGIN = 0.12
+FULL_TEXT_MARGIN = 0.25
 # A ranking's name, and the source it stands for: the "context" rankings search the
 # message together with what it borrowed from the previous exchange.
 _SOURCES: dict[str, RecallSource] = {
@@ -59,6 +72,10 @@ class SemanticSearch(Protocol):
         limit: int,
         exclude: Collection[int] = (),
     ) -> list[tuple[int, float]]: ...
+
+    def similarities(
+        self, conversation_id: int, query: str, ids: Collection[int], *, before_seq: int
+    ) -> dict[int, float]: ...
 
 
 def fuse(
@@ -115,35 +132,80 @@ def find_hits(
         rankings["context"] = full_text(f"{query.words} {query.borrowed}")
     elif query.words:
         rankings["full-text"] = full_text(query.words)
+    cosines: dict[int, float] | None = None
+    semantic_text = query.context_text if query.expanded else query.text
     if semantic is not None and query.text.strip():
-        texts = (
-            {"semantic-context": query.context_text} if query.expanded else {"semantic": query.text}
-        )
-        for name, text in texts.items():
-            try:
-                found = semantic.search(
-                    conversation_id, text, before_seq=before_seq, limit=wide, exclude=exclude
-                )
-            except RecursaError as exc:
-                # The embedder failed (a server down, say): this turn recalls without it.
-                log.warning("semantic recall failed, using full-text only: %s", exc)
-                break
+        name = "semantic-context" if query.expanded else "semantic"
+        try:
+            found = semantic.search(
+                conversation_id, semantic_text, before_seq=before_seq, limit=wide, exclude=exclude
+            )
             rankings[name] = [message_id for message_id, _ in found]
+            cosines = dict(found)
+        except RecursaError as exc:
+            # The embedder failed (a server down, say): this turn recalls without it.
+            log.warning("semantic recall failed, using full-text only: %s", exc)
     days = named_days(query.text)
     if days:
         rankings["date"] = _on_named_days(store, conversation_id, days, before_seq, wide, exclude)
-    fused = fuse(rankings)
+    fused = fuse(rankings)[:wide]
+    if semantic is not None and cosines is not None:
+        fused = _relevant(
+            fused,
+            cosines,
+            lambda ids: semantic.similarities(
+                conversation_id, semantic_text, ids, before_seq=before_seq
+            ),
+            dated=set(rankings.get("date", ())),
+        )
     if not fused:
         return []
-    by_id = {r.id: r for r in store.messages_by_ids([i for i, _, _ in fused[:wide]])}
+    by_id = {r.id: r for r in store.messages_by_ids([i for i, _, _ in fused])}
     out: list[tuple[MessageRecord, RecallSource, float]] = []
-    for message_id, source, score in fused[:wide]:
+    for message_id, source, score in fused:
         record = by_id.get(message_id)
         if record is None or not usable(record) or record.seq >= before_seq:
             continue
         out.append((record, source, score))
         if len(out) >= limit:
             break
+    return out
+
+
+def _relevant(
+    fused: Sequence[tuple[int, RecallSource, float]],
+    cosines: Mapping[int, float],
+    similarities: Callable[[Collection[int]], Mapping[int, float]],
+    *,
+    dated: Collection[int],
+) -> list[tuple[int, RecallSource, float]]:
+    """The fused hits relevant enough to show (see RELEVANCE_FLOOR), in their order.
+
+    A hit on a day the question names is always relevant. The cosines of hits
+    the semantic ranking did not return are looked up; when that fails, the
+    hits are kept as they are (the gate only ever removes).
+    """
+    if not cosines:
+        # Nothing to compare with (no vectors before the window yet): no gate.
+        return list(fused)
+    missing = [i for i, _, _ in fused if i not in cosines]
+    known = dict(cosines)
+    if missing:
+        try:
+            known.update(similarities(missing))
+        except RecursaError as exc:
+            log.warning("recall relevance check failed, keeping every hit: %s", exc)
+            return list(fused)
+    best = max(cosines.values())
+    out: list[tuple[int, RecallSource, float]] = []
+    for message_id, source, score in fused:
+        cosine = known.get(message_id)
+        if message_id in dated or cosine is None:
+            out.append((message_id, source, score))
+            continue
+        margin = SEMANTIC_MARGIN if source == "semantic" else FULL_TEXT_MARGIN
+        if cosine >= max(RELEVANCE_FLOOR, best - margin):
+            out.append((message_id, source, score))
     return out
 
 
