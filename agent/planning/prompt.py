@@ -169,11 +169,12 @@ def plan_prompt(
             hits = with_partners(
                 store,
                 runtime,
-                found,
+                found.hits,
                 terms=query.terms,
                 max_excerpt_tokens=settings.recall.max_excerpt_tokens,
                 before_seq=before_seq,
                 exclude=shown,
+                gate=found.gate,
             )
         return build_plan(
             counter=runtime,
