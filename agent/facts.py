@@ -176,7 +176,9 @@ def tidy(sentence: str) -> str:
     text = _FILLER_START.sub("", sentence.strip())
     text = _FILLER_END.sub("", text)
     if not text:
-        return sentence.strip()
+        text = sentence.strip()
+    if text[-1] not in ".!?…\"')":
+        text += "."  # so that sentences joined in a summary split again where they were
     return text[0].upper() + text[1:]
 
 
