@@ -659,6 +659,11 @@ class Agent:
             raise InvalidInputError("max_tokens must be a whole number of tokens, e.g. 256.")
         runtime = self.runtime
         summarizer = self._summarizer_for(self.settings, runtime)
+        if not callable(getattr(summarizer, "summarize_text", None)):
+            raise ConfigError(
+                f"The summarizer {summarizer.name!r} folds conversations only; it cannot "
+                "summarize a document. Use the default summarizer (summarizer.method)."
+            )
         return summarize_document(
             text,
             summarizer,

@@ -124,7 +124,7 @@ def summarize_document(
     source_tokens = sum(costs)
     state = _Run(summarizer, count_text, progress)
     pieces = _chunks(text, spans, costs, int(chunk * COUNT_SLACK), count_text)
-    state.expected = len(pieces) + max(0, len(pieces) - 1)
+    state.expected = len(pieces) + _parents(len(pieces), max(2, chunk // (node_target + 2)))
     if len(pieces) == 1 and source_tokens <= max_tokens and count_text(text) <= max_tokens:
         # The text already fits its target: it is its own summary.
         notes.append("the text already fits the target; it is its own summary")
@@ -207,6 +207,15 @@ class _Run:
         joined = "\n\n".join(n.summary for n in group)
         node = self.node(level, group[0].start, group[-1].end, joined, target)
         return node.model_copy(update={"children": list(group)})
+
+
+def _parents(nodes: int, fanout: int) -> int:
+    """About how many summaries of summaries `nodes` chunks need (for progress only)."""
+    total = 0
+    while nodes > 1:
+        nodes = -(-nodes // fanout)
+        total += nodes
+    return total
 
 
 def _chunks(
