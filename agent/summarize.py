@@ -19,7 +19,7 @@ from __future__ import annotations
 import logging
 import re
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Protocol
 
@@ -348,6 +348,11 @@ class FactSummarizer(ModelSummarizer):
                 sections[-1].items.extend(candidates)  # same day: one header, not two
             else:
                 sections.append(F.DatedSection(dates, list(candidates)))
+        # One running order over old and new sentences, so "oldest" and "in order" hold.
+        count = 0
+        for section in sections:
+            section.items = [replace(item, order=count + i) for i, item in enumerate(section.items)]
+            count += len(section.items)
         sections = self._fit(sections, max_tokens, result)
         result.content = self._final(sections, max_tokens, result, candidates)
         result.chunks = 1

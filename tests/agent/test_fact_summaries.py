@@ -204,3 +204,17 @@ def test_template_versions_keep_v1_text_and_v2_adds_the_summarizer_templates() -
     ):
         assert v1.render(name, **args) == v2.render(name, **args)
     assert "facts" in v2.tables and "facts" not in v1.tables
+
+
+def test_a_fold_on_the_same_day_extends_that_days_line_in_order() -> None:
+    """Two folds of one day share one dated line; the sentences stay in the order said."""
+    runtime = ScriptedRuntime(default="unused")
+    first = FactSummarizer(runtime).fold(None, [Turn("user", FACTS[0], DAY1)], max_tokens=200)
+    later = DAY1.replace(hour=15)
+    second = FactSummarizer(runtime).fold(
+        first.content, [Turn("user", f"{FACTS[1]} {FACTS[2]}", later)], max_tokens=200
+    )
+    assert second.content == (
+        "[2024-03-04] User: My sister's name is Ada. The code for my bike lock is 4821. "
+        "My uncle moved to Porto last June."
+    )
