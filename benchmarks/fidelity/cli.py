@@ -158,7 +158,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     print("\n".join(report.keyword_table(runs, budgets)))
     print()
     print("Timings. setup: embedding and one warm-up preview per imported conversation")
-    print("(imported), or the turns of the drive (live), summed over budgets.")
+    print("(imported), or the turns of the drive (live), summed over budgets. recall tok: the")
+    print("tokens of the recall block each question added to its prompt.")
     if import_s is not None:
         pronoun = sum(q.setup is not None for q in questions)
         print(f"Importing the conversation and its {pronoun} pronoun variants: {import_s:.1f} s.")
