@@ -314,6 +314,8 @@ class FactSummarizer(ModelSummarizer):
     HEAD_SHARE = 0.8
     # Above this score, sentences rank the same: every fact-bearing sentence counts.
     SCORE_CAP = 4.0
+    # A summary of n tokens keeps at most n / this many dated lines (each has a header).
+    TOKENS_PER_SECTION = 64
 
     def __init__(
         self,
@@ -425,7 +427,12 @@ class FactSummarizer(ModelSummarizer):
             return sections
         target = int(max_tokens * self.HEAD_SHARE) if self.use_model else max_tokens
         dropped: list[tuple[str | None, F.Span]] = []
+        most = max(1, max_tokens // self.TOKENS_PER_SECTION)
         while self._size(sections) > target:
+            if len(sections) > most:
+                # Headers cost room too: two neighbouring spans share one, dated with both.
+                sections = _merge_smallest_pair(sections)
+                continue
             gone = self._drop_one(sections, self.SCORE_CAP)
             if gone is None:
                 break
@@ -467,7 +474,7 @@ class FactSummarizer(ModelSummarizer):
     ) -> list[F.DatedSection]:
         """Dropped sentences back into their sections, last dropped (best) first, while they fit."""
         for dates, span in reversed(dropped):
-            home = next((s for s in sections if s.dates == dates), None)
+            home = next((s for s in sections if _within(dates, s.dates)), None)
             extra = 0 if home is not None else self._size([F.DatedSection(dates, [span])])
             extra = extra or self._cost(span.text)
             if self._size(sections) + extra > max_tokens:
@@ -571,6 +578,26 @@ class FactSummarizer(ModelSummarizer):
 
 def _copy(sections: Sequence[F.DatedSection]) -> list[F.DatedSection]:
     return [F.DatedSection(s.dates, list(s.items)) for s in sections]
+
+
+def _merge_smallest_pair(sections: list[F.DatedSection]) -> list[F.DatedSection]:
+    """`sections` with the two neighbours holding the fewest sentences merged into one."""
+    i = min(
+        range(len(sections) - 1),
+        key=lambda k: (len(sections[k].items) + len(sections[k + 1].items), k),
+    )
+    a, b = sections[i], sections[i + 1]
+    merged = F.DatedSection(_merged_dates([a.dates, b.dates]), [*a.items, *b.items])
+    return [*sections[:i], merged, *sections[i + 2 :]]
+
+
+def _within(dates: str | None, outer: str | None) -> bool:
+    """Whether the date range `dates` lies inside `outer` (undated only in undated)."""
+    if dates is None or outer is None:
+        return dates == outer
+    start, end = dates.split(" to ")[0], dates.split(" to ")[-1]
+    first, last = outer.split(" to ")[0], outer.split(" to ")[-1]
+    return first <= start and end <= last
 
 
 def _merged_dates(ranges: Sequence[str | None]) -> str | None:
