@@ -218,3 +218,21 @@ def test_a_fold_on_the_same_day_extends_that_days_line_in_order() -> None:
         "[2024-03-04] User: My sister's name is Ada. The code for my bike lock is 4821. "
         "My uncle moved to Porto last June."
     )
+
+
+def test_many_folds_in_a_tight_share_merge_dated_lines_instead_of_losing_facts() -> None:
+    """Twelve daily folds into 160 tokens: few lines, each dated, the first from day one."""
+    runtime = ScriptedRuntime(default="unused")
+    summary: str | None = None
+    for day in range(12):
+        when = datetime(2024, 3, 1 + day, 12, tzinfo=UTC)
+        turn = Turn("user", f"My friend Name{day} moved to City{day}.", when)
+        summary = (
+            FactSummarizer(runtime, use_model=False).fold(summary, [turn], max_tokens=160).content
+        )
+    assert summary is not None
+    lines = summary.splitlines()
+    assert 1 <= len(lines) <= 160 // FactSummarizer.TOKENS_PER_SECTION
+    assert all(re.match(r"\[2024-03-\d\d( to 2024-03-\d\d)?\] ", line) for line in lines)
+    assert lines[-1].startswith("[") and "2024-03-12" in lines[-1]
+    assert summary.count("moved to City") >= 6  # headers gave way before most facts did
