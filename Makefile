@@ -12,8 +12,11 @@ STAMP := $(VENV)/.recursa-installed
 chat: $(STAMP)
 	$(VENV)/bin/recursa chat
 
+# Two test processes (pytest-xdist), one per core of the machines this runs on: many
+# tests wait on subprocesses, servers and the TUI, and each process's torch then keeps
+# to one thread (tests/conftest.py), so the two never fight over the cores.
 test: $(STAMP)
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q -n 2
 
 install: $(STAMP)
 
