@@ -41,6 +41,7 @@ bench: $(STAMP)
 	$(PY) -m benchmarks.overhead
 	$(PY) -m benchmarks.compose
 	$(PY) -m benchmarks.training
+	$(PY) -m benchmarks.summaries
 
 # llama.cpp's Python binding, for benchmarks.runtime's reference figures only (it compiles
 # llama.cpp from source; nothing else in recursa uses it).
