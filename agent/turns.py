@@ -12,7 +12,7 @@ import logging
 import time
 from collections.abc import Callable, Generator
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from recursa.agent.boundary import CompactionReport, PromptTrace, Reply, ReplyStatus, StreamChunk
 from recursa.agent.checks import check_text
@@ -39,6 +39,15 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 # The vector index semantic recall uses under a conversation's settings (None: off).
 VectorsFor = Callable[[Settings], "VectorIndex | None"]
+
+
+class Background(Protocol):
+    """Where a turn queues its compaction, and asks whether one is under way."""
+
+    def busy(self, conversation_id: int) -> bool: ...
+
+    def compact_later(self, conversation_id: int) -> None: ...
+
 
 __all__ = ["TurnFailedError", "prepare_regenerate", "run_turn"]
 
@@ -82,6 +91,7 @@ def run_turn(
     params: GenerationParams | None,
     cancel: CancelToken,
     vectors_for: VectorsFor | None = None,
+    background: Background | None = None,
 ) -> Generator[StreamChunk, None, None]:
     """One turn (`text` None: answer the last user message again).
 
@@ -89,6 +99,11 @@ def run_turn(
     conversation's settings (None: full-text recall only); the turn's two
     messages are embedded after the reply is committed, never before its first
     token.
+
+    `background` is where compaction goes when `summarizer.background` is on:
+    the reply is stored first and the fold queued after it; a turn that starts
+    while one is queued or running plans against the previous summary, within
+    budget, instead of waiting for it (or compacting a second time).
 
     The model is loaded only after the conversation is found, so an unknown id
     fails fast without loading anything.
@@ -116,6 +131,13 @@ def run_turn(
         store, conv, settings, runtime, NewText(user.content, user), semantic=vectors
     )
     job = before_reply_job(store, conv, settings, runtime, plan, before_seq=user.seq)
+    if job is not None and background is not None and background.busy(conv.id):
+        # The summary that will cover what did not fit is being made: the plan leaves
+        # those messages out (they stay stored) and is within budget as it is.
+        notes.append(
+            "a compaction is running in the background; planned with the summary before it"
+        )
+        job = None
     if job is not None:
         # The window cannot fit: compact before generating, then plan again.
         yield StreamChunk(event="compacting")
@@ -182,6 +204,17 @@ def run_turn(
         raise
 
     timings["generate_s"] = round(time.perf_counter() - turn.t_gen, 6)
+    in_background = background is not None and settings.summarizer.background
+    if turn.status != "error" and settings.policy != "window" and in_background:
+        assert background is not None
+        reply = _commit(store, turn)
+        # After the commit: the fold (and the prefill of the prompt after it) overlap the
+        # user's reading; the reply never waits for them.
+        background.compact_later(conv.id)
+        if vectors is not None:
+            _embed_turn(store, vectors, [user.id, reply.message_id])
+        yield StreamChunk(event="done", reply=reply)
+        return
     if turn.status != "error" and settings.policy != "window":
         # Fold old turns now, so the next turn's time to first token does not pay for it.
         t_after = time.perf_counter()

@@ -14,7 +14,8 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Generator, Mapping, Sequence
+from collections.abc import Generator, Iterator, Mapping, Sequence
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
@@ -26,6 +27,7 @@ from recursa.agent.errors import (
     ModelNotFoundError,
 )
 from recursa.agent.runtime.local.convert import ProgressCallback, ensure_converted, gguf_file_type
+from recursa.agent.runtime.local.gate import Gate
 from recursa.agent.runtime.local.kv_cache import (
     DEFAULT_MAX_CACHED,
     ConversationCaches,
@@ -47,6 +49,8 @@ if TYPE_CHECKING:
 _LOCAL_INSTALL = 'pip install "recursa[local]"'
 # Prefill runs in chunks so a cancel is noticed within one chunk, not after the whole prompt.
 _PREFILL_CHUNK = 512
+# Background prefill (warm-up) steps aside for a person's turn between chunks: smaller ones.
+_WARM_CHUNK = 256
 PRECISIONS = ("float32", "bfloat16", "float16", "int8", "int4", "float16w")
 # On CPU the default precision follows the weights' own: a GGUF quantized to 4 bits
 # or fewer runs with int4 weights, one of 5 to 8 bits with int8 (their codes hold no
@@ -270,6 +274,16 @@ def load_local(
     )
 
 
+def _as_ids(encoded: Any) -> list[int]:
+    # transformers 5 returns a BatchEncoding (a Mapping); older versions a list.
+    if isinstance(encoded, Mapping):
+        encoded = encoded["input_ids"]
+    ids = list(encoded)
+    if ids and isinstance(ids[0], list):
+        ids = ids[0]
+    return [int(i) for i in ids]
+
+
 class LocalRuntime:
     """A model running in this process. Calls are serialized: one generation at a time."""
 
@@ -295,9 +309,10 @@ class LocalRuntime:
         self._threads = threads
         self.load_info = info
         self._caches = ConversationCaches(engine.new_state, max_cached_conversations)
-        # One generation at a time (the TUI calls from worker threads); the tokenizer
-        # has its own lock so counting tokens never waits for a whole reply.
-        self._lock = threading.Lock()
+        # One generation at a time (the TUI calls from worker threads), a person's turn
+        # before background work; the tokenizer has its own lock so counting tokens
+        # never waits for a whole reply.
+        self._gate = Gate()
         self._tok_lock = threading.Lock()
         self._vocab_size = int(getattr(config, "vocab_size", 0) or len(tokenizer))
         self._eos = self._eos_ids(tokenizer, config)
@@ -349,13 +364,7 @@ class LocalRuntime:
             encoded = self._tokenizer.apply_chat_template(
                 [dict(m) for m in messages], add_generation_prompt=True, tokenize=True
             )
-        # transformers 5 returns a BatchEncoding (a Mapping); older versions a list.
-        if isinstance(encoded, Mapping):
-            encoded = encoded["input_ids"]
-        ids = list(encoded)
-        if ids and isinstance(ids[0], list):
-            ids = ids[0]
-        return [int(i) for i in ids]
+        return _as_ids(encoded)
 
     def count_tokens(self, messages: Sequence[ChatMessage]) -> int:
         return len(self.prompt_ids(messages))
@@ -380,8 +389,64 @@ class LocalRuntime:
 
     def forget(self, cache_key: str) -> None:
         """Drop one conversation's KV cache."""
-        with self._lock:
+        with self._gate.held(background=False):
             self._caches.forget(cache_key)
+
+    def cached_ids(self, cache_key: str) -> list[int]:
+        """The token ids whose KV cache is kept under `cache_key` (empty when none is)."""
+        with self._gate.held(background=False):
+            state = self._caches.peek(cache_key)
+            return list(state.ids) if state is not None else []
+
+    # -- background work --------------------------------------------------------------------
+
+    def background(self) -> AbstractContextManager[None]:
+        """Generations this thread starts inside the block are background work.
+
+        They run in steps and step aside whenever a foreground generation waits,
+        so a summary folded after a reply never delays the next turn's reply.
+        Background generations keep their own KV states, apart from foreground ones.
+        """
+        return self._gate.background()
+
+    def prefix_ids(self, messages: Sequence[ChatMessage]) -> list[int]:
+        """The token ids of `messages` as the start of a longer prompt (no generation prompt)."""
+        with self._tok_lock:
+            encoded = self._tokenizer.apply_chat_template(
+                [dict(m) for m in messages], add_generation_prompt=False, tokenize=True
+            )
+        return _as_ids(encoded)
+
+    def warm(self, messages: Sequence[ChatMessage], *, cache_key: str) -> int:
+        """Prefill `messages` into `cache_key`'s KV cache, as background work; returns tokens added.
+
+        The next `stream()` with this key whose prompt starts with these messages
+        then prefills only what follows them. Best effort: it stops (keeping what
+        it computed) as soon as a foreground generation waits, and a prompt at or
+        over the window is skipped.
+        """
+        if self._closed or not messages:
+            return 0
+        ids = self.prefix_ids(messages)
+        if len(ids) >= self._window:
+            return 0
+        added = 0
+        with self._running(background=True):
+            if self._closed:
+                return 0
+            state = self._caches.state_for(cache_key)
+            common = reuse_prefix(state, ids + [-1])  # -1: nothing to keep past the prefix
+            for start in range(common, len(ids), _WARM_CHUNK):
+                if self._gate.foreground_waiting:
+                    break
+                chunk = ids[start : start + _WARM_CHUNK]
+                try:
+                    self._engine.forward(state, chunk)
+                except Exception as exc:
+                    self._caches.forget(cache_key)
+                    raise ModelError(f"Local prefill failed: {exc}") from exc
+                added += len(chunk)
+        return added
 
     # -- generation -------------------------------------------------------------------------
 
@@ -398,8 +463,29 @@ class LocalRuntime:
         if not messages:
             raise InvalidInputError("Cannot generate a reply to an empty list of messages.")
         token = cancel or CancelToken()
-        gen = self._generate(list(messages), params or GenerationParams(), cache_key, token)
+        background = self._gate.in_background
+        if background:
+            # Background work keeps its own states, so pausing it never disturbs a turn's.
+            cache_key = f"{cache_key or 'scratch'}#background"
+        gen = self._generate(
+            list(messages), params or GenerationParams(), cache_key, token, background
+        )
         return TextStream(gen, token)
+
+    @contextmanager
+    def _running(self, *, background: bool) -> Iterator[None]:
+        """Hold the model: the gate, the thread count, inference mode."""
+        torch = self._torch
+        with self._gate.held(background=background):
+            previous_threads = torch.get_num_threads()
+            if self._threads:
+                torch.set_num_threads(int(self._threads))
+            try:
+                with torch.inference_mode():
+                    yield
+            finally:
+                if self._threads:
+                    torch.set_num_threads(previous_threads)
 
     def _generate(
         self,
@@ -407,27 +493,28 @@ class LocalRuntime:
         params: GenerationParams,
         cache_key: str | None,
         cancel: CancelToken,
+        background: bool = False,
     ) -> Generator[str, None, Usage]:
-        torch = self._torch
-        with self._lock:
+        with self._running(background=background):
             if self._closed:
                 raise ModelError("This runtime was closed; load the model again.")
-            previous_threads = torch.get_num_threads()
-            if self._threads:
-                torch.set_num_threads(int(self._threads))
             try:
-                with torch.inference_mode():
-                    usage = yield from self._run(messages, params, cache_key, cancel)
+                usage = yield from self._run(messages, params, cache_key, cancel, background)
             except (GeneratorExit, ModelError, InvalidInputError):
                 raise
             except Exception as exc:
                 # A failure mid-forward leaves the cache unknown: drop it, keep the runtime.
                 self._caches.forget(cache_key)
                 raise ModelError(f"Local generation failed: {exc}") from exc
-            finally:
-                if self._threads:
-                    torch.set_num_threads(previous_threads)
             return usage
+
+    def _step_aside(self) -> None:
+        """Background work between two steps: let a waiting turn run first."""
+        if self._gate.step_aside():
+            if self._closed:
+                raise ModelError("This runtime was closed; load the model again.")
+            if self._threads:
+                self._torch.set_num_threads(int(self._threads))
 
     def _run(
         self,
@@ -435,6 +522,7 @@ class LocalRuntime:
         params: GenerationParams,
         cache_key: str | None,
         cancel: CancelToken,
+        background: bool = False,
     ) -> Generator[str, None, Usage]:
         from recursa.agent.runtime.local.decode import (
             IncrementalDetokenizer,
@@ -462,6 +550,8 @@ class LocalRuntime:
         for start in range(common, len(prompt), _PREFILL_CHUNK):
             if cancel.cancelled:
                 break
+            if background:
+                self._step_aside()
             logits = self._engine.forward(state, prompt[start : start + _PREFILL_CHUNK])
         if cancel.cancelled or logits is None:
             usage.finish_reason = "cancelled"
@@ -494,6 +584,8 @@ class LocalRuntime:
             if cancel.cancelled:
                 finish = "cancelled"
                 break
+            if background:
+                self._step_aside()
             logits = self._engine.forward(state, [token])
         if finish in ("eos", "length"):
             text, stopped = stops.feed(detok.flush())
@@ -511,7 +603,7 @@ class LocalRuntime:
         return usage
 
     def close(self) -> None:
-        with self._lock:
+        with self._gate.held(background=False):
             self._closed = True
             self._caches.clear()
             self._engine = None
