@@ -472,6 +472,48 @@ class Agent:
         next(gen)  # run up to the committed user message (validation errors surface now)
         return ReplyStream(skip_placeholders(gen), token)
 
+    def add_message(self, conversation_id: int, text: str) -> MessageInfo:
+        """Store a user message now and answer it later (`answer` / `stream_answer`).
+
+        For a message typed before the model is ready: it is committed at once,
+        without loading the model, so it is never lost. Its size is checked
+        against the budget when it is answered. InvalidInputError for empty text,
+        NotFoundError for an unknown conversation.
+        """
+        text = check_text(text)
+        self._store.get_conversation(conversation_id)
+        return self._store.append_message(conversation_id, "user", text)
+
+    def answer(
+        self,
+        conversation_id: int,
+        *,
+        params: GenerationParams | None = None,
+        cancel: CancelToken | None = None,
+    ) -> Reply:
+        """Reply to the conversation's last message, a user message stored by `add_message`.
+
+        InvalidInputError when the last message is not an unanswered user message.
+        """
+        stream = self.stream_answer(conversation_id, params=params, cancel=cancel)
+        for _ in stream:
+            pass
+        assert stream.reply is not None
+        return stream.reply
+
+    def stream_answer(
+        self,
+        conversation_id: int,
+        *,
+        params: GenerationParams | None = None,
+        cancel: CancelToken | None = None,
+    ) -> ReplyStream:
+        """Streaming twin of `answer`."""
+        token = cancel or CancelToken()
+        gen = self._turn(conversation_id, None, params=params, cancel=token, answer_stored=True)
+        next(gen)
+        return ReplyStream(skip_placeholders(gen), token)
+
     def regenerate(
         self,
         conversation_id: int,
@@ -819,6 +861,7 @@ class Agent:
         *,
         params: GenerationParams | None,
         cancel: CancelToken,
+        answer_stored: bool = False,
     ) -> Generator[StreamChunk, None, None]:
         turn = run_turn(
             self._store,
@@ -831,6 +874,7 @@ class Agent:
             cancel=cancel,
             vectors_for=self._vectors_for,
             background=_TurnBackground(self._background) if self._background_ok else None,
+            answer_stored=answer_stored,
         )
         try:
             yield from turn

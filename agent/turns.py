@@ -49,7 +49,7 @@ class Background(Protocol):
     def compact_later(self, conversation_id: int) -> None: ...
 
 
-__all__ = ["TurnFailedError", "prepare_regenerate", "run_turn"]
+__all__ = ["TurnFailedError", "prepare_regenerate", "run_turn", "unanswered_message"]
 
 
 class TurnFailedError(ModelError):
@@ -92,8 +92,12 @@ def run_turn(
     cancel: CancelToken,
     vectors_for: VectorsFor | None = None,
     background: Background | None = None,
+    answer_stored: bool = False,
 ) -> Generator[StreamChunk, None, None]:
     """One turn (`text` None: answer the last user message again).
+
+    `answer_stored`: answer the last user message, stored earlier without a
+    reply (`unanswered_message`); `text` is then ignored.
 
     `vectors_for` gives the vector index semantic recall uses under a
     conversation's settings (None: full-text recall only); the turn's two
@@ -114,7 +118,11 @@ def run_turn(
     runtime = load_runtime()
     notes: list[str] = []
     compactions: list[CompactionReport] = []
-    if text is not None:
+    if answer_stored:
+        # A message stored earlier (typed while the model loaded) and not answered yet.
+        user = unanswered_message(store, conversation_id)
+        check_fits(conv, settings, runtime, user.content)
+    elif text is not None:
         text = check_text(text)
         # Refuse an oversized message before storing anything.
         check_fits(conv, settings, runtime, text)
@@ -297,6 +305,16 @@ def _commit(store: Store, turn: _TurnState) -> Reply:
         trace=PromptTrace.from_record(trace_record),
         usage=turn.usage,
     )
+
+
+def unanswered_message(store: Store, conversation_id: int) -> MessageRecord:
+    """The last message when it is a user message with no reply yet; InvalidInputError if not."""
+    recent = store.messages(conversation_id, limit=1, newest_first=True)
+    if not recent or recent[0].role != "user":
+        raise InvalidInputError(
+            f"Conversation {conversation_id} has no unanswered message; send one first."
+        )
+    return recent[0]
 
 
 def prepare_regenerate(store: Store, conversation_id: int) -> MessageRecord:
