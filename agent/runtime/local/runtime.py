@@ -12,9 +12,11 @@ importing this module (or `recursa.agent.runtime`) stays cheap.
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from collections.abc import Generator, Iterator, Mapping, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -46,6 +48,8 @@ from recursa.agent.runtime.protocol import (
 if TYPE_CHECKING:
     import torch
 
+log = logging.getLogger(__name__)
+
 _LOCAL_INSTALL = 'pip install "recursa[local]"'
 # Prefill runs in chunks so a cancel is noticed within one chunk, not after the whole prompt.
 _PREFILL_CHUNK = 512
@@ -60,6 +64,10 @@ PRECISIONS = ("float32", "bfloat16", "float16", "int8", "int4", "float16w")
 _INT4_FILE_TYPES = frozenset({2, 3, 4, *range(10, 16), *range(19, 32), 36, 37})
 _INT8_FILE_TYPES = frozenset({7, 8, 9, 16, 17, 18})
 DEFAULT_CPU_PRECISION = "float32"
+
+
+# Precisions whose built (packed) weights are cached between loads.
+_CACHED_PRECISIONS = ("int4", "int8")
 
 
 class LocalOptions(Protocol):
@@ -82,6 +90,7 @@ class LoadInfo:
     device: str
     precision: str
     load_s: float
+    packed_from_cache: bool = False
 
 
 def _require_torch() -> tuple[Any, Any]:
@@ -131,6 +140,24 @@ def default_precision(device: str, gguf: Path | None = None) -> str:
     if file_type in _INT8_FILE_TYPES:
         return "int8"
     return DEFAULT_CPU_PRECISION
+
+
+def _restore_engine(config: Any, folder: Path, precision: str, device: Any) -> tuple[Any, Path]:
+    """The engine restored from the packed-weight cache (None when absent), and the cache's path."""
+    from recursa.agent.runtime.local import llama
+    from recursa.agent.runtime.local.engine_cache import engine_cache_path, load_engine_tensors
+
+    path = engine_cache_path(folder, precision)
+    tensors = load_engine_tensors(path)
+    if tensors is None:
+        return None, path
+    try:
+        return llama.LlamaEngine.restore(config, tensors, precision=precision, device=device), path
+    except ValueError as exc:
+        log.warning(
+            "The cached engine weights in %s do not fit the model (%s); rebuilding.", path, exc
+        )
+        return None, path
 
 
 def load_local(
@@ -212,15 +239,34 @@ def load_local(
             )
     if progress is not None:
         progress(f"Loading {name or source_text}", None)
+    from recursa.agent.runtime.local import llama
+
+    engine: Any = None
+    packed_from_cache = False
+    cache_path: Path | None = None
     try:
-        with transformers_bars_off():
+        with transformers_bars_off(), ThreadPoolExecutor(1) as pool:
+            restoring: Future[tuple[Any, Path]] | None = None
+            if precision in _CACHED_PRECISIONS and Path(folder).is_dir():
+                # Quantized weights are packed once and cached: a later load restores them
+                # without building the Hugging Face model (see engine_cache), checking the
+                # cache while the tokenizer loads.
+                config = transformers.AutoConfig.from_pretrained(folder, local_files_only=True)
+                if llama.supports_config(config):
+                    restoring = pool.submit(
+                        _restore_engine, config, Path(folder), precision, device
+                    )
             tokenizer = transformers.AutoTokenizer.from_pretrained(
                 folder, local_files_only=local_only
             )
-            # Loaded in float32 on the CPU; the engine casts or quantizes its own copy.
-            model = transformers.AutoModelForCausalLM.from_pretrained(
-                folder, local_files_only=local_only, dtype=torch.float32
-            )
+            if restoring is not None:
+                engine, cache_path = restoring.result()
+                packed_from_cache = engine is not None
+            if engine is None:
+                # Loaded in float32 on the CPU; the engine casts or quantizes its own copy.
+                model = transformers.AutoModelForCausalLM.from_pretrained(
+                    folder, local_files_only=local_only, dtype=torch.float32
+                )
     except OSError as exc:
         if path.exists():
             raise ModelError(f"Could not load the model in {folder}: {exc}") from exc
@@ -233,16 +279,21 @@ def load_local(
             f"The model {source_text!r} has no chat template; recursa needs a chat "
             "(instruct) model."
         )
-    model.eval()
-    from recursa.agent.runtime.local import llama
-
-    engine: Any
-    config = model.config
-    if llama.supports(model):
+    if engine is not None:
+        engine_name = "llama-inplace"
+    elif llama.supports(model):
+        model.eval()
+        config = model.config
         engine = llama.LlamaEngine(model, precision=precision, device=device)
         engine_name = "llama-inplace"
         del model  # the engine holds its own (fused) copies of the weights
+        if cache_path is not None:
+            from recursa.agent.runtime.local.engine_cache import save_engine_tensors
+
+            save_engine_tensors(cache_path, engine.export())
     else:
+        model.eval()
+        config = model.config
         from recursa.agent.runtime.local.generic import GenericEngine
 
         if precision in ("int8", "int4", "float16w"):
@@ -261,6 +312,7 @@ def load_local(
         device=str(device),
         precision=precision,
         load_s=time.perf_counter() - started,
+        packed_from_cache=packed_from_cache,
     )
     return LocalRuntime(
         engine=engine,
@@ -316,8 +368,21 @@ class LocalRuntime:
         self._tok_lock = threading.Lock()
         self._vocab_size = int(getattr(config, "vocab_size", 0) or len(tokenizer))
         self._eos = self._eos_ids(tokenizer, config)
-        self._tokenizer_id = self._make_tokenizer_id(tokenizer)
+        self._tokenizer_id: str | None = None
         self._closed = False
+        # What is left to build (fbgemm's packing of a float16 head, ~0.3 s; the
+        # tokenizer's id, ~0.1 s) is done while the user reads or types; whatever
+        # needs it first waits for it.
+        threading.Thread(target=self._prepare, name="recursa-prepare", daemon=True).start()
+
+    def _prepare(self) -> None:
+        try:
+            _ = self.tokenizer_id
+            prepare = getattr(self._engine, "prepare", None)
+            if prepare is not None:
+                prepare()
+        except Exception:  # redone (and raised) by the first call that needs it
+            log.debug("Preparing the local model in the background failed", exc_info=True)
 
     # -- identity ---------------------------------------------------------------------------
 
@@ -331,6 +396,10 @@ class LocalRuntime:
 
     @property
     def tokenizer_id(self) -> str:
+        if self._tokenizer_id is None:
+            with self._tok_lock:
+                if self._tokenizer_id is None:
+                    self._tokenizer_id = self._make_tokenizer_id(self._tokenizer)
         return self._tokenizer_id
 
     @staticmethod
