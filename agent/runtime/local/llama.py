@@ -99,6 +99,31 @@ def _quantize_int4_groups(weight: torch.Tensor) -> tuple[torch.Tensor, torch.Ten
     return packed, scales_and_zeros.to(torch.bfloat16).contiguous()
 
 
+# Prompts of at least this many new tokens take the fast int4 prefill, in this dtype,
+# in calls of up to FAST_PREFILL_CHUNK tokens.
+FAST_PREFILL_MIN = 32
+FAST_PREFILL_DTYPE = torch.bfloat16
+FAST_PREFILL_CHUNK = 2048
+
+
+def int4_layout_known() -> bool:
+    """True when the CPU int4 kernel packs weights as `_Linear.dequantized` reads them."""
+    if not int4_available():
+        return False
+    codes = (torch.arange(128 * 64, dtype=torch.int32) * 7 % 16).view(128, 64)
+    try:
+        packed = torch.ops.aten._convert_weight_to_int4pack_for_cpu(codes, 1)
+        blocks = packed.view(2, 64, 32)
+        unpacked = torch.cat([blocks & 15, blocks >> 4], dim=2).transpose(1, 2).reshape(128, 64)
+    except (RuntimeError, ValueError):
+        return False
+    return bool(torch.equal(unpacked.to(torch.int32), codes))
+
+
+def _project(linear: _Linear, x: torch.Tensor) -> torch.Tensor:
+    return linear(x)
+
+
 class _Linear:
     """One weight matrix in the engine's precision, applied as x @ W.T.
 
@@ -222,6 +247,35 @@ class _Linear:
         else:
             raise ValueError(f"{prefix}: no tensors saved")
         return linear
+
+    def dequantized(self, dtype: torch.dtype) -> torch.Tensor:
+        """The int4 matrix unpacked into `dtype` (its exact values in float32).
+
+        Reads the CPU kernel's packed layout: blocks of 64 rows, each byte holding
+        row j's code (low nibble) and row j+32's (high nibble) for one column.
+        """
+        assert self.int4 is not None
+        packed, scales_and_zeros = self.int4
+        rows, cols = self.out_features, packed.shape[1] * 2
+        blocks = packed.view(rows // 64, cols, 32)
+        codes = torch.cat([blocks & 15, blocks >> 4], dim=2).transpose(1, 2).reshape(rows, cols)
+        # w = (code - 8) * scale + zero = code * scale + (zero - 8 * scale), per group of 32.
+        scale = scales_and_zeros[..., 0].t().float().unsqueeze(-1)
+        low = scales_and_zeros[..., 1].t().float().unsqueeze(-1) - 8.0 * scale
+        groups = codes.view(rows, cols // _INT4_GROUP, _INT4_GROUP)
+        weight = torch.addcmul(low, groups.float(), scale).reshape(rows, cols)
+        return weight if dtype == torch.float32 else weight.to(dtype)
+
+    def dense_call(self, x: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+        """x @ W.T, W unpacked into a dense `dtype` matrix for this call (a long prefill).
+
+        Unpacking the whole matrix row-major and one GEMM measured faster than
+        multiplying the kernel's 64-row blocks as they lie (bmm), and computing the
+        values in float32 before rounding once to `dtype` keeps them closest.
+        """
+        if self.int4 is None:
+            return self(x)
+        return F.linear(x.to(dtype), self.dequantized(dtype))
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         if self.int4 is not None:
@@ -364,6 +418,19 @@ class LlamaEngine:
         # query, and a 16-bit one (CUDA's bfloat16) uses the fused kernel.
         self._exact_attention = precision in (*_QUANTIZED, "float16w")
         self._single_query_each = self.kv_dtype == torch.float32
+        # The dtype long int4 prompts are prefilled in (None: no fast prefill).
+        self._fast_prefill: torch.dtype | None = (
+            FAST_PREFILL_DTYPE if precision == "int4" and int4_layout_known() else None
+        )
+
+    def _project_fast(self, linear: _Linear, x: torch.Tensor) -> torch.Tensor:
+        assert self._fast_prefill is not None
+        return linear.dense_call(x, self._fast_prefill).to(self.dtype)
+
+    @property
+    def prefill_chunk(self) -> int:
+        """How many prompt tokens one forward call should take: unpacking is paid per call."""
+        return FAST_PREFILL_CHUNK if self._fast_prefill is not None else 512
 
     # -- saving and restoring the built weights ------------------------------------------
 
@@ -468,15 +535,21 @@ class LlamaEngine:
         x = self.embed[torch.tensor(ids, device=self.device)]
         cos = self.cos[past:end].unsqueeze(1)
         sin = self.sin[past:end].unsqueeze(1)
-        each = self._exact_attention or (count == 1 and self._single_query_each)
+        # A long int4 prompt is prefilled with dense matrix multiplies on weights unpacked
+        # layer by layer (see `dequantized`) and the fused attention kernel: several times
+        # faster than the int4 kernel, whose blocking suits one row, and the per-query
+        # exact attention. Its logits differ from a decoded token's by rounding only.
+        fast = self._fast_prefill is not None and count >= FAST_PREFILL_MIN
+        each = (self._exact_attention and not fast) or (count == 1 and self._single_query_each)
         mask = None
         if count > 1 and past > 0 and not each:
             # Query i sits at position past+i and may see keys 0..past+i.
             mask = torch.ones(count, end, dtype=torch.bool, device=self.device).tril(past)
         qk_heads = heads + kv_heads
         q_size = heads * dim
+        project = self._project_fast if fast else _project
         for index, layer in enumerate(self.layers):
-            qkv = layer.qkv(self._rms(x, layer.norm1)).to(self.kv_dtype)
+            qkv = project(layer.qkv, self._rms(x, layer.norm1)).to(self.kv_dtype)
             # Rotate q and k together: they are adjacent in the fused projection.
             qk = qkv[:, : qk_heads * dim].view(count, qk_heads, dim)
             qk = qk * cos + torch.roll(qk, half, dims=-1) * sin
@@ -502,10 +575,10 @@ class LlamaEngine:
                 )[0]
                 attn = attn.transpose(0, 1).reshape(count, q_size)
             # Adding a 16-bit projection to the float32 residual promotes it exactly.
-            x = x + layer.out(attn.to(self.dtype))
-            gate_up = layer.gate_up(self._rms(x, layer.norm2))
+            x = x + project(layer.out, attn.to(self.dtype))
+            gate_up = project(layer.gate_up, self._rms(x, layer.norm2))
             gate, up = gate_up[:, : self.intermediate], gate_up[:, self.intermediate :]
-            x = x + layer.down(F.silu(gate) * up)
+            x = x + project(layer.down, F.silu(gate) * up)
         state.ids.extend(ids)
         # The head takes the float32 norm: float16w keeps it, the 16-bit kernels round it.
         normed = F.rms_norm(x[-1:], self._norm_shape, self.norm, self.eps)

@@ -616,12 +616,13 @@ class LocalRuntime:
         )
         finish: FinishReason = "length"
         logits: torch.Tensor | None = None
-        for start in range(common, len(prompt), _PREFILL_CHUNK):
+        chunk = int(getattr(self._engine, "prefill_chunk", _PREFILL_CHUNK))
+        for start in range(common, len(prompt), chunk):
             if cancel.cancelled:
                 break
             if background:
                 self._step_aside()
-            logits = self._engine.forward(state, prompt[start : start + _PREFILL_CHUNK])
+            logits = self._engine.forward(state, prompt[start : start + chunk])
         if cancel.cancelled or logits is None:
             usage.finish_reason = "cancelled"
             usage.total_s = time.perf_counter() - started
