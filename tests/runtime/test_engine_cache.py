@@ -54,12 +54,20 @@ def test_saved_tensors_load_back_and_damage_is_detected(smollm: Any, tmp_path: P
     assert load_engine_tensors(path) is None
 
 
-def test_cached_load_restores_the_engine_and_a_damaged_cache_is_rebuilt(smollm: Any) -> None:
+def test_cached_load_restores_the_engine_and_a_damaged_cache_is_rebuilt(
+    smollm: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """A second load restores the packed weights; after damage it rebuilds them; text unchanged."""
     from recursa.agent.runtime.local import load_local
     from recursa.agent.runtime.local.engine_cache import engine_cache_path
 
+    # A private cache folder (sharing the converted model), so damaging the packed-weight
+    # cache never disturbs another test process loading the model meanwhile.
+    (tmp_path / "models").symlink_to(Path(smollm.load_info.path).parent)
+    monkeypatch.setenv("RECURSA_CACHE_DIR", str(tmp_path))
     expected = greedy(smollm)
+    first = load_local(name="smollm2-135m")
+    first.close()
     cached = load_local(name="smollm2-135m")
     try:
         assert cached.load_info.packed_from_cache and cached.load_info.precision == "int4"
@@ -67,7 +75,8 @@ def test_cached_load_restores_the_engine_and_a_damaged_cache_is_rebuilt(smollm: 
     finally:
         cached.close()
 
-    path = engine_cache_path(Path(smollm.load_info.path), "int4")
+    path = engine_cache_path(Path(smollm.load_info.path), "int4", tmp_path / "engines")
+    assert path.is_file()
     data = bytearray(path.read_bytes())
     data[len(data) // 3] ^= 0x55
     path.write_bytes(bytes(data))
