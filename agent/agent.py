@@ -45,7 +45,12 @@ from recursa.agent.boundary import (
     SummaryInfo,
 )
 from recursa.agent.checks import check_text
-from recursa.agent.compaction.triggers import compact_on_request
+from recursa.agent.compaction.background import BackgroundWork
+from recursa.agent.compaction.triggers import (
+    background_scope,
+    compact_in_background,
+    compact_on_request,
+)
 from recursa.agent.compose import ComposeDeps, ComposeOptions, CompositionStream
 from recursa.agent.compose import compose as start_composition
 from recursa.agent.compose import resume_composition as continue_composition
@@ -65,6 +70,7 @@ from recursa.agent.runtime.protocol import (
     ChatMessage,
     GenerationParams,
     Runtime,
+    prefix_cache_key,
 )
 from recursa.agent.settings import Settings
 from recursa.agent.streams import AsyncReplyStream, ReplyStream, skip_placeholders
@@ -139,6 +145,11 @@ class Agent:
         self._closed = False
         # Vector indexes for semantic recall, one per embedder spec, opened on first need.
         self._vectors: dict[str, VectorIndex | None] = {}
+        # Compaction after a reply and prompt prefills run here, between turns. An
+        # in-memory SQLite database shares one connection, so it gets none (see `_turn`).
+        self._background = BackgroundWork({"compact": self._compact_now, "warm": self._warm_now})
+        self._background_ok = not _in_memory(store)
+        self._background_reports: dict[int, CompactionReport] = {}
 
     # construction and lifetime ----------------------------------------------------------
 
@@ -223,6 +234,9 @@ class Agent:
             return
         self._closed = True
         try:
+            # Queued background work is dropped (the next turn redoes it); a running fold
+            # ends at its next step once the runtime is closed, before the store closes.
+            self._background.close(timeout=0)
             for index in self._vectors.values():
                 if index is not None:
                     index.embedder.close()
@@ -232,6 +246,7 @@ class Agent:
                 self._summarizer.runtime is not self._runtime
             ):
                 self._summarizer.runtime.close()
+            self._background.close(timeout=_BACKGROUND_CLOSE_S)
         finally:
             self._store.close()
 
@@ -458,6 +473,48 @@ class Agent:
         next(gen)  # run up to the committed user message (validation errors surface now)
         return ReplyStream(skip_placeholders(gen), token)
 
+    def add_message(self, conversation_id: int, text: str) -> MessageInfo:
+        """Store a user message now and answer it later (`answer` / `stream_answer`).
+
+        For a message typed before the model is ready: it is committed at once,
+        without loading the model, so it is never lost. Its size is checked
+        against the budget when it is answered. InvalidInputError for empty text,
+        NotFoundError for an unknown conversation.
+        """
+        text = check_text(text)
+        self._store.get_conversation(conversation_id)
+        return self._store.append_message(conversation_id, "user", text)
+
+    def answer(
+        self,
+        conversation_id: int,
+        *,
+        params: GenerationParams | None = None,
+        cancel: CancelToken | None = None,
+    ) -> Reply:
+        """Reply to the conversation's last message, a user message stored by `add_message`.
+
+        InvalidInputError when the last message is not an unanswered user message.
+        """
+        stream = self.stream_answer(conversation_id, params=params, cancel=cancel)
+        for _ in stream:
+            pass
+        assert stream.reply is not None
+        return stream.reply
+
+    def stream_answer(
+        self,
+        conversation_id: int,
+        *,
+        params: GenerationParams | None = None,
+        cancel: CancelToken | None = None,
+    ) -> ReplyStream:
+        """Streaming twin of `answer`."""
+        token = cancel or CancelToken()
+        gen = self._turn(conversation_id, None, params=params, cancel=token, answer_stored=True)
+        next(gen)
+        return ReplyStream(skip_placeholders(gen), token)
+
     def regenerate(
         self,
         conversation_id: int,
@@ -541,6 +598,74 @@ class Agent:
             "the server does not say its own. Set runtime.context_window "
             "(RECURSA_RUNTIME__CONTEXT_WINDOW) to the server's real window."
         )
+
+    # background work ------------------------------------------------------------------------
+
+    def warm(self, conversation_id: int) -> bool:
+        """Prefill the conversation's prompt prefix in the background, so its next turn starts fast.
+
+        The prompt as it stands (summary, kept recall blocks, window) is computed
+        into the model's KV cache for this conversation; the next message then
+        only prefills itself. Returns at once: True when the prefill was queued,
+        False when there is nothing to do now (the model is not loaded yet, or
+        its runtime keeps no cache, e.g. an HTTP server). NotFoundError for an
+        unknown id. A turn sent meanwhile goes first and reuses what was done.
+        """
+        self._store.get_conversation(conversation_id)
+        runtime = self._runtime
+        if runtime is None or not hasattr(runtime, "warm") or not self._background_ok:
+            return False
+        self._background.submit("warm", conversation_id)
+        return True
+
+    def background_busy(self, conversation_id: int) -> bool:
+        """True while a compaction or prefill of the conversation is queued or running."""
+        return self._background.busy(conversation_id)
+
+    def wait_background(
+        self, conversation_id: int | None = None, *, timeout: float | None = None
+    ) -> bool:
+        """Wait until background work (of one conversation, or all) is done; False on timeout."""
+        return self._background.wait(conversation_id, timeout=timeout)
+
+    def last_background_compaction(self, conversation_id: int) -> CompactionReport | None:
+        """The report of the conversation's latest background compaction (None: none ran)."""
+        return self._background_reports.get(conversation_id)
+
+    def _compact_now(self, conversation_id: int) -> None:
+        """The background worker's compaction task; then the new prompt prefix is prefilled."""
+        runtime = self._runtime
+        if self._closed or runtime is None:
+            return
+        conv = self._store.get_conversation(conversation_id)
+        settings = self.settings.merged(conv.settings)
+        report = compact_in_background(self._store, conv, settings, runtime, self._summarizer_for)
+        if report is None:
+            return
+        self._background_reports[conversation_id] = report
+        log.info(
+            "Background compaction of conversation %s: %s in %.2f s",
+            conversation_id,
+            report.status,
+            report.duration_s or 0.0,
+        )
+        if report.status == "compacted":
+            # The summary changed the prompt's start: prefill the new one before the user sends.
+            self._background.submit("warm", conversation_id)
+
+    def _warm_now(self, conversation_id: int) -> None:
+        """The background worker's prefill task (see `warm`)."""
+        runtime = self._runtime
+        warm = getattr(runtime, "warm", None)
+        if self._closed or runtime is None or warm is None:
+            return
+        conv = self._store.get_conversation(conversation_id)
+        settings = self.settings.merged(conv.settings)
+        # The plan for an empty message: everything before the new message is the prefix
+        # the next turn will share (recall, which depends on the message, is left out).
+        plan = plan_prompt(self._store, conv, settings, runtime, NewText(""))
+        with background_scope(runtime):
+            warm(plan.messages[:-1], cache_key=prefix_cache_key(conversation_id))
 
     # semantic recall ------------------------------------------------------------------------
 
@@ -801,6 +926,7 @@ class Agent:
         *,
         params: GenerationParams | None,
         cancel: CancelToken,
+        answer_stored: bool = False,
     ) -> Generator[StreamChunk, None, None]:
         turn = run_turn(
             self._store,
@@ -812,6 +938,8 @@ class Agent:
             params=params,
             cancel=cancel,
             vectors_for=self._vectors_for,
+            background=_TurnBackground(self._background) if self._background_ok else None,
+            answer_stored=answer_stored,
         )
         try:
             yield from turn
@@ -829,6 +957,31 @@ class Agent:
 # The boundary models, streams and errors live in their own modules; these names stay
 # importable from here (`from recursa.agent.agent import ReplyStream, BudgetError`).
 _ = (BudgetError, InvalidInputError, NotFoundError, ReplyStatus)
+
+
+# How long close() waits for a background fold to notice the closed runtime.
+_BACKGROUND_CLOSE_S = 10.0
+
+
+class _TurnBackground:
+    """What a turn sees of the background work: is a compaction under way, queue one."""
+
+    def __init__(self, work: BackgroundWork) -> None:
+        self._work = work
+
+    def busy(self, conversation_id: int) -> bool:
+        return self._work.busy(conversation_id, "compact")
+
+    def compact_later(self, conversation_id: int) -> None:
+        self._work.submit("compact", conversation_id)
+
+
+def _in_memory(store: Store) -> bool:
+    """True for an in-memory SQLite store (one shared connection: no second thread)."""
+    from recursa.memory.engine import sqlite_path
+    from sqlalchemy.engine import make_url
+
+    return store.dialect == "sqlite" and sqlite_path(make_url(store.url)) is None
 
 
 def _open_runtime(

@@ -154,6 +154,12 @@ class SummarizerSettings(BaseModel):
     repetition_penalty: float = Field(
         default=1.2, ge=1.0, le=3.0, description="Penalty against loops in small models' summaries."
     )
+    background: bool = Field(
+        default=True,
+        description="Fold the window in a background thread once a reply is stored, so the "
+        "reply never waits for the summarizer; a turn sent meanwhile plans against the "
+        "previous summary. False folds before the reply is returned (its trace then lists it).",
+    )
 
 
 class RecallSettings(BaseModel):

@@ -12,7 +12,7 @@ import logging
 import time
 from collections.abc import Callable, Generator
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from recursa.agent.boundary import CompactionReport, PromptTrace, Reply, ReplyStatus, StreamChunk
 from recursa.agent.checks import check_text
@@ -46,7 +46,16 @@ log = logging.getLogger(__name__)
 # The vector index semantic recall uses under a conversation's settings (None: off).
 VectorsFor = Callable[[Settings], "VectorIndex | None"]
 
-__all__ = ["TurnFailedError", "prepare_regenerate", "run_turn"]
+
+class Background(Protocol):
+    """Where a turn queues its compaction, and asks whether one is under way."""
+
+    def busy(self, conversation_id: int) -> bool: ...
+
+    def compact_later(self, conversation_id: int) -> None: ...
+
+
+__all__ = ["TurnFailedError", "prepare_regenerate", "run_turn", "unanswered_message"]
 
 
 class TurnFailedError(ModelError):
@@ -88,13 +97,23 @@ def run_turn(
     params: GenerationParams | None,
     cancel: CancelToken,
     vectors_for: VectorsFor | None = None,
+    background: Background | None = None,
+    answer_stored: bool = False,
 ) -> Generator[StreamChunk, None, None]:
     """One turn (`text` None: answer the last user message again).
+
+    `answer_stored`: answer the last user message, stored earlier without a
+    reply (`unanswered_message`); `text` is then ignored.
 
     `vectors_for` gives the vector index semantic recall uses under a
     conversation's settings (None: full-text recall only); the turn's two
     messages are embedded after the reply is committed, never before its first
     token.
+
+    `background` is where compaction goes when `summarizer.background` is on:
+    the reply is stored first and the fold queued after it; a turn that starts
+    while one is queued or running plans against the previous summary, within
+    budget, instead of waiting for it (or compacting a second time).
 
     The model is loaded only after the conversation is found, so an unknown id
     fails fast without loading anything.
@@ -105,7 +124,11 @@ def run_turn(
     runtime = load_runtime()
     notes: list[str] = []
     compactions: list[CompactionReport] = []
-    if text is not None:
+    if answer_stored:
+        # A message stored earlier (typed while the model loaded) and not answered yet.
+        user = unanswered_message(store, conversation_id)
+        check_fits(conv, settings, runtime, user.content)
+    elif text is not None:
         text = check_text(text)
         if settings.budget.oversized_message == "refuse":
             # Refuse an oversized message before storing anything.
@@ -120,7 +143,16 @@ def run_turn(
     t0 = time.perf_counter()
     vectors = vectors_for(settings) if vectors_for is not None else None
     plan = yield from _plan(
-        store, conv, settings, runtime, user, vectors, summarizer_for, compactions, notes
+        store,
+        conv,
+        settings,
+        runtime,
+        user,
+        vectors,
+        summarizer_for,
+        compactions,
+        notes,
+        background,
     )
     timings["plan_s"] = round(time.perf_counter() - t0, 6)
     if plan.dropped_ids:
@@ -182,6 +214,7 @@ def run_turn(
                         summarizer_for,
                         compactions,
                         notes,
+                        background,
                     )
                 except BudgetError as budget:
                     failure = budget
@@ -214,6 +247,17 @@ def run_turn(
         break
 
     timings["generate_s"] = round(time.perf_counter() - turn.t_gen, 6)
+    in_background = background is not None and settings.summarizer.background
+    if turn.status != "error" and settings.policy != "window" and in_background:
+        assert background is not None
+        reply = _commit(store, turn)
+        # After the commit: the fold (and the prefill of the prompt after it) overlap the
+        # user's reading; the reply never waits for them.
+        background.compact_later(conv.id)
+        if vectors is not None:
+            _embed_turn(store, vectors, [user.id, reply.message_id])
+        yield StreamChunk(event="done", reply=reply)
+        return
     if turn.status != "error" and settings.policy != "window":
         # Fold old turns now, so the next turn's time to first token does not pay for it.
         t_after = time.perf_counter()
@@ -268,8 +312,14 @@ def _plan(
     summarizer_for: SummarizerFor,
     compactions: list[CompactionReport],
     notes: list[str],
+    background: Background | None = None,
 ) -> Generator[StreamChunk, None, PromptPlan]:
-    """The turn's prompt plan, compacting first when the window cannot fit."""
+    """The turn's prompt plan, compacting first when the window cannot fit.
+
+    When a compaction of this conversation is already queued or running in
+    `background`, it does not wait for it: the plan leaves out what does not fit
+    (those messages stay stored) and is within budget as it is.
+    """
     content = user.content
     if settings.budget.oversized_message == "cut":
         content, cut = fit_message(conv, settings, runtime, content)
@@ -278,6 +328,11 @@ def _plan(
     new = NewText(content, user)
     plan = plan_prompt(store, conv, settings, runtime, new, semantic=vectors)
     job = before_reply_job(store, conv, settings, runtime, plan, before_seq=user.seq)
+    if job is not None and background is not None and background.busy(conv.id):
+        notes.append(
+            "a compaction is running in the background; planned with the summary before it"
+        )
+        job = None
     if job is not None:
         # The window cannot fit: compact before generating, then plan again.
         yield StreamChunk(event="compacting")
@@ -340,6 +395,16 @@ def _commit(store: Store, turn: _TurnState) -> Reply:
         trace=PromptTrace.from_record(trace_record),
         usage=turn.usage,
     )
+
+
+def unanswered_message(store: Store, conversation_id: int) -> MessageRecord:
+    """The last message when it is a user message with no reply yet; InvalidInputError if not."""
+    recent = store.messages(conversation_id, limit=1, newest_first=True)
+    if not recent or recent[0].role != "user":
+        raise InvalidInputError(
+            f"Conversation {conversation_id} has no unanswered message; send one first."
+        )
+    return recent[0]
 
 
 def prepare_regenerate(store: Store, conversation_id: int) -> MessageRecord:

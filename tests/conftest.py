@@ -46,6 +46,10 @@ def recursa_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     # dialogue-logic tests recall by full-text and dates, and the tests of semantic recall
     # turn it on themselves (tests/recall).
     monkeypatch.setenv("RECURSA_RECALL__EMBEDDER", "none")
+    # Compaction after a reply runs in a background thread by default; the tests of the
+    # dialogue logic fold before the reply returns, so what they check is settled when
+    # `send` returns. The tests of background compaction turn it on themselves.
+    monkeypatch.setenv("RECURSA_SUMMARIZER__BACKGROUND", "false")
     return home
 
 

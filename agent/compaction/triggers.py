@@ -6,6 +6,9 @@
   the oldest turns are folded now, while the reader reads, instead of at the
   start of the next turn.
 - On request: `Agent.compact` (after an import, say).
+- In the background: after a reply is stored, the same after-reply decision runs
+  in the Agent's background worker (`compact_in_background`), the summarizer's
+  generations marked as background work so a turn sent meanwhile goes first.
 
 A chat turn (`recursa.agent.turns`) and a composition step
 (`recursa.agent.compose.steps`) both go through these functions; each returns a
@@ -15,7 +18,8 @@ A chat turn (`recursa.agent.turns`) and a composition step
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from contextlib import ExitStack
+from typing import TYPE_CHECKING, Any
 
 from recursa.agent.boundary import CompactionReport
 from recursa.agent.compaction.fold import (
@@ -34,7 +38,13 @@ from recursa.memory.records import ConversationRecord
 if TYPE_CHECKING:
     from recursa.memory.store import Store
 
-__all__ = ["after_reply_job", "before_reply_job", "compact_on_request"]
+__all__ = [
+    "after_reply_job",
+    "background_scope",
+    "before_reply_job",
+    "compact_in_background",
+    "compact_on_request",
+]
 
 
 def before_reply_job(
@@ -114,3 +124,41 @@ def compact_on_request(
         )
     job = compaction_job(store, conv, settings, runtime, force=force)
     return run_compaction(store, job, summarizer_for, when="explicit")
+
+
+def background_scope(*runtimes: Any) -> ExitStack:
+    """Marks this thread's generations on each runtime as background work, where supported.
+
+    A local runtime then lets a person's turn go first (see its `background()`);
+    runtimes without priorities (HTTP, scripted) are left as they are.
+    """
+    stack = ExitStack()
+    seen: set[int] = set()
+    for runtime in runtimes:
+        mark = getattr(runtime, "background", None)
+        if runtime is None or id(runtime) in seen or not callable(mark):
+            continue
+        seen.add(id(runtime))
+        stack.enter_context(mark())
+    return stack
+
+
+def compact_in_background(
+    store: Store,
+    conv: ConversationRecord,
+    settings: Settings,
+    runtime: Runtime,
+    summarizer_for: SummarizerFor,
+) -> CompactionReport | None:
+    """The after-reply compaction, run once the reply is stored; None when none was due.
+
+    Meant for a background thread: the summarizer's generations are background
+    work, and a turn that starts meanwhile plans against the previous summary
+    (a summary is one row, visible whole or not at all).
+    """
+    job = after_reply_job(store, conv, settings, runtime)
+    if job is None:
+        return None
+    summarizer = summarizer_for(settings, runtime)
+    with background_scope(runtime, getattr(summarizer, "runtime", None)):
+        return run_compaction(store, job, lambda _s, _r: summarizer, when="after_reply")

@@ -9,6 +9,7 @@ the Agent; the screen holds no dialogue logic of its own.
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from recursa.agent import (
@@ -86,6 +87,9 @@ class MainScreen(ComposeMixin, ActionsMixin, Screen[None]):
         self._search_timer: Timer | None = None
         self.last_preview: tuple[str, PromptPlan] | None = None
         self._sidebar_lent = False  # hidden to make room for the inspector
+        # Messages sent while the model loads: stored at once, answered once it is ready.
+        self._waiting_cid: int | None = None
+        self._waiting_views: list[MessageView] = []
 
     # --- composition ------------------------------------------------------------------
 
@@ -161,6 +165,10 @@ class MainScreen(ComposeMixin, ActionsMixin, Screen[None]):
         self.query_one("#loading").remove_class("-active")
         self.budget.status = ""
         self.schedule_preview(now=True)
+        if self._waiting_cid is not None:
+            self.run_worker(self._answer_waiting(), group="send")
+        elif self.conversation is not None:
+            self._warm(self.conversation.id)
         # Semantic recall asked for but not available here: say so once. (Turned off on
         # purpose with recall.embedder = "none", it needs no reminder.)
         if self.agent.settings.recall.embedder != "none":
@@ -171,6 +179,21 @@ class MainScreen(ComposeMixin, ActionsMixin, Screen[None]):
     def model_failed(self) -> None:
         self.query_one("#loading").remove_class("-active")
         self.budget.status = "no model: browsing stored conversations only"
+        if self._waiting_cid is not None:
+            self.notify(
+                "The model could not be loaded; the messages you sent are stored and will be "
+                "answered when you open recursa with a working model (r answers again).",
+                severity="warning",
+                timeout=10,
+            )
+            for view in self._waiting_views:
+                if view.is_attached:
+                    view.update_data(replace(view.data, waiting=False))
+            self._waiting_cid, self._waiting_views = None, []
+
+    def _warm(self, conversation_id: int) -> None:
+        """Prefill the conversation's prompt in the background, so its next message starts fast."""
+        self.run_db(lambda: self.agent.warm(conversation_id), what="Preparing the conversation")
 
     # --- helpers ---------------------------------------------------------------------------
 
@@ -253,6 +276,12 @@ class MainScreen(ComposeMixin, ActionsMixin, Screen[None]):
             return
         if not get_current_worker().is_cancelled:  # another conversation was opened since
             self.ui(self._show_page, info, page, has_older, has_newer, seq, speed)
+            # Prefill its prompt while the user reads: the first message then starts fast.
+            # (Before the model is loaded this does nothing; `model_loaded` warms it then.)
+            try:
+                agent.warm(conversation_id)
+            except RecursaError as exc:
+                self.ui(self.notify, str(exc), severity="error")
 
     def _last_speed(self, page: list[MessageInfo]) -> tuple[float | None, float | None] | None:
         last = next((m for m in reversed(page) if m.role == "assistant"), None)
@@ -388,7 +417,15 @@ class MainScreen(ComposeMixin, ActionsMixin, Screen[None]):
         if not text.strip():
             return
         if not self.model_ready:
-            self.notify("The model is not loaded yet.", severity="warning")
+            if self.rapp.model_error is not None:
+                self.notify(
+                    "No model is loaded, so nothing can be answered; see the error shown at "
+                    "start-up for the fix.",
+                    severity="warning",
+                )
+                return
+            self.composer.clear()
+            self._send_while_loading(text)
             return
         if self.streaming:
             self.notify("A reply is still being written; Esc stops it.", severity="warning")
@@ -406,6 +443,61 @@ class MainScreen(ComposeMixin, ActionsMixin, Screen[None]):
             )
         else:
             self.run_worker(self._send(self.conversation.id, text), group="send")
+
+    def _send_while_loading(self, text: str) -> None:
+        """Store the message now, show it as waiting, answer it once the model is loaded."""
+        if self._waiting_cid is not None and (
+            self.conversation is None or self.conversation.id != self._waiting_cid
+        ):
+            self.notify(
+                "A message in another conversation is waiting for the model; this one will be "
+                "answered after it.",
+                severity="warning",
+            )
+        conversation = self.conversation
+
+        def store() -> tuple[ConversationInfo, MessageInfo]:
+            agent = self.agent
+            info = conversation
+            if info is None:
+                info = agent.get_conversation(agent.create_conversation(title=title_from(text)))
+            return info, agent.add_message(info.id, text)
+
+        async def show(stored: tuple[ConversationInfo, MessageInfo]) -> None:
+            info, message = stored
+            if self.conversation is None:
+                self.conversation = info
+                self.sub_title = conversation_title(info)
+                self.chat.conversation_id = info.id
+                self.refresh_conversations()
+            if self.model_ready:  # loaded meanwhile: model_loaded found nothing to answer
+                self._waiting_cid = info.id
+                await self._answer_waiting()
+                return
+            self._waiting_cid = info.id
+            if self.conversation is not None and self.conversation.id == info.id:
+                data = replace(MessageData.from_info(message), waiting=True)
+                self._waiting_views.append(await self.chat.add_message(data))
+
+        self.run_db(store, show, "Not sent")
+
+    async def _answer_waiting(self) -> None:
+        """The model is ready: answer the message(s) sent while it loaded."""
+        cid, views = self._waiting_cid, self._waiting_views
+        self._waiting_cid, self._waiting_views = None, []
+        if cid is None:
+            return
+        for view in views:
+            if view.is_attached:
+                view.update_data(replace(view.data, waiting=False))
+        if self.conversation is None or self.conversation.id != cid:
+            # Another conversation is shown: answer in the background; it shows when reopened.
+            self.run_db(lambda: self.agent.answer(cid), what="Answering a waiting message")
+            return
+        user_view = views[-1] if views else None
+        reply_view = await self.chat.add_message(MessageData(None, None, "assistant", ""))
+        self._stream = None
+        self.generate(cid, None, user_view, reply_view, answer=True)
 
     def _after_create(self, cid: int, text: str) -> None:
         def opened(info: ConversationInfo) -> None:
@@ -429,13 +521,23 @@ class MainScreen(ComposeMixin, ActionsMixin, Screen[None]):
 
     @work(thread=True, exclusive=True, group="generate")
     def generate(
-        self, cid: int, text: str | None, user_view: MessageView | None, reply_view: MessageView
+        self,
+        cid: int,
+        text: str | None,
+        user_view: MessageView | None,
+        reply_view: MessageView,
+        answer: bool = False,
     ) -> None:
-        """Run one turn (or a regeneration) and stream its text into `reply_view`."""
+        """Run a turn (a regeneration; `answer`: reply to a stored message) into `reply_view`."""
         agent = self.agent
         call = self.ui
         try:
-            stream = agent.stream(cid, text) if text is not None else agent.stream_regenerate(cid)
+            if answer:
+                stream = agent.stream_answer(cid)
+            elif text is not None:
+                stream = agent.stream(cid, text)
+            else:
+                stream = agent.stream_regenerate(cid)
         except RecursaError as exc:
             call(self._turn_refused, str(exc), text, user_view, reply_view)
             return
@@ -455,7 +557,7 @@ class MainScreen(ComposeMixin, ActionsMixin, Screen[None]):
             error = str(exc)
         finally:
             self._stream = None
-        call(self._turn_done, cid, reply, error, user_view, reply_view, text is None)
+        call(self._turn_done, cid, reply, error, user_view, reply_view, text is None and not answer)
 
     async def _append(self, view: MessageView, text: str) -> None:
         if view.is_attached:

@@ -47,6 +47,7 @@ class MessageData:
     rating: int | None = None
     created: str = ""
     superseded: bool = False
+    waiting: bool = False  # stored, to be answered once the model is loaded
 
     @classmethod
     def from_info(cls, m: MessageInfo) -> MessageData:
@@ -117,6 +118,8 @@ class MessageView(Widget):
         marks = []
         if d.id is None:
             marks.append("streaming…")
+        if d.waiting:
+            marks.append("⏳ waiting for the model")
         if d.status == "interrupted":
             marks.append("■ stopped")
         elif d.status == "error":

@@ -79,6 +79,10 @@ class ConversationCaches:
             self._states.popitem(last=False)
         return state
 
+    def peek(self, key: str) -> Any:
+        """The key's state without making it most recent (None when none is kept)."""
+        return self._states.get(key)
+
     def forget(self, key: str | None) -> None:
         """Drop one key's state (None: the scratch), e.g. after a failed forward pass."""
         if key is None:

@@ -13,6 +13,7 @@ Only imported by the local runtime, after torch is known to be installed.
 
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass
 from typing import Any
 
@@ -23,7 +24,11 @@ from recursa.agent.runtime.local.kv_cache import KVState
 
 def supports(model: Any) -> bool:
     """True when `model` is a plain Llama (no biases, no rope scaling) this engine reproduces."""
-    config = model.config
+    return supports_config(model.config)
+
+
+def supports_config(config: Any) -> bool:
+    """`supports`, from the model's config alone."""
     if getattr(config, "model_type", None) != "llama":
         return False
     if getattr(config, "attention_bias", False) or getattr(config, "mlp_bias", False):
@@ -94,6 +99,31 @@ def _quantize_int4_groups(weight: torch.Tensor) -> tuple[torch.Tensor, torch.Ten
     return packed, scales_and_zeros.to(torch.bfloat16).contiguous()
 
 
+# Prompts of at least this many new tokens take the fast int4 prefill, in this dtype,
+# in calls of up to FAST_PREFILL_CHUNK tokens.
+FAST_PREFILL_MIN = 32
+FAST_PREFILL_DTYPE = torch.bfloat16
+FAST_PREFILL_CHUNK = 2048
+
+
+def int4_layout_known() -> bool:
+    """True when the CPU int4 kernel packs weights as `_Linear.dequantized` reads them."""
+    if not int4_available():
+        return False
+    codes = (torch.arange(128 * 64, dtype=torch.int32) * 7 % 16).view(128, 64)
+    try:
+        packed = torch.ops.aten._convert_weight_to_int4pack_for_cpu(codes, 1)
+        blocks = packed.view(2, 64, 32)
+        unpacked = torch.cat([blocks & 15, blocks >> 4], dim=2).transpose(1, 2).reshape(128, 64)
+    except (RuntimeError, ValueError):
+        return False
+    return bool(torch.equal(unpacked.to(torch.int32), codes))
+
+
+def _project(linear: _Linear, x: torch.Tensor) -> torch.Tensor:
+    return linear(x)
+
+
 class _Linear:
     """One weight matrix in the engine's precision, applied as x @ W.T.
 
@@ -117,30 +147,135 @@ class _Linear:
     speed: decode measured about 1.2-1.25x float32's rate, not 2x.
     """
 
-    __slots__ = ("dense", "packed", "scales", "fp16", "int4", "out_features")
+    __slots__ = (
+        "dense",
+        "packed",
+        "scales",
+        "_fp16",
+        "fp16_weight",
+        "int4",
+        "out_features",
+        "_lock",
+    )
 
-    def __init__(self, weight: torch.Tensor, precision: str, device: torch.device) -> None:
-        weight = weight.detach().float()
-        self.out_features = weight.shape[0]
+    def __init__(self, weight: torch.Tensor | None, precision: str, device: torch.device) -> None:
+        self.out_features = weight.shape[0] if weight is not None else 0
         self.packed: torch.Tensor | None = None
         self.scales: torch.Tensor | None = None
-        self.fp16: list[Any] | None = None
+        self._fp16: list[Any] | None = None
+        # float16w keeps its float16 matrix until it is packed (`prepare`), so a restored
+        # engine can pack it after loading, in the background.
+        self.fp16_weight: torch.Tensor | None = None
         self.int4: tuple[torch.Tensor, torch.Tensor] | None = None
         self.dense: torch.Tensor | None = None
+        self._lock = threading.Lock()
+        if weight is None:
+            return  # filled in by `restore`
+        weight = weight.detach().float()
         if precision == "float16w":
-            # fbgemm packs a large matrix several times slower per row than a small one
-            # (1.7 s for the 49k-row head against 0.6 s in three parts); the parts' results
-            # are concatenated, at no measurable cost per call.
-            self.fp16 = [
-                torch.ops.quantized.linear_prepack_fp16(part.contiguous(), None)
-                for part in weight.split(_FP16_PACK_ROWS)
-            ]
+            self.fp16_weight = weight.to(torch.float16).contiguous()
         elif precision == "int4" and weight.shape[1] % _INT4_GROUP == 0:
             self.int4 = _quantize_int4_groups(weight)
         elif precision in ("int4", "int8"):  # int4 falls back to int8 rows off the group size
             self.packed, self.scales = _quantize_int8_rows(weight)
         else:
             self.dense = weight.to(device=device, dtype=getattr(torch, precision)).contiguous()
+
+    @property
+    def fp16(self) -> list[Any] | None:
+        """fbgemm's packed float16 parts (float16w only), packed on first use."""
+        if self._fp16 is None and self.fp16_weight is not None:
+            self.prepare()
+        return self._fp16
+
+    def prepare(self) -> None:
+        """Pack a float16w matrix now (other precisions are ready as built)."""
+        with self._lock:
+            if self._fp16 is not None or self.fp16_weight is None:
+                return
+            # fbgemm packs a large matrix several times slower per row than a small one
+            # (1.7 s for the 49k-row head against 0.6 s in three parts); the parts' results
+            # are concatenated, at no measurable cost per call.
+            self._fp16 = [
+                torch.ops.quantized.linear_prepack_fp16(part.float().contiguous(), None)
+                for part in self.fp16_weight.split(_FP16_PACK_ROWS)
+            ]
+            self.fp16_weight = None  # packed: the float16 copy is no longer needed
+
+    def export(self, prefix: str) -> dict[str, torch.Tensor]:
+        """The tensors `restore` rebuilds this matrix from, named under `prefix`."""
+        if self.int4 is not None:
+            return {f"{prefix}.int4.packed": self.int4[0], f"{prefix}.int4.scales": self.int4[1]}
+        if self.packed is not None and self.scales is not None:
+            return {f"{prefix}.int8.packed": self.packed, f"{prefix}.int8.scales": self.scales}
+        if self.fp16_weight is not None:
+            return {f"{prefix}.fp16.weight": self.fp16_weight}
+        if self._fp16 is not None:
+            raise ValueError(f"{prefix}: a packed float16 matrix cannot be exported")
+        assert self.dense is not None
+        return {f"{prefix}.dense": self.dense}
+
+    @classmethod
+    def restore(
+        cls, tensors: dict[str, torch.Tensor], prefix: str, out_features: int, in_features: int
+    ) -> _Linear:
+        """The matrix `export` wrote; ValueError when its tensors are missing or misshapen."""
+        linear = cls(None, "float32", torch.device("cpu"))
+        linear.out_features = out_features
+        if f"{prefix}.int4.packed" in tensors:
+            packed = tensors[f"{prefix}.int4.packed"]
+            scales = tensors[f"{prefix}.int4.scales"]
+            groups = in_features // _INT4_GROUP
+            if packed.shape[0] != out_features or tuple(scales.shape) != (groups, out_features, 2):
+                raise ValueError(f"{prefix}: int4 tensors of the wrong shape")
+            linear.int4 = (packed, scales)
+        elif f"{prefix}.int8.packed" in tensors:
+            packed = tensors[f"{prefix}.int8.packed"]
+            if tuple(packed.shape) != (out_features, in_features):
+                raise ValueError(f"{prefix}: int8 tensor of the wrong shape")
+            linear.packed, linear.scales = packed, tensors[f"{prefix}.int8.scales"]
+        elif f"{prefix}.fp16.weight" in tensors:
+            weight = tensors[f"{prefix}.fp16.weight"]
+            if tuple(weight.shape) != (out_features, in_features):
+                raise ValueError(f"{prefix}: float16 tensor of the wrong shape")
+            linear.fp16_weight = weight
+        elif f"{prefix}.dense" in tensors:
+            weight = tensors[f"{prefix}.dense"]
+            if tuple(weight.shape) != (out_features, in_features):
+                raise ValueError(f"{prefix}: tensor of the wrong shape")
+            linear.dense = weight
+        else:
+            raise ValueError(f"{prefix}: no tensors saved")
+        return linear
+
+    def dequantized(self, dtype: torch.dtype) -> torch.Tensor:
+        """The int4 matrix unpacked into `dtype` (its exact values in float32).
+
+        Reads the CPU kernel's packed layout: blocks of 64 rows, each byte holding
+        row j's code (low nibble) and row j+32's (high nibble) for one column.
+        """
+        assert self.int4 is not None
+        packed, scales_and_zeros = self.int4
+        rows, cols = self.out_features, packed.shape[1] * 2
+        blocks = packed.view(rows // 64, cols, 32)
+        codes = torch.cat([blocks & 15, blocks >> 4], dim=2).transpose(1, 2).reshape(rows, cols)
+        # w = (code - 8) * scale + zero = code * scale + (zero - 8 * scale), per group of 32.
+        scale = scales_and_zeros[..., 0].t().float().unsqueeze(-1)
+        low = scales_and_zeros[..., 1].t().float().unsqueeze(-1) - 8.0 * scale
+        groups = codes.view(rows, cols // _INT4_GROUP, _INT4_GROUP)
+        weight = torch.addcmul(low, groups.float(), scale).reshape(rows, cols)
+        return weight if dtype == torch.float32 else weight.to(dtype)
+
+    def dense_call(self, x: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+        """x @ W.T, W unpacked into a dense `dtype` matrix for this call (a long prefill).
+
+        Unpacking the whole matrix row-major and one GEMM measured faster than
+        multiplying the kernel's 64-row blocks as they lie (bmm), and computing the
+        values in float32 before rounding once to `dtype` keeps them closest.
+        """
+        if self.int4 is None:
+            return self(x)
+        return F.linear(x.to(dtype), self.dequantized(dtype))
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         if self.int4 is not None:
@@ -188,6 +323,38 @@ class LlamaEngine:
     """
 
     def __init__(self, model: Any, *, precision: str, device: torch.device) -> None:
+        self._configure(model.config, precision, device)
+
+        def lin(*weights: torch.Tensor) -> _Linear:
+            joined = torch.cat(weights) if len(weights) > 1 else weights[0]
+            return _Linear(joined, precision, device)
+
+        def vec(t: torch.Tensor) -> torch.Tensor:
+            return t.detach().to(device=device, dtype=torch.float32).contiguous()
+
+        inner = model.model
+        # The embedding is only gathered from (a few rows per step): float32 is free.
+        self.embed = vec(inner.embed_tokens.weight)
+        self.norm = vec(inner.norm.weight)
+        self.lm_head = _Linear(model.lm_head.weight, self._head_precision, device)
+        self.layers = [
+            _Layer(
+                norm1=vec(layer.input_layernorm.weight),
+                qkv=lin(
+                    layer.self_attn.q_proj.weight,
+                    layer.self_attn.k_proj.weight,
+                    layer.self_attn.v_proj.weight,
+                ),
+                out=lin(layer.self_attn.o_proj.weight),
+                norm2=vec(layer.post_attention_layernorm.weight),
+                gate_up=lin(layer.mlp.gate_proj.weight, layer.mlp.up_proj.weight),
+                down=lin(layer.mlp.down_proj.weight),
+            )
+            for layer in inner.layers
+        ]
+
+    def _configure(self, config: Any, precision: str, device: torch.device) -> None:
+        """Everything but the weights: sizes, dtypes, rotary tables."""
         if precision not in PRECISIONS:
             raise ValueError(f"unknown precision {precision!r}")
         if precision in _QUANTIZED and device.type != "cpu":
@@ -196,7 +363,6 @@ class LlamaEngine:
             raise ValueError("int4 needs a torch build with the CPU int4 weight kernels")
         if precision == "float16w" and (device.type != "cpu" or not float16_weights_available()):
             raise ValueError("float16w needs a CPU and a torch build with fbgemm (x86)")
-        config = model.config
         self.precision = precision
         # `dtype` feeds the matrix multiplies; `kv_dtype` holds the rotary embedding,
         # the KV cache and the attention. int8/int4 keep attention in float32: one-row
@@ -213,49 +379,23 @@ class LlamaEngine:
         self.kv_heads = config.num_key_value_heads
         self.hidden = config.hidden_size
         self.head_dim = getattr(config, "head_dim", None) or self.hidden // self.heads
+        self.intermediate = int(config.intermediate_size)
+        self.num_layers = int(config.num_hidden_layers)
+        self.vocab = int(config.vocab_size)
         self.eps = float(config.rms_norm_eps)
         self._norm_shape = (self.hidden,)
         self.max_len = int(config.max_position_embeddings)
         rope = getattr(config, "rope_parameters", None) or {}
         theta = float(rope.get("rope_theta", getattr(config, "rope_theta", 10000.0)))
-
-        def lin(*weights: torch.Tensor) -> _Linear:
-            joined = torch.cat(weights) if len(weights) > 1 else weights[0]
-            return _Linear(joined, precision, device)
-
-        def vec(t: torch.Tensor) -> torch.Tensor:
-            return t.detach().to(device=device, dtype=torch.float32).contiguous()
-
-        inner = model.model
-        # The embedding is only gathered from (a few rows per step): float32 is free.
-        self.embed = vec(inner.embed_tokens.weight)
-        self.norm = vec(inner.norm.weight)
         # With int8/int4 layers the output head, which scores the whole vocabulary and
         # which GGUF files keep at 8 bits (Q8_0) where the layers have 4, is held in
         # float16 where fbgemm can multiply it: it only ever sees one position, the
         # kernel streams float16 at memory speed on one row, and a 49k-row head is a
         # fifth of the model's bytes. int8 rows would round more and, in torch's
         # kernel, decode slower (bfloat16 arithmetic without native support).
-        head_precision = precision
+        self._head_precision = precision
         if precision in _QUANTIZED:
-            head_precision = "float16w" if float16_weights_available() else "int8"
-        self.lm_head = _Linear(model.lm_head.weight, head_precision, device)
-        self.layers = [
-            _Layer(
-                norm1=vec(layer.input_layernorm.weight),
-                qkv=lin(
-                    layer.self_attn.q_proj.weight,
-                    layer.self_attn.k_proj.weight,
-                    layer.self_attn.v_proj.weight,
-                ),
-                out=lin(layer.self_attn.o_proj.weight),
-                norm2=vec(layer.post_attention_layernorm.weight),
-                gate_up=lin(layer.mlp.gate_proj.weight, layer.mlp.up_proj.weight),
-                down=lin(layer.mlp.down_proj.weight),
-            )
-            for layer in inner.layers
-        ]
-        self.intermediate = self.layers[0].gate_up.out_features // 2
+            self._head_precision = "float16w" if float16_weights_available() else "int8"
         # Rotary tables in float32 (as Hugging Face computes them), cast once. The sign of
         # rotate_half is folded into the sine table so a rotation is a roll, two muls, an add.
         inv_freq = 1.0 / (
@@ -278,6 +418,73 @@ class LlamaEngine:
         # query, and a 16-bit one (CUDA's bfloat16) uses the fused kernel.
         self._exact_attention = precision in (*_QUANTIZED, "float16w")
         self._single_query_each = self.kv_dtype == torch.float32
+        # The dtype long int4 prompts are prefilled in (None: no fast prefill).
+        self._fast_prefill: torch.dtype | None = (
+            FAST_PREFILL_DTYPE if precision == "int4" and int4_layout_known() else None
+        )
+
+    def _project_fast(self, linear: _Linear, x: torch.Tensor) -> torch.Tensor:
+        assert self._fast_prefill is not None
+        return linear.dense_call(x, self._fast_prefill).to(self.dtype)
+
+    @property
+    def prefill_chunk(self) -> int:
+        """How many prompt tokens one forward call should take: unpacking is paid per call."""
+        return FAST_PREFILL_CHUNK if self._fast_prefill is not None else 512
+
+    # -- saving and restoring the built weights ------------------------------------------
+
+    def export(self) -> dict[str, torch.Tensor]:
+        """Every weight as built (int4 packed), for `restore` to load without packing again."""
+        out = {"embed": self.embed, "norm": self.norm, **self.lm_head.export("lm_head")}
+        for i, layer in enumerate(self.layers):
+            out[f"layers.{i}.norm1"] = layer.norm1
+            out[f"layers.{i}.norm2"] = layer.norm2
+            for name in ("qkv", "out", "gate_up", "down"):
+                out.update(getattr(layer, name).export(f"layers.{i}.{name}"))
+        return out
+
+    @classmethod
+    def restore(
+        cls, config: Any, tensors: dict[str, torch.Tensor], *, precision: str, device: torch.device
+    ) -> LlamaEngine:
+        """An engine from `export`'s tensors; ValueError when any is missing or misshapen."""
+        engine = cls.__new__(cls)
+        engine._configure(config, precision, device)
+        hidden, dim = engine.hidden, engine.head_dim
+        qkv_rows = (engine.heads + 2 * engine.kv_heads) * dim
+
+        def vec(name: str, size: int) -> torch.Tensor:
+            tensor = tensors.get(name)
+            if tensor is None or tensor.dtype != torch.float32 or tensor.numel() != size:
+                raise ValueError(f"{name}: missing or of the wrong shape")
+            return tensor.to(device)
+
+        engine.embed = vec("embed", engine.vocab * hidden).view(engine.vocab, hidden)
+        engine.norm = vec("norm", hidden)
+        engine.lm_head = _Linear.restore(tensors, "lm_head", engine.vocab, hidden)
+        shapes = {
+            "qkv": (qkv_rows, hidden),
+            "out": (hidden, engine.heads * dim),
+            "gate_up": (2 * engine.intermediate, hidden),
+            "down": (hidden, engine.intermediate),
+        }
+        engine.layers = [
+            _Layer(
+                norm1=vec(f"layers.{i}.norm1", hidden),
+                norm2=vec(f"layers.{i}.norm2", hidden),
+                **{
+                    name: _Linear.restore(tensors, f"layers.{i}.{name}", rows, cols)
+                    for name, (rows, cols) in shapes.items()
+                },
+            )
+            for i in range(engine.num_layers)
+        ]
+        return engine
+
+    def prepare(self) -> None:
+        """Finish what restoring left for later (packing a float16 head): safe to call often."""
+        self.lm_head.prepare()
 
     def new_state(self) -> KVState:
         return KVState(
@@ -328,15 +535,21 @@ class LlamaEngine:
         x = self.embed[torch.tensor(ids, device=self.device)]
         cos = self.cos[past:end].unsqueeze(1)
         sin = self.sin[past:end].unsqueeze(1)
-        each = self._exact_attention or (count == 1 and self._single_query_each)
+        # A long int4 prompt is prefilled with dense matrix multiplies on weights unpacked
+        # layer by layer (see `dequantized`) and the fused attention kernel: several times
+        # faster than the int4 kernel, whose blocking suits one row, and the per-query
+        # exact attention. Its logits differ from a decoded token's by rounding only.
+        fast = self._fast_prefill is not None and count >= FAST_PREFILL_MIN
+        each = (self._exact_attention and not fast) or (count == 1 and self._single_query_each)
         mask = None
         if count > 1 and past > 0 and not each:
             # Query i sits at position past+i and may see keys 0..past+i.
             mask = torch.ones(count, end, dtype=torch.bool, device=self.device).tril(past)
         qk_heads = heads + kv_heads
         q_size = heads * dim
+        project = self._project_fast if fast else _project
         for index, layer in enumerate(self.layers):
-            qkv = layer.qkv(self._rms(x, layer.norm1)).to(self.kv_dtype)
+            qkv = project(layer.qkv, self._rms(x, layer.norm1)).to(self.kv_dtype)
             # Rotate q and k together: they are adjacent in the fused projection.
             qk = qkv[:, : qk_heads * dim].view(count, qk_heads, dim)
             qk = qk * cos + torch.roll(qk, half, dims=-1) * sin
@@ -362,10 +575,10 @@ class LlamaEngine:
                 )[0]
                 attn = attn.transpose(0, 1).reshape(count, q_size)
             # Adding a 16-bit projection to the float32 residual promotes it exactly.
-            x = x + layer.out(attn.to(self.dtype))
-            gate_up = layer.gate_up(self._rms(x, layer.norm2))
+            x = x + project(layer.out, attn.to(self.dtype))
+            gate_up = project(layer.gate_up, self._rms(x, layer.norm2))
             gate, up = gate_up[:, : self.intermediate], gate_up[:, self.intermediate :]
-            x = x + layer.down(F.silu(gate) * up)
+            x = x + project(layer.down, F.silu(gate) * up)
         state.ids.extend(ids)
         # The head takes the float32 norm: float16w keeps it, the 16-bit kernels round it.
         normed = F.rms_norm(x[-1:], self._norm_shape, self.norm, self.eps)

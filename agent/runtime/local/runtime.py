@@ -12,9 +12,12 @@ importing this module (or `recursa.agent.runtime`) stays cheap.
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
-from collections.abc import Generator, Mapping, Sequence
+from collections.abc import Generator, Iterator, Mapping, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
@@ -26,6 +29,7 @@ from recursa.agent.errors import (
     ModelNotFoundError,
 )
 from recursa.agent.runtime.local.convert import ProgressCallback, ensure_converted, gguf_file_type
+from recursa.agent.runtime.local.gate import Gate
 from recursa.agent.runtime.local.kv_cache import (
     DEFAULT_MAX_CACHED,
     ConversationCaches,
@@ -44,9 +48,13 @@ from recursa.agent.runtime.protocol import (
 if TYPE_CHECKING:
     import torch
 
+log = logging.getLogger(__name__)
+
 _LOCAL_INSTALL = 'pip install "recursa[local]"'
 # Prefill runs in chunks so a cancel is noticed within one chunk, not after the whole prompt.
 _PREFILL_CHUNK = 512
+# Background prefill (warm-up) steps aside for a person's turn between chunks: smaller ones.
+_WARM_CHUNK = 256
 PRECISIONS = ("float32", "bfloat16", "float16", "int8", "int4", "float16w")
 # On CPU the default precision follows the weights' own: a GGUF quantized to 4 bits
 # or fewer runs with int4 weights, one of 5 to 8 bits with int8 (their codes hold no
@@ -56,6 +64,10 @@ PRECISIONS = ("float32", "bfloat16", "float16", "int8", "int4", "float16w")
 _INT4_FILE_TYPES = frozenset({2, 3, 4, *range(10, 16), *range(19, 32), 36, 37})
 _INT8_FILE_TYPES = frozenset({7, 8, 9, 16, 17, 18})
 DEFAULT_CPU_PRECISION = "float32"
+
+
+# Precisions whose built (packed) weights are cached between loads.
+_CACHED_PRECISIONS = ("int4", "int8")
 
 
 class LocalOptions(Protocol):
@@ -78,6 +90,7 @@ class LoadInfo:
     device: str
     precision: str
     load_s: float
+    packed_from_cache: bool = False
 
 
 def _require_torch() -> tuple[Any, Any]:
@@ -127,6 +140,24 @@ def default_precision(device: str, gguf: Path | None = None) -> str:
     if file_type in _INT8_FILE_TYPES:
         return "int8"
     return DEFAULT_CPU_PRECISION
+
+
+def _restore_engine(config: Any, folder: Path, precision: str, device: Any) -> tuple[Any, Path]:
+    """The engine restored from the packed-weight cache (None when absent), and the cache's path."""
+    from recursa.agent.runtime.local import llama
+    from recursa.agent.runtime.local.engine_cache import engine_cache_path, load_engine_tensors
+
+    path = engine_cache_path(folder, precision)
+    tensors = load_engine_tensors(path)
+    if tensors is None:
+        return None, path
+    try:
+        return llama.LlamaEngine.restore(config, tensors, precision=precision, device=device), path
+    except ValueError as exc:
+        log.warning(
+            "The cached engine weights in %s do not fit the model (%s); rebuilding.", path, exc
+        )
+        return None, path
 
 
 def load_local(
@@ -208,15 +239,34 @@ def load_local(
             )
     if progress is not None:
         progress(f"Loading {name or source_text}", None)
+    from recursa.agent.runtime.local import llama
+
+    engine: Any = None
+    packed_from_cache = False
+    cache_path: Path | None = None
     try:
-        with transformers_bars_off():
+        with transformers_bars_off(), ThreadPoolExecutor(1) as pool:
+            restoring: Future[tuple[Any, Path]] | None = None
+            if precision in _CACHED_PRECISIONS and Path(folder).is_dir():
+                # Quantized weights are packed once and cached: a later load restores them
+                # without building the Hugging Face model (see engine_cache), checking the
+                # cache while the tokenizer loads.
+                config = transformers.AutoConfig.from_pretrained(folder, local_files_only=True)
+                if llama.supports_config(config):
+                    restoring = pool.submit(
+                        _restore_engine, config, Path(folder), precision, device
+                    )
             tokenizer = transformers.AutoTokenizer.from_pretrained(
                 folder, local_files_only=local_only
             )
-            # Loaded in float32 on the CPU; the engine casts or quantizes its own copy.
-            model = transformers.AutoModelForCausalLM.from_pretrained(
-                folder, local_files_only=local_only, dtype=torch.float32
-            )
+            if restoring is not None:
+                engine, cache_path = restoring.result()
+                packed_from_cache = engine is not None
+            if engine is None:
+                # Loaded in float32 on the CPU; the engine casts or quantizes its own copy.
+                model = transformers.AutoModelForCausalLM.from_pretrained(
+                    folder, local_files_only=local_only, dtype=torch.float32
+                )
     except OSError as exc:
         if path.exists():
             raise ModelError(f"Could not load the model in {folder}: {exc}") from exc
@@ -229,16 +279,21 @@ def load_local(
             f"The model {source_text!r} has no chat template; recursa needs a chat "
             "(instruct) model."
         )
-    model.eval()
-    from recursa.agent.runtime.local import llama
-
-    engine: Any
-    config = model.config
-    if llama.supports(model):
+    if engine is not None:
+        engine_name = "llama-inplace"
+    elif llama.supports(model):
+        model.eval()
+        config = model.config
         engine = llama.LlamaEngine(model, precision=precision, device=device)
         engine_name = "llama-inplace"
         del model  # the engine holds its own (fused) copies of the weights
+        if cache_path is not None:
+            from recursa.agent.runtime.local.engine_cache import save_engine_tensors
+
+            save_engine_tensors(cache_path, engine.export())
     else:
+        model.eval()
+        config = model.config
         from recursa.agent.runtime.local.generic import GenericEngine
 
         if precision in ("int8", "int4", "float16w"):
@@ -257,6 +312,7 @@ def load_local(
         device=str(device),
         precision=precision,
         load_s=time.perf_counter() - started,
+        packed_from_cache=packed_from_cache,
     )
     return LocalRuntime(
         engine=engine,
@@ -268,6 +324,16 @@ def load_local(
         info=info,
         max_cached_conversations=max_cached_conversations,
     )
+
+
+def _as_ids(encoded: Any) -> list[int]:
+    # transformers 5 returns a BatchEncoding (a Mapping); older versions a list.
+    if isinstance(encoded, Mapping):
+        encoded = encoded["input_ids"]
+    ids = list(encoded)
+    if ids and isinstance(ids[0], list):
+        ids = ids[0]
+    return [int(i) for i in ids]
 
 
 class LocalRuntime:
@@ -295,14 +361,28 @@ class LocalRuntime:
         self._threads = threads
         self.load_info = info
         self._caches = ConversationCaches(engine.new_state, max_cached_conversations)
-        # One generation at a time (the TUI calls from worker threads); the tokenizer
-        # has its own lock so counting tokens never waits for a whole reply.
-        self._lock = threading.Lock()
+        # One generation at a time (the TUI calls from worker threads), a person's turn
+        # before background work; the tokenizer has its own lock so counting tokens
+        # never waits for a whole reply.
+        self._gate = Gate()
         self._tok_lock = threading.Lock()
         self._vocab_size = int(getattr(config, "vocab_size", 0) or len(tokenizer))
         self._eos = self._eos_ids(tokenizer, config)
-        self._tokenizer_id = self._make_tokenizer_id(tokenizer)
+        self._tokenizer_id: str | None = None
         self._closed = False
+        # What is left to build (fbgemm's packing of a float16 head, ~0.3 s; the
+        # tokenizer's id, ~0.1 s) is done while the user reads or types; whatever
+        # needs it first waits for it.
+        threading.Thread(target=self._prepare, name="recursa-prepare", daemon=True).start()
+
+    def _prepare(self) -> None:
+        try:
+            _ = self.tokenizer_id
+            prepare = getattr(self._engine, "prepare", None)
+            if prepare is not None:
+                prepare()
+        except Exception:  # redone (and raised) by the first call that needs it
+            log.debug("Preparing the local model in the background failed", exc_info=True)
 
     # -- identity ---------------------------------------------------------------------------
 
@@ -316,6 +396,10 @@ class LocalRuntime:
 
     @property
     def tokenizer_id(self) -> str:
+        if self._tokenizer_id is None:
+            with self._tok_lock:
+                if self._tokenizer_id is None:
+                    self._tokenizer_id = self._make_tokenizer_id(self._tokenizer)
         return self._tokenizer_id
 
     @staticmethod
@@ -349,13 +433,7 @@ class LocalRuntime:
             encoded = self._tokenizer.apply_chat_template(
                 [dict(m) for m in messages], add_generation_prompt=True, tokenize=True
             )
-        # transformers 5 returns a BatchEncoding (a Mapping); older versions a list.
-        if isinstance(encoded, Mapping):
-            encoded = encoded["input_ids"]
-        ids = list(encoded)
-        if ids and isinstance(ids[0], list):
-            ids = ids[0]
-        return [int(i) for i in ids]
+        return _as_ids(encoded)
 
     def count_tokens(self, messages: Sequence[ChatMessage]) -> int:
         return len(self.prompt_ids(messages))
@@ -380,8 +458,64 @@ class LocalRuntime:
 
     def forget(self, cache_key: str) -> None:
         """Drop one conversation's KV cache."""
-        with self._lock:
+        with self._gate.held(background=False):
             self._caches.forget(cache_key)
+
+    def cached_ids(self, cache_key: str) -> list[int]:
+        """The token ids whose KV cache is kept under `cache_key` (empty when none is)."""
+        with self._gate.held(background=False):
+            state = self._caches.peek(cache_key)
+            return list(state.ids) if state is not None else []
+
+    # -- background work --------------------------------------------------------------------
+
+    def background(self) -> AbstractContextManager[None]:
+        """Generations this thread starts inside the block are background work.
+
+        They run in steps and step aside whenever a foreground generation waits,
+        so a summary folded after a reply never delays the next turn's reply.
+        Background generations keep their own KV states, apart from foreground ones.
+        """
+        return self._gate.background()
+
+    def prefix_ids(self, messages: Sequence[ChatMessage]) -> list[int]:
+        """The token ids of `messages` as the start of a longer prompt (no generation prompt)."""
+        with self._tok_lock:
+            encoded = self._tokenizer.apply_chat_template(
+                [dict(m) for m in messages], add_generation_prompt=False, tokenize=True
+            )
+        return _as_ids(encoded)
+
+    def warm(self, messages: Sequence[ChatMessage], *, cache_key: str) -> int:
+        """Prefill `messages` into `cache_key`'s KV cache, as background work; returns tokens added.
+
+        The next `stream()` with this key whose prompt starts with these messages
+        then prefills only what follows them. Best effort: it stops (keeping what
+        it computed) as soon as a foreground generation waits, and a prompt at or
+        over the window is skipped.
+        """
+        if self._closed or not messages:
+            return 0
+        ids = self.prefix_ids(messages)
+        if len(ids) >= self._window:
+            return 0
+        added = 0
+        with self._running(background=True):
+            if self._closed:
+                return 0
+            state = self._caches.state_for(cache_key)
+            common = reuse_prefix(state, ids + [-1])  # -1: nothing to keep past the prefix
+            for start in range(common, len(ids), _WARM_CHUNK):
+                if self._gate.foreground_waiting:
+                    break
+                chunk = ids[start : start + _WARM_CHUNK]
+                try:
+                    self._engine.forward(state, chunk)
+                except Exception as exc:
+                    self._caches.forget(cache_key)
+                    raise ModelError(f"Local prefill failed: {exc}") from exc
+                added += len(chunk)
+        return added
 
     # -- generation -------------------------------------------------------------------------
 
@@ -398,8 +532,29 @@ class LocalRuntime:
         if not messages:
             raise InvalidInputError("Cannot generate a reply to an empty list of messages.")
         token = cancel or CancelToken()
-        gen = self._generate(list(messages), params or GenerationParams(), cache_key, token)
+        background = self._gate.in_background
+        if background:
+            # Background work keeps its own states, so pausing it never disturbs a turn's.
+            cache_key = f"{cache_key or 'scratch'}#background"
+        gen = self._generate(
+            list(messages), params or GenerationParams(), cache_key, token, background
+        )
         return TextStream(gen, token)
+
+    @contextmanager
+    def _running(self, *, background: bool) -> Iterator[None]:
+        """Hold the model: the gate, the thread count, inference mode."""
+        torch = self._torch
+        with self._gate.held(background=background):
+            previous_threads = torch.get_num_threads()
+            if self._threads:
+                torch.set_num_threads(int(self._threads))
+            try:
+                with torch.inference_mode():
+                    yield
+            finally:
+                if self._threads:
+                    torch.set_num_threads(previous_threads)
 
     def _generate(
         self,
@@ -407,27 +562,28 @@ class LocalRuntime:
         params: GenerationParams,
         cache_key: str | None,
         cancel: CancelToken,
+        background: bool = False,
     ) -> Generator[str, None, Usage]:
-        torch = self._torch
-        with self._lock:
+        with self._running(background=background):
             if self._closed:
                 raise ModelError("This runtime was closed; load the model again.")
-            previous_threads = torch.get_num_threads()
-            if self._threads:
-                torch.set_num_threads(int(self._threads))
             try:
-                with torch.inference_mode():
-                    usage = yield from self._run(messages, params, cache_key, cancel)
+                usage = yield from self._run(messages, params, cache_key, cancel, background)
             except (GeneratorExit, ModelError, InvalidInputError):
                 raise
             except Exception as exc:
                 # A failure mid-forward leaves the cache unknown: drop it, keep the runtime.
                 self._caches.forget(cache_key)
                 raise ModelError(f"Local generation failed: {exc}") from exc
-            finally:
-                if self._threads:
-                    torch.set_num_threads(previous_threads)
             return usage
+
+    def _step_aside(self) -> None:
+        """Background work between two steps: let a waiting turn run first."""
+        if self._gate.step_aside():
+            if self._closed:
+                raise ModelError("This runtime was closed; load the model again.")
+            if self._threads:
+                self._torch.set_num_threads(int(self._threads))
 
     def _run(
         self,
@@ -435,6 +591,7 @@ class LocalRuntime:
         params: GenerationParams,
         cache_key: str | None,
         cancel: CancelToken,
+        background: bool = False,
     ) -> Generator[str, None, Usage]:
         from recursa.agent.runtime.local.decode import (
             IncrementalDetokenizer,
@@ -459,10 +616,13 @@ class LocalRuntime:
         )
         finish: FinishReason = "length"
         logits: torch.Tensor | None = None
-        for start in range(common, len(prompt), _PREFILL_CHUNK):
+        chunk = int(getattr(self._engine, "prefill_chunk", _PREFILL_CHUNK))
+        for start in range(common, len(prompt), chunk):
             if cancel.cancelled:
                 break
-            logits = self._engine.forward(state, prompt[start : start + _PREFILL_CHUNK])
+            if background:
+                self._step_aside()
+            logits = self._engine.forward(state, prompt[start : start + chunk])
         if cancel.cancelled or logits is None:
             usage.finish_reason = "cancelled"
             usage.total_s = time.perf_counter() - started
@@ -494,6 +654,8 @@ class LocalRuntime:
             if cancel.cancelled:
                 finish = "cancelled"
                 break
+            if background:
+                self._step_aside()
             logits = self._engine.forward(state, [token])
         if finish in ("eos", "length"):
             text, stopped = stops.feed(detok.flush())
@@ -511,7 +673,7 @@ class LocalRuntime:
         return usage
 
     def close(self) -> None:
-        with self._lock:
+        with self._gate.held(background=False):
             self._closed = True
             self._caches.clear()
             self._engine = None
