@@ -19,11 +19,10 @@ import asyncio
 import json
 import logging
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AsyncExitStack
 from typing import TYPE_CHECKING, Any
 
-import anyio
 from recursa.agent import RecursaError, TurnFailedError
 from recursa.serve.gate import QueueFull
 from recursa.serve.protocol import (
@@ -40,7 +39,7 @@ from recursa.serve.protocol import (
     usage_body,
 )
 from recursa.serve.state import api_error
-from recursa.serve.turns import TurnPump
+from recursa.serve.turns import TurnPump, uncancellable
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.types import Receive, Scope, Send
@@ -65,6 +64,7 @@ class _Picked:
         self.id = conversation_id
         self.claimed = claimed  # the history key taken from it (restored if the turn fails)
         self.created = created
+        self.finished = False  # the history key is recorded (or restored)
 
 
 async def chat_completions(request: Request) -> Response:
@@ -117,13 +117,7 @@ async def chat_completions(request: Request) -> Response:
         if kind == "error":
             raise api_error(value) if isinstance(value, RecursaError) else value
     except BaseException as exc:
-        if pump is not None:
-            await pump.stop()
-        await _finish(
-            state, scope, req, picked, pump, failed_before_turn=pump is None or pump.reply is None
-        )
-        with anyio.CancelScope(shield=True):
-            await stack.aclose()
+        await _wrap_up(state, scope, req, picked, pump, stack, refused=True)
         if isinstance(exc, TimeoutError):
             raise APIError(
                 504, _timeout_message(state), type="server_error", code="timeout"
@@ -132,20 +126,21 @@ async def chat_completions(request: Request) -> Response:
     headers = {CONVERSATION_HEADER: str(picked.id)}
     completion_id = f"chatcmpl-{picked.id}-{int(time.time() * 1000)}"
     if req.stream:
-        body_iter = _stream(state, pump, req, model, completion_id, deadline)
+
+        async def recorded() -> None:
+            await _finish(state, scope, req, picked, pump, failed_before_turn=False)
+
+        body_iter = _stream(state, pump, req, model, completion_id, deadline, recorded)
         return _CleanupStream(
             body_iter,
-            cleanup=lambda: _after_stream(state, scope, req, picked, pump, stack),
+            cleanup=lambda: _wrap_up(state, scope, req, picked, pump, stack, refused=False),
             media_type="text/event-stream",
             headers={**headers, "Cache-Control": "no-cache"},
         )
     try:
         reply = await _collect(request, pump, deadline)
     except TimeoutError:
-        await pump.stop()
-        await _finish(state, scope, req, picked, pump, failed_before_turn=False)
-        with anyio.CancelScope(shield=True):
-            await stack.aclose()
+        await _wrap_up(state, scope, req, picked, pump, stack, refused=False)
         stored = f" (message {pump.reply.message_id})" if pump.reply else ""
         raise APIError(
             504,
@@ -154,14 +149,9 @@ async def chat_completions(request: Request) -> Response:
             code="timeout",
         ) from None
     except BaseException:
-        await pump.stop()
-        await _finish(state, scope, req, picked, pump, failed_before_turn=False)
-        with anyio.CancelScope(shield=True):
-            await stack.aclose()
+        await _wrap_up(state, scope, req, picked, pump, stack, refused=False)
         raise
-    await _finish(state, scope, req, picked, pump, failed_before_turn=False)
-    with anyio.CancelScope(shield=True):
-        await stack.aclose()
+    await _wrap_up(state, scope, req, picked, pump, stack, refused=False)
     return JSONResponse(
         completion_body(
             completion_id=completion_id,
@@ -264,6 +254,9 @@ async def _finish(
     failed_before_turn: bool,
 ) -> None:
     """After the turn: record the next history key, or undo what a refused request made."""
+    if picked.finished:
+        return
+    picked.finished = True
     reply = pump.reply if pump is not None else None
 
     def work() -> None:
@@ -275,12 +268,11 @@ async def _finish(
         elif picked.claimed is not None:
             scope.remember_history(picked.id, picked.claimed)  # the client may send it again
 
-    with anyio.CancelScope(shield=True):
-        try:
-            await asyncio.to_thread(work)
-        except RecursaError as exc:
-            # The turn itself is stored; only the key that continues it by history is missing.
-            log.warning("Conversation %s: recording its history key failed: %s", picked.id, exc)
+    try:
+        await uncancellable(asyncio.to_thread(work))
+    except RecursaError as exc:
+        # The turn itself is stored; only the key that continues it by history is missing.
+        log.warning("Conversation %s: recording its history key failed: %s", picked.id, exc)
 
 
 def _usage(reply: Reply) -> dict[str, int]:
@@ -327,8 +319,13 @@ async def _stream(
     model: str,
     completion_id: str,
     deadline: float,
+    recorded: Callable[[], Awaitable[None]],
 ) -> AsyncIterator[str]:
-    """The reply as server-sent events in OpenAI's chunk format, ending with [DONE]."""
+    """The reply as server-sent events in OpenAI's chunk format, ending with [DONE].
+
+    `recorded` runs before the last chunk is sent: a client that sends its next
+    request as soon as this reply ends must find the conversation's new history key.
+    """
     created = int(time.time())
 
     def event(**kw: Any) -> str:
@@ -381,6 +378,7 @@ async def _stream(
         return
     reply = pump.reply
     assert reply is not None
+    await recorded()
     finish = finish_reason(reply.usage.finish_reason if reply.usage else None, reply.status)
     yield event(delta={}, finish=finish, extra=_extra(reply))
     if req.include_usage:
@@ -388,20 +386,31 @@ async def _stream(
     yield "data: [DONE]\n\n"
 
 
-async def _after_stream(
+async def _wrap_up(
     state: ServeState,
     scope: ScopedAgent,
     req: ChatRequest,
     picked: _Picked,
-    pump: TurnPump,
+    pump: TurnPump | None,
     stack: AsyncExitStack,
+    *,
+    refused: bool,
 ) -> None:
-    """Whatever ended the stream (its end, a disconnect, shutdown): store, then let go."""
-    with anyio.CancelScope(shield=True):
-        if not pump.finished:
-            await pump.stop()  # the client left mid-reply: keep what was generated
-        await _finish(state, scope, req, picked, pump, failed_before_turn=False)
+    """However a request ends (its reply, an error, a disconnect, shutdown): store, then let go.
+
+    A turn still running is stopped and its partial reply stored; a request
+    `refused` before its turn stored anything leaves no conversation behind. Runs
+    to the end even when the request's task is being cancelled.
+    """
+
+    async def work() -> None:
+        if pump is not None and not pump.finished:
+            await pump.stop()
+        failed_before_turn = refused and (pump is None or pump.reply is None)
+        await _finish(state, scope, req, picked, pump, failed_before_turn=failed_before_turn)
         await stack.aclose()
+
+    await uncancellable(work())
 
 
 class _CleanupStream(StreamingResponse):

@@ -13,7 +13,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import threading
-from typing import TYPE_CHECKING, Any, Literal
+from collections.abc import Awaitable
+from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
 import anyio
 from recursa.agent import CancelToken
@@ -22,7 +23,9 @@ if TYPE_CHECKING:
     from recursa.agent import GenerationParams, Reply, StreamChunk
     from recursa.agent.scoped import ScopedAgent
 
-__all__ = ["TurnPump"]
+__all__ = ["TurnPump", "uncancellable"]
+
+T = TypeVar("T")
 
 Kind = Literal["started", "chunk", "end", "error"]
 
@@ -93,8 +96,7 @@ class TurnPump:
     async def stop(self) -> None:
         """Cancel the turn and wait until what it generated is stored (never cancelled itself)."""
         self.token.cancel()
-        with anyio.CancelScope(shield=True):
-            await self.wait()
+        await uncancellable(self.wait())
 
     async def wait(self) -> None:
         """Until the worker thread has stored the reply (at once if it never started)."""
@@ -103,5 +105,24 @@ class TurnPump:
         await self._done.wait()
 
 
-def text_of(chunk: StreamChunk) -> str:
-    return chunk.text if chunk.event == "text" else ""
+async def uncancellable(awaitable: Awaitable[T]) -> T:
+    """Await to the end even if the awaiting task is cancelled meanwhile, then re-raise that.
+
+    Cleanup that stores a reply must not be cut short: neither by Starlette's
+    cancel scope when a client disconnects, nor by uvicorn cancelling requests
+    at the end of a graceful shutdown.
+    """
+    task = asyncio.ensure_future(awaitable)
+    cancelled = False
+    with anyio.CancelScope(shield=True):
+        while True:
+            try:
+                result = await asyncio.shield(task)
+                break
+            except asyncio.CancelledError:
+                if task.cancelled():
+                    raise
+                cancelled = True
+    if cancelled:
+        raise asyncio.CancelledError
+    return result

@@ -38,7 +38,9 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
-    with op.batch_alter_table("conversations", schema=None) as batch_op:
+    # recreate="never": SQLite (3.35+) drops a column in place. Copying the table
+    # instead would have to drop `conversations`, which other tables reference.
+    with op.batch_alter_table("conversations", schema=None, recreate="never") as batch_op:
         batch_op.drop_index(batch_op.f("ix_conversations_owner_history_key"))
         batch_op.drop_column("lease_until")
         batch_op.drop_column("lease_holder")

@@ -76,7 +76,7 @@ def serve_agent() -> Iterator[Callable[..., Served]]:
             log_level="warning",
             access_log=False,
             lifespan="on",
-            timeout_graceful_shutdown=5,
+            timeout_graceful_shutdown=max(1, int(settings.graceful_timeout)),
         )
         server = uvicorn.Server(config)
         thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
