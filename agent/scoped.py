@@ -19,9 +19,10 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Final
 
 from recursa.agent.errors import NotFoundError
+from recursa.memory.records import UNSET, Unset
 
 if TYPE_CHECKING:
     from recursa.agent.agent import Agent
@@ -38,7 +39,10 @@ if TYPE_CHECKING:
     from recursa.agent.settings import Settings
     from recursa.agent.streams import ReplyStream
 
-__all__ = ["ScopedAgent"]
+__all__ = ["KEEP_KEY", "ScopedAgent"]
+
+# `end_turn(..., history_key=KEEP_KEY)`: release the lease, leave the history key alone.
+KEEP_KEY: Final = UNSET
 
 
 def _hidden(conversation_id: int) -> NotFoundError:
@@ -60,9 +64,14 @@ class ScopedAgent:
     # visibility ----------------------------------------------------------------------------
 
     def check(self, conversation_id: int) -> None:
-        """NotFoundError unless the conversation exists and this scope may see it."""
-        owner = self.agent._store.conversation_owner(conversation_id)
-        if not self.sees_all and owner != self.owner:
+        """NotFoundError unless this scope may see the conversation.
+
+        A scope that sees all leaves the unknown ids to the Agent's own methods,
+        which raise the same NotFoundError, and so saves a query per call.
+        """
+        if self.sees_all:
+            return
+        if self.agent._store.conversation_owner(conversation_id) != self.owner:
             raise _hidden(conversation_id)
 
     # conversations ---------------------------------------------------------------------------
@@ -187,25 +196,38 @@ class ScopedAgent:
 
     # continuing by re-sent history, and the turn lease ---------------------------------------
 
-    def claim_history(self, history_key: str) -> int | None:
+    def claim_history(
+        self, history_key: str, holder: str, seconds: float
+    ) -> tuple[int, bool] | None:
         """This scope's conversation whose history key matches, taken for one turn (or None).
 
         The key is cleared as it is taken, so two requests re-sending the same
-        history never continue one conversation twice; `remember_history` sets the
-        next key once the turn is stored.
+        history never continue one conversation twice; `end_turn` records the next
+        key. The turn lease is taken in the same transaction when it is free:
+        returns (conversation id, whether `holder` now holds the lease).
         """
-        return self.agent._store.claim_history(self.owner, history_key)
-
-    def remember_history(self, conversation_id: int, history_key: str | None) -> None:
-        """Record the fingerprint of the history the client will re-send to continue."""
-        self.check(conversation_id)
-        self.agent._store.set_history_key(conversation_id, history_key)
+        until = datetime.now(UTC) + timedelta(seconds=seconds)
+        return self.agent._store.claim_history(self.owner, history_key, lease=(holder, until))
 
     def take_lease(self, conversation_id: int, holder: str, seconds: float) -> bool:
-        """Hold the conversation's turn lease for `seconds`; False while another holds it."""
+        """Hold the conversation's turn lease for `seconds`; False while another holds it.
+
+        The lease serialises turns in one conversation across server processes.
+        """
         self.check(conversation_id)
         until = datetime.now(UTC) + timedelta(seconds=seconds)
         return bool(self.agent._store.take_lease(conversation_id, holder, until))
 
-    def drop_lease(self, conversation_id: int, holder: str) -> None:
-        self.agent._store.drop_lease(conversation_id, holder)
+    def end_turn(
+        self, conversation_id: int, holder: str, history_key: str | None | Unset = KEEP_KEY
+    ) -> bool:
+        """Release the turn lease and record the history key that continues the conversation.
+
+        One write; the key is recorded only if `holder` still held the lease.
+        """
+        return bool(self.agent._store.drop_lease(conversation_id, holder, history_key=history_key))
+
+    def remember_history(self, conversation_id: int, history_key: str | None) -> None:
+        """Record the fingerprint of the history a client will re-send to continue."""
+        self.check(conversation_id)
+        self.agent._store.set_history_key(conversation_id, history_key)

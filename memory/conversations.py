@@ -217,12 +217,19 @@ def owner_clause(owner: str | None) -> Any:
     return ConversationRow.owner.is_(None) if owner is None else ConversationRow.owner == owner
 
 
-def claim_history(session: Session, owner: str | None, history_key: str) -> int | None:
+def claim_history(
+    session: Session,
+    owner: str | None,
+    history_key: str,
+    lease: tuple[str, datetime] | None = None,
+) -> tuple[int, bool] | None:
     """Take the newest unarchived conversation of `owner` whose history key is `history_key`.
 
     The key is cleared in the same statement that checks it, so of two requests
     that re-send the same history at once (in one process or in two), exactly one
-    continues the conversation; the other finds none and starts its own.
+    continues the conversation; the other finds none and starts its own. With
+    `lease` (holder, until), the turn lease is taken in the same transaction when
+    it is free. Returns (conversation id, whether the lease was taken), or None.
     """
     candidates = session.scalars(
         select(ConversationRow.id)
@@ -243,7 +250,8 @@ def claim_history(session: Session, owner: str | None, history_key: str) -> int 
             .execution_options(synchronize_session=False)
         )
         if taken.rowcount == 1:  # type: ignore[attr-defined]
-            return int(conversation_id)
+            leased = lease is not None and take_lease(session, conversation_id, *lease)
+            return int(conversation_id), leased
     return None
 
 
@@ -278,11 +286,24 @@ def take_lease(session: Session, conversation_id: int, holder: str, until: datet
     return False
 
 
-def drop_lease(session: Session, conversation_id: int, holder: str) -> None:
-    """Release the lease if `holder` still holds it (an expired one may have passed on)."""
-    session.execute(
+def drop_lease(
+    session: Session,
+    conversation_id: int,
+    holder: str,
+    history_key: str | None | Unset = UNSET,
+) -> bool:
+    """Release the lease if `holder` still holds it (an expired one may have passed on).
+
+    `history_key`, if given, is recorded in the same statement, and only if the
+    lease was still this holder's: a key must not overwrite a later turn's.
+    """
+    values: dict[str, Any] = {"lease_holder": None, "lease_until": None}
+    if history_key is not UNSET:
+        values["history_key"] = history_key
+    released = session.execute(
         update(ConversationRow)
         .where(ConversationRow.id == conversation_id, ConversationRow.lease_holder == holder)
-        .values(lease_holder=None, lease_until=None)
+        .values(**values)
         .execution_options(synchronize_session=False)
     )
+    return bool(released.rowcount == 1)  # type: ignore[attr-defined]

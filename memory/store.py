@@ -227,12 +227,24 @@ class Store:
         with self._read() as session:
             return conversations.owner_of(session, conversation_id)
 
-    def claim_history(self, owner: str | None, history_key: str) -> int | None:
-        """The owner's conversation whose history key this is, taken atomically (or None)."""
+    def claim_history(
+        self,
+        owner: str | None,
+        history_key: str,
+        *,
+        lease: tuple[str, datetime] | None = None,
+    ) -> tuple[int, bool] | None:
+        """The owner's conversation whose history key this is, taken atomically (or None).
+
+        With `lease=(holder, until)` the turn lease is taken too when it is free, in
+        the same transaction. Returns (conversation id, whether the lease was taken).
+        """
         check.text("history_key", history_key)
+        if lease is not None:
+            lease = (check.text("holder", lease[0]), check.timestamp("until", lease[1]) or lease[1])
         with self._write() as session:
             return conversations.claim_history(
-                session, check.optional_text("owner", owner), history_key
+                session, check.optional_text("owner", owner), history_key, lease
             )
 
     def set_history_key(self, conversation_id: int, history_key: str | None) -> None:
@@ -246,15 +258,22 @@ class Store:
         """Take the conversation's turn lease for `holder` until `until`; False if held."""
         check.integer("conversation_id", conversation_id)
         check.text("holder", holder)
-        stamp = check.timestamp("until", until)
+        stamp = check.timestamp("until", until) or until
         with self._write() as session:
             return conversations.take_lease(session, conversation_id, holder, stamp)
 
-    def drop_lease(self, conversation_id: int, holder: str) -> None:
-        """Release the turn lease `holder` took (nothing if it passed on)."""
+    def drop_lease(
+        self, conversation_id: int, holder: str, *, history_key: str | None | Unset = UNSET
+    ) -> bool:
+        """Release the turn lease `holder` took; False if it had passed on.
+
+        `history_key` is recorded in the same statement (only while the lease was held).
+        """
         check.integer("conversation_id", conversation_id)
+        if history_key is not UNSET:
+            history_key = check.optional_text("history_key", history_key)
         with self._write() as session:
-            conversations.drop_lease(session, conversation_id, holder)
+            return conversations.drop_lease(session, conversation_id, holder, history_key)
 
     def delete_conversation(self, conversation_id: int) -> None:
         """Delete a conversation with its messages, summaries and traces in one transaction."""

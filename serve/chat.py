@@ -19,11 +19,13 @@ import asyncio
 import json
 import logging
 import time
+import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AsyncExitStack
 from typing import TYPE_CHECKING, Any
 
 from recursa.agent import RecursaError, TurnFailedError
+from recursa.agent.scoped import KEEP_KEY
 from recursa.serve.gate import QueueFull
 from recursa.serve.protocol import (
     APIError,
@@ -60,11 +62,21 @@ LEASE_POLL_S = 0.05
 class _Picked:
     """The conversation a request continues, and how it was found."""
 
-    def __init__(self, conversation_id: int, *, claimed: str | None, created: bool) -> None:
+    def __init__(
+        self,
+        conversation_id: int,
+        *,
+        holder: str,
+        claimed: str | None = None,
+        created: bool = False,
+        leased: bool = False,
+    ) -> None:
         self.id = conversation_id
+        self.holder = holder  # this request's name on the conversation's turn lease
         self.claimed = claimed  # the history key taken from it (restored if the turn fails)
         self.created = created
-        self.finished = False  # the history key is recorded (or restored)
+        self.leased = leased  # whether `holder` holds the lease
+        self.finished = False  # the lease is released and the history key recorded
 
 
 async def chat_completions(request: Request) -> Response:
@@ -87,13 +99,16 @@ async def chat_completions(request: Request) -> Response:
     scope = state.scope(caller)
     state.gate.check()  # a full queue answers 429 before anything is written
 
-    picked = await state.call(_pick_conversation, scope, req, explicit)
-    request.state.conversation_id = picked.id
+    holder = f"{state.process_id}-{uuid.uuid4().hex[:12]}"
+    picked = await state.call(
+        _pick_conversation, scope, req, explicit, holder, _lease_seconds(state)
+    )
     stack = AsyncExitStack()
     pump: TurnPump | None = None
     try:
         await stack.enter_async_context(state.locks.hold(picked.id))
-        await _take_lease(state, scope, picked.id, stack, deadline)
+        if not picked.leased:
+            await _wait_for_lease(state, scope, picked, deadline)
         try:
             await stack.enter_async_context(state.gate.slot())
         except QueueFull as full:
@@ -107,9 +122,7 @@ async def chat_completions(request: Request) -> Response:
             ) from None
         if await request.is_disconnected():
             raise APIError(499, "The client went away before its turn.")
-        settings = await state.call(scope.settings_for, picked.id)
-        params = settings.generation.params(**req.generation)
-        pump = TurnPump(scope, picked.id, req.text, params)
+        pump = TurnPump(scope, picked.id, req.text, req.generation)
         state.turns.add(pump)
         stack.callback(state.turns.discard, pump)
         pump.start()
@@ -185,17 +198,30 @@ def _timeout_message(state: ServeState) -> str:
     )
 
 
-def _pick_conversation(scope: ScopedAgent, req: ChatRequest, explicit: int | None) -> _Picked:
-    """The conversation to continue (checked against the caller's scope), or a new one."""
+def _lease_seconds(state: ServeState) -> float:
+    # The lease outlives the longest request a little, so a crashed process frees it.
+    return state.settings.request_timeout + 30
+
+
+def _pick_conversation(
+    scope: ScopedAgent, req: ChatRequest, explicit: int | None, holder: str, seconds: float
+) -> _Picked:
+    """The conversation to continue (checked against the caller's scope), or a new one.
+
+    A claimed or new conversation comes with its turn lease when it was free.
+    """
     if explicit is not None:
-        scope.check(explicit)
-        return _Picked(explicit, claimed=None, created=False)
+        leased = scope.take_lease(explicit, holder, seconds)
+        return _Picked(explicit, holder=holder, leased=leased)
     if req.history:
         key = history_key(req.history)
-        found = scope.claim_history(key)
+        found = scope.claim_history(key, holder, seconds)
         if found is not None:
-            return _Picked(found, claimed=key, created=False)
-    return _Picked(_new_conversation(scope, req.history, req.text), claimed=None, created=True)
+            return _Picked(found[0], holder=holder, claimed=key, leased=found[1])
+    cid = _new_conversation(scope, req.history, req.text)
+    # Nobody else knows the new id yet, so the lease is free.
+    leased = scope.take_lease(cid, holder, seconds)
+    return _Picked(cid, holder=holder, created=True, leased=leased)
 
 
 def _new_conversation(scope: ScopedAgent, history: list[HistoryMessage], text: str) -> int:
@@ -217,31 +243,21 @@ def _new_conversation(scope: ScopedAgent, history: list[HistoryMessage], text: s
     )
 
 
-async def _take_lease(
-    state: ServeState,
-    scope: ScopedAgent,
-    conversation_id: int,
-    stack: AsyncExitStack,
-    deadline: float,
+async def _wait_for_lease(
+    state: ServeState, scope: ScopedAgent, picked: _Picked, deadline: float
 ) -> None:
-    """Hold the conversation's database lease, which other server processes respect."""
+    """Wait for the conversation's database lease, which other server processes respect."""
     loop = asyncio.get_running_loop()
-    holder = f"{state.process_id}-{id(stack):x}"
-    # The lease outlives the longest request a little, so a crashed process frees it.
-    seconds = state.settings.request_timeout + 30
-    while not await state.call(scope.take_lease, conversation_id, holder, seconds):
+    seconds = _lease_seconds(state)
+    while not await state.call(scope.take_lease, picked.id, picked.holder, seconds):
         if loop.time() + LEASE_POLL_S > deadline:
             raise APIError(
                 409,
-                f"Conversation {conversation_id} is busy with another request; retry later.",
+                f"Conversation {picked.id} is busy with another request; retry later.",
                 code="conversation_busy",
             )
         await asyncio.sleep(LEASE_POLL_S)
-
-    async def drop() -> None:
-        await asyncio.to_thread(scope.drop_lease, conversation_id, holder)
-
-    stack.push_async_callback(drop)
+    picked.leased = True
 
 
 async def _finish(
@@ -260,13 +276,18 @@ async def _finish(
     reply = pump.reply if pump is not None else None
 
     def work() -> None:
+        key: Any = KEEP_KEY  # str, or KEEP_KEY: leave the history key as it is
         if reply is not None and reply.status == "complete":
-            after = [*req.messages, HistoryMessage("assistant", reply.text)]
-            scope.remember_history(picked.id, history_key(after))
+            key = history_key([*req.messages, HistoryMessage("assistant", reply.text)])
         elif failed_before_turn and picked.created:
             scope.delete_conversation(picked.id)  # refused before any turn: nothing is left
+            return
         elif picked.claimed is not None:
-            scope.remember_history(picked.id, picked.claimed)  # the client may send it again
+            key = picked.claimed  # the client may send the same history again
+        if picked.leased:
+            scope.end_turn(picked.id, picked.holder, key)  # one write: lease and key
+        elif key is not KEEP_KEY:
+            scope.remember_history(picked.id, key)
 
     try:
         await uncancellable(asyncio.to_thread(work))

@@ -20,7 +20,7 @@ import anyio
 from recursa.agent import CancelToken
 
 if TYPE_CHECKING:
-    from recursa.agent import GenerationParams, Reply, StreamChunk
+    from recursa.agent import Reply
     from recursa.agent.scoped import ScopedAgent
 
 __all__ = ["TurnPump", "uncancellable"]
@@ -31,19 +31,23 @@ Kind = Literal["started", "chunk", "end", "error"]
 
 
 class TurnPump:
-    """One turn, running in a worker thread; `next()` awaits its items in order."""
+    """One turn, running in a worker thread; `next()` awaits its items in order.
+
+    `generation` holds the request's generation parameters (recursa's names),
+    laid over the conversation's settings in the thread, with the turn.
+    """
 
     def __init__(
         self,
         scope: ScopedAgent,
         conversation_id: int,
         text: str,
-        params: GenerationParams,
+        generation: dict[str, Any],
     ) -> None:
         self.token = CancelToken()
         self.reply: Reply | None = None
         self._scope = scope
-        self._args = (conversation_id, text, params)
+        self._args = (conversation_id, text, generation)
         self._loop = asyncio.get_running_loop()
         self._queue: asyncio.Queue[tuple[Kind, Any]] = asyncio.Queue()
         self._done = asyncio.Event()
@@ -62,8 +66,11 @@ class TurnPump:
             self._loop.call_soon_threadsafe(self._queue.put_nowait, item)
 
     def _run(self) -> None:
-        conversation_id, text, params = self._args
+        conversation_id, text, generation = self._args
         try:
+            # The conversation's own generation settings, with the request's on top.
+            settings = self._scope.settings_for(conversation_id)
+            params = settings.generation.params(**generation)
             stream = self._scope.stream(conversation_id, text, params=params, cancel=self.token)
             self._put(("started", None))
             for chunk in stream:

@@ -1,4 +1,4 @@
-"""The memory endpoints: conversations, messages, search, prompt, trace, summaries, export/import."""
+"""The memory endpoints: conversations, messages, search, prompt, trace, summaries, export."""
 
 from __future__ import annotations
 
