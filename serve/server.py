@@ -54,6 +54,9 @@ def run(
     family = socket.AF_INET6 if ":" in serve.host else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    # Accepted connections inherit it: without it, a response written in two pieces
+    # waits for the client's delayed ACK (about 40 ms a request, measured).
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     try:
         sock.bind((serve.host, serve.port))
     except OSError as exc:
