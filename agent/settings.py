@@ -9,6 +9,7 @@ read at import time: ``Settings.load()`` reads the sources when it is called.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -19,10 +20,12 @@ from pydantic import (
     ConfigDict,
     Field,
     ValidationError,
+    field_validator,
     model_validator,
 )
 from pydantic_settings import (
     BaseSettings,
+    NoDecode,
     PydanticBaseSettingsSource,
     SettingsConfigDict,
     TomlConfigSettingsSource,
@@ -223,6 +226,70 @@ class RuntimeSettings(BaseModel):
         )
 
 
+class ServeSettings(BaseModel):
+    """The HTTP service (`recursa serve`): where it listens, who may call it, how much it takes."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    host: str = Field(
+        default="127.0.0.1",
+        description="Address to listen on. Any other than 127.0.0.1/localhost/::1 needs an "
+        "API key.",
+    )
+    port: int = Field(default=8000, ge=0, le=65535, description="TCP port (0: any free port).")
+    api_keys: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="Bearer keys clients must send (env: a JSON list or comma-separated). A "
+        "conversation created through a key belongs to it; other keys get 404 for it.",
+    )
+    admin_keys: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="Keys that see and continue every conversation (also accepted as API keys).",
+    )
+    max_body_bytes: int = Field(
+        default=4 * 1024 * 1024, ge=1024, description="Larger request bodies get 413."
+    )
+    request_timeout: float = Field(
+        default=300.0,
+        gt=0,
+        description="Seconds a request may run; a reply still generating then is stopped and "
+        "stored as interrupted.",
+    )
+    cors_origins: Annotated[list[str], NoDecode] = Field(
+        default_factory=list, description="Browser origins allowed by CORS (empty: CORS off)."
+    )
+    queue_limit: int = Field(
+        default=32,
+        ge=0,
+        description="Requests that may wait for the model; one more gets 429 with Retry-After.",
+    )
+    http_concurrency: int = Field(
+        default=4,
+        ge=1,
+        description="Replies generated at once on an HTTP model server (a local model runs "
+        "one at a time).",
+    )
+    graceful_timeout: float = Field(
+        default=10.0,
+        ge=0,
+        description="Seconds shutdown waits for replies in flight before it stops them (they "
+        "are stored as interrupted).",
+    )
+
+    @field_validator("api_keys", "admin_keys", "cors_origins", mode="before")
+    @classmethod
+    def _split_commas(cls, value: Any) -> Any:
+        # From the environment: a JSON list, or (friendlier in a shell) comma-separated.
+        if isinstance(value, str):
+            if value.lstrip().startswith("["):
+                try:
+                    return json.loads(value)
+                except json.JSONDecodeError as exc:
+                    raise ValueError(f"not a JSON list of strings: {exc.msg}") from exc
+            return [part.strip() for part in value.split(",") if part.strip()]
+        return value
+
+
 class Settings(BaseSettings):
     """The root of recursa's settings."""
 
@@ -262,6 +329,9 @@ class Settings(BaseSettings):
     )
     runtime: RuntimeSettings = Field(
         default_factory=RuntimeSettings, description="How the model runtime is opened."
+    )
+    serve: ServeSettings = Field(
+        default_factory=ServeSettings, description="The HTTP service (`recursa serve`)."
     )
 
     @classmethod
@@ -316,6 +386,7 @@ _SECTIONS: dict[str, type[BaseModel]] = {
     "summarizer": SummarizerSettings,
     "recall": RecallSettings,
     "runtime": RuntimeSettings,
+    "serve": ServeSettings,
 }
 _ROOT_FIELDS = {"model", "db_url", "policy", "system_prompt", *_SECTIONS}
 # Flat names that are unambiguous: the first section that defines one owns it.

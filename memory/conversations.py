@@ -43,6 +43,7 @@ def new_row(
     model: str | None,
     kind: ConversationKind,
     settings: Mapping[str, Any] | None,
+    owner: str | None = None,
 ) -> ConversationRow:
     """A validated, not yet added row for a new, empty conversation."""
     now = utcnow()
@@ -56,6 +57,7 @@ def new_row(
         created_at=now,
         updated_at=now,
         last_seq=0,
+        owner=check.optional_text("owner", owner),
     )
 
 
@@ -99,13 +101,16 @@ def list_query(
     kind: ConversationKind | None,
     limit: int | None,
     offset: int,
+    owner: str | None | Unset = UNSET,
 ) -> Select[Any]:
-    """The validated listing statement: most recently active first."""
+    """The validated listing statement: most recently active first (`owner`: only theirs)."""
     statement = select(ConversationRow).order_by(
         ConversationRow.updated_at.desc(), ConversationRow.id.desc()
     )
     if not include_archived:
         statement = statement.where(ConversationRow.archived.is_(False))
+    if owner is not UNSET:
+        statement = statement.where(owner_clause(check.optional_text("owner", owner)))
     if kind is not None:
         statement = statement.where(ConversationRow.kind == check.choice("kind", kind, KINDS))
     if limit is not None:
@@ -189,3 +194,116 @@ def allocate_seq(session: Session, conversation_id: int, count: int) -> int:
     if last is None:
         raise not_found(conversation_id)
     return int(last) - count + 1
+
+
+# --- owners, history keys and turn leases (the HTTP service's columns) ----------------------
+
+
+def owner_of(session: Session, conversation_id: int) -> str | None:
+    """The conversation's owner (None: no owner); NotFoundError if the id is unknown."""
+    check.integer("conversation_id", conversation_id)
+    found = session.execute(
+        select(ConversationRow.id, ConversationRow.owner).where(
+            ConversationRow.id == conversation_id
+        )
+    ).one_or_none()
+    if found is None:
+        raise not_found(conversation_id)
+    return found.owner
+
+
+def owner_clause(owner: str | None) -> Any:
+    """The WHERE clause that selects one owner's conversations (None: those without one)."""
+    return ConversationRow.owner.is_(None) if owner is None else ConversationRow.owner == owner
+
+
+def claim_history(
+    session: Session,
+    owner: str | None,
+    history_key: str,
+    lease: tuple[str, datetime] | None = None,
+) -> tuple[int, bool] | None:
+    """Take the newest unarchived conversation of `owner` whose history key is `history_key`.
+
+    The key is cleared in the same statement that checks it, so of two requests
+    that re-send the same history at once (in one process or in two), exactly one
+    continues the conversation; the other finds none and starts its own. With
+    `lease` (holder, until), the turn lease is taken in the same transaction when
+    it is free. Returns (conversation id, whether the lease was taken), or None.
+    """
+    candidates = session.scalars(
+        select(ConversationRow.id)
+        .where(
+            owner_clause(owner),
+            ConversationRow.history_key == history_key,
+            ConversationRow.archived.is_(False),
+        )
+        .order_by(ConversationRow.updated_at.desc(), ConversationRow.id.desc())
+        .limit(8)
+    ).all()
+    for conversation_id in candidates:
+        taken = session.execute(
+            update(ConversationRow)
+            .where(ConversationRow.id == conversation_id)
+            .where(ConversationRow.history_key == history_key)
+            .values(history_key=None)
+            .execution_options(synchronize_session=False)
+        )
+        if taken.rowcount == 1:  # type: ignore[attr-defined]
+            leased = lease is not None and take_lease(session, conversation_id, *lease)
+            return int(conversation_id), leased
+    return None
+
+
+def set_history_key(session: Session, conversation_id: int, history_key: str | None) -> None:
+    """Record the fingerprint of the history a client will re-send to continue this one."""
+    check.integer("conversation_id", conversation_id)
+    session.execute(
+        update(ConversationRow)
+        .where(ConversationRow.id == conversation_id)
+        .values(history_key=history_key)
+        .execution_options(synchronize_session=False)
+    )
+
+
+def take_lease(session: Session, conversation_id: int, holder: str, until: datetime) -> bool:
+    """Hold the conversation's turn lease until `until`, unless another live holder has it."""
+    now = utcnow()
+    taken = session.execute(
+        update(ConversationRow)
+        .where(ConversationRow.id == conversation_id)
+        .where(
+            (ConversationRow.lease_holder.is_(None))
+            | (ConversationRow.lease_holder == holder)
+            | (ConversationRow.lease_until < now)
+        )
+        .values(lease_holder=holder, lease_until=until)
+        .execution_options(synchronize_session=False)
+    )
+    if taken.rowcount == 1:  # type: ignore[attr-defined]
+        return True
+    require(session, conversation_id)  # NotFoundError rather than "busy" for an unknown id
+    return False
+
+
+def drop_lease(
+    session: Session,
+    conversation_id: int,
+    holder: str,
+    history_key: str | None | Unset = UNSET,
+) -> bool:
+    """Release the lease if `holder` still holds it (an expired one may have passed on).
+
+    `history_key`, if given, is recorded in the same statement, and only if the
+    lease was still this holder's: a key must not overwrite a later turn's.
+    """
+    values: dict[str, Any] = {"lease_holder": None, "lease_until": None}
+    if history_key is not UNSET:
+        values["history_key"] = history_key
+    released = session.execute(
+        update(ConversationRow)
+        .where(ConversationRow.id == conversation_id, ConversationRow.lease_holder == holder)
+        .values(**values)
+        .execution_options(synchronize_session=False)
+    )
+    return bool(released.rowcount == 1)  # type: ignore[attr-defined]

@@ -90,6 +90,7 @@ class ConversationRow(Base):
     __table_args__ = (
         CheckConstraint("kind IN ('chat', 'composition')", name="kind"),
         Index(None, "updated_at"),
+        Index(None, "owner", "history_key"),
     )
 
     id: Mapped[int] = mapped_column(Id, primary_key=True)
@@ -104,6 +105,14 @@ class ConversationRow(Base):
     # The last sequence number handed out: appends bump it with one locked
     # UPDATE ... RETURNING, which is what keeps seq gap- and duplicate-free.
     last_seq: Mapped[int] = mapped_column(Integer, default=0)
+    # The HTTP service's columns (migration 0005). `owner` is the digest of the API
+    # key the conversation was created through (None: no key, e.g. the CLI);
+    # `history_key` fingerprints the history its client re-sends; the lease lets one
+    # process at a time run a turn in it.
+    owner: Mapped[str | None] = mapped_column(String(100))
+    history_key: Mapped[str | None] = mapped_column(String(64))
+    lease_holder: Mapped[str | None] = mapped_column(String(64))
+    lease_until: Mapped[datetime | None] = mapped_column()
 
     messages: Mapped[list[MessageRow]] = relationship(back_populates="conversation", lazy="raise")
 

@@ -160,10 +160,16 @@ class Store:
         model: str | None = None,
         kind: ConversationKind = "chat",
         settings: Mapping[str, Any] | None = None,
+        owner: str | None = None,
     ) -> ConversationRecord:
-        """A new, empty conversation."""
+        """A new, empty conversation (`owner`: the API key digest it belongs to, if any)."""
         row = conversations.new_row(
-            title=title, system_prompt=system_prompt, model=model, kind=kind, settings=settings
+            title=title,
+            system_prompt=system_prompt,
+            model=model,
+            kind=kind,
+            settings=settings,
+            owner=owner,
         )
         with self._write() as session:
             return conversations.add(session, row)
@@ -180,10 +186,11 @@ class Store:
         kind: ConversationKind | None = None,
         limit: int | None = None,
         offset: int = 0,
+        owner: str | None | Unset = UNSET,
     ) -> list[ConversationRecord]:
-        """Conversations, most recently active first."""
+        """Conversations, most recently active first; `owner` keeps only that owner's."""
         statement = conversations.list_query(
-            include_archived=include_archived, kind=kind, limit=limit, offset=offset
+            include_archived=include_archived, kind=kind, limit=limit, offset=offset, owner=owner
         )
         with self._read() as session:
             return conversations.fetch(session, statement)
@@ -214,6 +221,59 @@ class Store:
         )
         with self._write() as session:
             return conversations.apply_changes(session, conversation_id, values, stamp)
+
+    def conversation_owner(self, conversation_id: int) -> str | None:
+        """The owner a conversation was created with (None: none); NotFoundError if unknown."""
+        with self._read() as session:
+            return conversations.owner_of(session, conversation_id)
+
+    def claim_history(
+        self,
+        owner: str | None,
+        history_key: str,
+        *,
+        lease: tuple[str, datetime] | None = None,
+    ) -> tuple[int, bool] | None:
+        """The owner's conversation whose history key this is, taken atomically (or None).
+
+        With `lease=(holder, until)` the turn lease is taken too when it is free, in
+        the same transaction. Returns (conversation id, whether the lease was taken).
+        """
+        check.text("history_key", history_key)
+        if lease is not None:
+            lease = (check.text("holder", lease[0]), check.timestamp("until", lease[1]) or lease[1])
+        with self._write() as session:
+            return conversations.claim_history(
+                session, check.optional_text("owner", owner), history_key, lease
+            )
+
+    def set_history_key(self, conversation_id: int, history_key: str | None) -> None:
+        """Record (or with None, clear) the history key a client continues this one with."""
+        with self._write() as session:
+            conversations.set_history_key(
+                session, conversation_id, check.optional_text("history_key", history_key)
+            )
+
+    def take_lease(self, conversation_id: int, holder: str, until: datetime) -> bool:
+        """Take the conversation's turn lease for `holder` until `until`; False if held."""
+        check.integer("conversation_id", conversation_id)
+        check.text("holder", holder)
+        stamp = check.timestamp("until", until) or until
+        with self._write() as session:
+            return conversations.take_lease(session, conversation_id, holder, stamp)
+
+    def drop_lease(
+        self, conversation_id: int, holder: str, *, history_key: str | None | Unset = UNSET
+    ) -> bool:
+        """Release the turn lease `holder` took; False if it had passed on.
+
+        `history_key` is recorded in the same statement (only while the lease was held).
+        """
+        check.integer("conversation_id", conversation_id)
+        if history_key is not UNSET:
+            history_key = check.optional_text("history_key", history_key)
+        with self._write() as session:
+            return conversations.drop_lease(session, conversation_id, holder, history_key)
 
     def delete_conversation(self, conversation_id: int) -> None:
         """Delete a conversation with its messages, summaries and traces in one transaction."""
