@@ -44,7 +44,7 @@ from recursa.agent.boundary import (
     StreamChunk,
     SummaryInfo,
 )
-from recursa.agent.checks import check_text
+from recursa.agent.checks import check_count, check_id, check_text
 from recursa.agent.compaction.triggers import compact_on_request
 from recursa.agent.compose import ComposeDeps, ComposeOptions, CompositionStream
 from recursa.agent.compose import compose as start_composition
@@ -265,6 +265,7 @@ class Agent:
 
     def get_conversation(self, conversation_id: int) -> ConversationInfo:
         """One conversation; NotFoundError when the id is unknown."""
+        conversation_id = check_id(conversation_id, "conversation_id")
         return self._store.get_conversation(conversation_id)
 
     def list_conversations(
@@ -281,26 +282,31 @@ class Agent:
         )
 
     def rename_conversation(self, conversation_id: int, title: str | None) -> ConversationInfo:
+        conversation_id = check_id(conversation_id, "conversation_id")
         return self._store.update_conversation(conversation_id, title=title)
 
     def archive_conversation(self, conversation_id: int, archived: bool = True) -> ConversationInfo:
         """Archive (or with archived=False, unarchive) a conversation."""
+        conversation_id = check_id(conversation_id, "conversation_id")
         return self._store.update_conversation(conversation_id, archived=archived)
 
     def delete_conversation(self, conversation_id: int) -> None:
         """Delete a conversation with its messages, summaries and traces."""
+        conversation_id = check_id(conversation_id, "conversation_id")
         self._store.delete_conversation(conversation_id)
 
     def set_system_prompt(
         self, conversation_id: int, system_prompt: str | None
     ) -> ConversationInfo:
         """Change the conversation's system prompt (None: the default from settings)."""
+        conversation_id = check_id(conversation_id, "conversation_id")
         return self._store.update_conversation(conversation_id, system_prompt=system_prompt)
 
     def set_conversation_settings(
         self, conversation_id: int, settings: Mapping[str, Any]
     ) -> ConversationInfo:
         """Replace the conversation's setting overrides (validated first)."""
+        conversation_id = check_id(conversation_id, "conversation_id")
         from recursa.agent.settings import nest_overrides
 
         overrides = nest_overrides(settings)
@@ -309,10 +315,12 @@ class Agent:
 
     def settings_for(self, conversation_id: int) -> Settings:
         """The effective settings of a conversation (agent settings + its overrides)."""
+        conversation_id = check_id(conversation_id, "conversation_id")
         return self.settings.merged(self._store.get_conversation(conversation_id).settings)
 
     def budget_for(self, conversation_id: int) -> int:
         """The prompt budget of a conversation's next turn, in tokens (loads the model)."""
+        conversation_id = check_id(conversation_id, "conversation_id")
         s = self.settings_for(conversation_id)
         return compute_budget(self.runtime.context_window, s.budget)
 
@@ -332,6 +340,10 @@ class Agent:
         `messages(cid, limit=50, newest_first=True)` gives the 50 most recent;
         pass `before_seq=<oldest seq you have>` for the page before them.
         """
+        conversation_id = check_id(conversation_id, "conversation_id")
+        for name, value in (("before_seq", before_seq), ("after_seq", after_seq), ("limit", limit)):
+            if value is not None:
+                check_count(value, name)
         through = before_seq - 1 if before_seq is not None else None
         return self._store.messages(
             conversation_id,
@@ -342,13 +354,16 @@ class Agent:
         )
 
     def get_message(self, message_id: int) -> MessageInfo:
+        message_id = check_id(message_id, "message_id")
         return self._store.get_message(message_id)
 
     def pin(self, message_id: int) -> MessageInfo:
         """Pin a message: it stays in every prompt's window even after compaction."""
+        message_id = check_id(message_id, "message_id")
         return self._store.update_message(message_id, pinned=True)
 
     def unpin(self, message_id: int) -> MessageInfo:
+        message_id = check_id(message_id, "message_id")
         return self._store.update_message(message_id, pinned=False)
 
     def rate(self, message_id: int, good: bool | None) -> MessageInfo:
@@ -358,6 +373,7 @@ class Agent:
         trains on. InvalidInputError for any other message or verdict,
         NotFoundError for an unknown id. The stored rating is +1 or -1.
         """
+        message_id = check_id(message_id, "message_id")
         from recursa.agent.training.rating import rate_reply
 
         return rate_reply(self._store, message_id, good)
@@ -366,11 +382,14 @@ class Agent:
         self, query: str, *, conversation_id: int | None = None, limit: int = 20
     ) -> list[SearchResult]:
         """Full-text search over messages and summaries (every word must appear)."""
+        if conversation_id is not None:
+            conversation_id = check_id(conversation_id, "conversation_id")
         hits = self._store.search(query, conversation_id=conversation_id, limit=limit)
         return hits
 
     def summaries(self, conversation_id: int) -> list[SummaryInfo]:
         """The summary chain, latest first; each link says which seqs it covers."""
+        conversation_id = check_id(conversation_id, "conversation_id")
         return self._store.summary_chain(conversation_id)
 
     # prompts and traces -------------------------------------------------------------------
@@ -382,6 +401,7 @@ class Agent:
         empty new message (a budget bar shows it while nothing is typed).
         `send` still refuses empty text.
         """
+        conversation_id = check_id(conversation_id, "conversation_id")
         text = check_text(text, allow_blank=True)
         conv = self._store.get_conversation(conversation_id)
         settings = self.settings.merged(conv.settings)
@@ -396,10 +416,12 @@ class Agent:
 
     def trace(self, message_id: int) -> PromptTrace:
         """The prompt trace of a reply (by the reply's message id)."""
+        message_id = check_id(message_id, "message_id")
         return PromptTrace.from_record(self._store.get_trace(message_id))
 
     def traces(self, conversation_id: int) -> list[PromptTrace]:
         """Every reply's trace in a conversation, oldest first."""
+        conversation_id = check_id(conversation_id, "conversation_id")
         return [PromptTrace.from_record(t) for t in self._store.traces(conversation_id)]
 
     def reconstruct_prompt(self, message_id: int) -> list[ChatMessage]:
@@ -409,6 +431,7 @@ class Agent:
         prompt and template version recorded in the plan. Equal to
         `trace(message_id).messages` unless a message was edited since.
         """
+        message_id = check_id(message_id, "message_id")
         return reconstruct_prompt(
             self._store,
             self.trace(message_id),
@@ -452,6 +475,7 @@ class Agent:
         Input is validated and the user message committed before this returns,
         so errors such as BudgetError are raised here, not mid-iteration.
         """
+        conversation_id = check_id(conversation_id, "conversation_id")
         token = cancel or CancelToken()
         gen = self._turn(conversation_id, text, params=params, cancel=token)
         next(gen)  # run up to the committed user message (validation errors surface now)
@@ -479,6 +503,7 @@ class Agent:
         cancel: CancelToken | None = None,
     ) -> ReplyStream:
         """Streaming twin of `regenerate`."""
+        conversation_id = check_id(conversation_id, "conversation_id")
         token = cancel or CancelToken()
         gen = self._turn(conversation_id, None, params=params, cancel=token)
         next(gen)
@@ -541,6 +566,7 @@ class Agent:
         (`progress(done, total)` reports batches). Returns 0 when semantic
         recall is off.
         """
+        conversation_id = check_id(conversation_id, "conversation_id")
         conv = self._store.get_conversation(conversation_id)
         index = self._vectors_for(self.settings.merged(conv.settings))
         if index is None:
@@ -592,6 +618,7 @@ class Agent:
         cancel: CancelToken | None = None,
     ) -> CompositionStream:
         """Continue a stored composition from its last stored step."""
+        composition_id = check_id(composition_id, "composition_id")
         return continue_composition(
             self._compose_deps(), composition_id, target_tokens=target_tokens, cancel=cancel
         )
@@ -603,6 +630,7 @@ class Agent:
         why). NotFoundError for an unknown id; InvalidInputError when the
         conversation is not a composition.
         """
+        composition_id = check_id(composition_id, "composition_id")
         conv = self._store.get_conversation(composition_id)
         if conv.kind != "composition":
             raise InvalidInputError(
@@ -612,6 +640,7 @@ class Agent:
 
     def composition_text(self, composition_id: int) -> str:
         """A stored composition's document: its opening followed by every stored step."""
+        composition_id = check_id(composition_id, "composition_id")
         return composition_text(self._store, composition_id)
 
     def _compose_deps(self) -> ComposeDeps:
@@ -638,6 +667,7 @@ class Agent:
         With force=True, fold everything but the newest exchange. Useful after
         an import (imports make no model calls). Returns what happened.
         """
+        conversation_id = check_id(conversation_id, "conversation_id")
         conv = self._store.get_conversation(conversation_id)
         settings = self.settings.merged(conv.settings)
         return compact_on_request(
@@ -699,6 +729,8 @@ class Agent:
         """
         from recursa.agent.training.dataset import export_dataset
 
+        if conversation_ids is not None:
+            conversation_ids = [check_id(cid, "conversation id") for cid in conversation_ids]
         return export_dataset(
             self._store,
             conversation_ids=conversation_ids,
@@ -712,6 +744,7 @@ class Agent:
 
     def export_conversation(self, conversation_id: int) -> dict[str, Any]:
         """The conversation as a document that `import_conversation` reads back exactly."""
+        conversation_id = check_id(conversation_id, "conversation_id")
         export = self._store.export_conversation(conversation_id)
         return ConversationDocument.from_export(export).to_dict()
 

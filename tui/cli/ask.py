@@ -8,7 +8,9 @@ from typing import TYPE_CHECKING, Any
 
 import click
 from recursa.tui.cli.common import (
+    ID,
     CliError,
+    counts,
     echo_json,
     json_option,
     model_option,
@@ -24,13 +26,13 @@ INTERRUPTED_EXIT = 130
 
 @click.command("ask")
 @click.argument("text", required=False)
-@click.option("-c", "--conversation", "conversation_id", type=int, default=None,
+@click.option("-c", "--conversation", "conversation_id", type=ID, default=None,
               help="Continue this conversation (default: start a new one; its id goes to stderr).")
 @model_option
 @click.option("-s", "--system", "system_prompt", default=None,
               help="System prompt of the new conversation (with -c: replaces the stored one).")
 @click.option("-t", "--title", default=None, help="Title of the new conversation.")
-@click.option("--max-new-tokens", type=click.IntRange(min=1), default=None,
+@click.option("--max-new-tokens", type=counts(1, 1_000_000), default=None,
               help="Upper bound on the reply's length in tokens.")
 @json_option
 def ask_command(text: str | None, conversation_id: int | None, model: str | None,
@@ -121,8 +123,14 @@ def _drain(stream: ReplyStream, *, echo: bool) -> bool:
 def _message(text: str | None) -> str:
     piped = ""
     stdin = sys.stdin
-    if not stdin.isatty():
-        piped = stdin.read()
+    # A closed stdin (`recursa ask <&-`) is None or a closed file: there is nothing piped.
+    if stdin is not None and not stdin.closed and not stdin.isatty():
+        try:
+            piped = stdin.read()
+        except UnicodeDecodeError as exc:
+            raise click.UsageError(
+                f"Standard input is not UTF-8 text (byte {exc.start}); pipe UTF-8 text."
+            ) from exc
     parts = [p for p in (text, piped) if p and p.strip()]
     if not parts:
         raise click.UsageError(

@@ -47,6 +47,7 @@ class CliState:
     """Options of the root group that subcommands read (`ctx.obj`)."""
 
     db_url: str | None = None
+    debug: bool = False
 
 
 class CliError(click.ClickException):
@@ -257,6 +258,42 @@ class AliasedGroup(click.Group):
         if rows:
             with formatter.section("Commands"):
                 formatter.write_dl(rows)
+
+
+MAX_ID = 2**63 - 1  # ids are 64-bit integers on both databases
+
+
+class RecordIdType(click.ParamType):
+    """A record id on the command line: a whole number from 1 to 2**63-1 (else exit 2)."""
+
+    name = "id"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            number = value
+        else:
+            text = str(value).strip()
+            if not text.lstrip("+-").isdigit() or len(text) > 40:
+                self.fail(
+                    f"{short(str(value), 40)!r} is not an id: give a whole number such as 3 "
+                    "(`recursa conversations list` shows the ids).",
+                    param,
+                    ctx,
+                )
+            number = int(text)
+        if not 1 <= number <= MAX_ID:
+            self.fail(
+                f"{number} is not an id: ids are whole numbers from 1 to {MAX_ID}.", param, ctx
+            )
+        return number
+
+
+ID = RecordIdType()
+
+
+def counts(minimum: int = 0, maximum: int = MAX_ID) -> click.IntRange:
+    """A whole-number option bounded so it fits the database and the model (never overflows)."""
+    return click.IntRange(min=minimum, max=maximum)
 
 
 def json_option(f: F) -> F:

@@ -7,11 +7,13 @@ from typing import Any
 
 import click
 from recursa.tui.cli.common import (
+    ID,
     USAGE_EXIT,
     AliasedGroup,
     CliError,
     add_row,
     console,
+    counts,
     echo_json,
     json_option,
     open_agent,
@@ -32,7 +34,7 @@ def conversations() -> None:
 
 @conversations.command("list")
 @click.option("-a", "--all", "include_archived", is_flag=True, help="Include archived ones.")
-@click.option("-n", "--limit", type=click.IntRange(min=1), default=None, help="At most N.")
+@click.option("-n", "--limit", type=counts(1), default=None, help="At most N.")
 @json_option
 def list_command(include_archived: bool, limit: int | None, as_json: bool) -> None:
     """Conversations, most recently active first."""
@@ -55,7 +57,7 @@ def list_command(include_archived: bool, limit: int | None, as_json: bool) -> No
 
 
 @conversations.command("show")
-@click.argument("conversation_id", metavar="ID", type=int)
+@click.argument("conversation_id", metavar="ID", type=ID)
 @click.option("--md", "as_md", is_flag=True, help="Print Markdown.")
 @json_option
 def show_command(conversation_id: int, as_md: bool, as_json: bool) -> None:
@@ -91,10 +93,10 @@ def show_command(conversation_id: int, as_md: bool, as_json: bool) -> None:
 
 @conversations.command("search")
 @click.argument("query")
-@click.option("-c", "--conversation", "conversation_id", type=int, default=None,
+@click.option("-c", "--conversation", "conversation_id", type=ID, default=None,
               help="Search only this conversation.")
-@click.option("-n", "--limit", type=click.IntRange(min=1), default=20, show_default=True)
-@click.option("-C", "--context", "context", type=click.IntRange(min=0), default=1,
+@click.option("-n", "--limit", type=counts(1, 10_000), default=20, show_default=True)
+@click.option("-C", "--context", "context", type=counts(0, 1_000), default=1,
               show_default=True, help="Messages shown before and after each match.")
 @json_option
 def search_command(query: str, conversation_id: int | None, limit: int, context: int,
@@ -136,7 +138,7 @@ def search_command(query: str, conversation_id: int | None, limit: int, context:
 
 
 @conversations.command("rename")
-@click.argument("conversation_id", metavar="ID", type=int)
+@click.argument("conversation_id", metavar="ID", type=ID)
 @click.argument("title")
 def rename_command(conversation_id: int, title: str) -> None:
     """Give a conversation a new title."""
@@ -146,7 +148,7 @@ def rename_command(conversation_id: int, title: str) -> None:
 
 
 @conversations.command("archive")
-@click.argument("conversation_id", metavar="ID", type=int)
+@click.argument("conversation_id", metavar="ID", type=ID)
 @click.option("--undo", is_flag=True, help="Unarchive it instead.")
 def archive_command(conversation_id: int, undo: bool) -> None:
     """Hide a conversation from `list` (it stays searchable and exportable)."""
@@ -156,7 +158,7 @@ def archive_command(conversation_id: int, undo: bool) -> None:
 
 
 @conversations.command("rm")
-@click.argument("conversation_ids", metavar="ID...", type=int, nargs=-1, required=True)
+@click.argument("conversation_ids", metavar="ID...", type=ID, nargs=-1, required=True)
 @click.option("-y", "--yes", is_flag=True, help="Do not ask for confirmation.")
 def rm_command(conversation_ids: tuple[int, ...], yes: bool) -> None:
     """Delete conversations with their messages, summaries and traces."""
@@ -173,7 +175,7 @@ def rm_command(conversation_ids: tuple[int, ...], yes: bool) -> None:
 
 
 @conversations.command("export")
-@click.argument("conversation_ids", metavar="[ID]...", type=int, nargs=-1)
+@click.argument("conversation_ids", metavar="[ID]...", type=ID, nargs=-1)
 @click.option("--all", "export_all", is_flag=True, help="Every conversation, archived included.")
 @click.option("-f", "--format", "fmt", type=click.Choice(["json", "jsonl", "md"]),
               default="json", show_default=True)

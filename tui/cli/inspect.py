@@ -6,6 +6,7 @@ from typing import TYPE_CHECKING
 
 import click
 from recursa.tui.cli.common import (
+    ID,
     add_row,
     console,
     echo_json,
@@ -29,7 +30,7 @@ BAR_MARKS = {"system": "S", "summary": "s", "recall": "r", "window": "w", "new":
 
 
 @click.command("prompt")
-@click.argument("conversation_id", metavar="ID", type=int)
+@click.argument("conversation_id", metavar="ID", type=ID)
 @click.argument("text", required=False)
 @model_option
 @json_option
@@ -53,7 +54,7 @@ def prompt_command(conversation_id: int, text: str | None, model: str | None,
 
 
 @click.command("trace")
-@click.argument("message_id", type=int)
+@click.argument("message_id", type=ID)
 @click.option("--raw", is_flag=True, help="Print only the messages exactly as sent.")
 @json_option
 def trace_command(message_id: int, raw: bool, as_json: bool) -> None:
@@ -117,7 +118,7 @@ def _print_section(section: PlanSection) -> None:
 
 
 @click.command("summaries")
-@click.argument("conversation_id", metavar="ID", type=int)
+@click.argument("conversation_id", metavar="ID", type=ID)
 @click.option("--full", is_flag=True, help="Print each summary's whole text.")
 @json_option
 def summaries_command(conversation_id: int, full: bool, as_json: bool) -> None:

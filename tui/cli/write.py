@@ -19,7 +19,7 @@ from collections.abc import Callable
 from typing import IO, TYPE_CHECKING, Any
 
 import click
-from recursa.tui.cli.common import DB_HELP, CliError, model_option, open_agent, state
+from recursa.tui.cli.common import DB_HELP, ID, CliError, model_option, open_agent, state
 
 if TYPE_CHECKING:
     from recursa.agent import CompositionResult, CompositionStream
@@ -129,7 +129,7 @@ class _Progress:
 @click.option(
     "--resume",
     "resume_id",
-    type=int,
+    type=ID,
     default=None,
     help="Continue the composition with this id from its last stored step.",
 )
