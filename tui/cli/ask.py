@@ -12,6 +12,7 @@ from recursa.tui.cli.common import (
     CliError,
     counts,
     echo_json,
+    for_terminal,
     json_option,
     model_option,
     open_agent,
@@ -96,7 +97,7 @@ def _drain(stream: ReplyStream, *, echo: bool) -> bool:
         try:
             for chunk in stream:
                 if chunk.event == "text" and echo:
-                    click.echo(chunk.text, nl=False)
+                    click.echo(for_terminal(chunk.text), nl=False)
                     sys.stdout.flush()
         except BaseException as exc:  # re-raised in the main thread below
             failure.append(exc)

@@ -23,6 +23,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
+from recursa.tui.safe_text import one_line, terminal_safe
 
 if TYPE_CHECKING:
     from recursa.agent import Agent, RecursaError
@@ -175,12 +176,38 @@ def echo_json(value: Any) -> None:
 
 
 def console() -> Console:
-    """A rich console on the current stdout (colour only when it is a terminal)."""
+    """A rich console on the current stdout (colour only when it is a terminal).
+
+    Every string it prints passes through `terminal_safe` first: stored titles,
+    messages and summaries never reach the terminal with their control characters.
+    """
     from rich.console import Console
 
+    class SafeConsole(Console):
+        def print(self, *objects: Any, **kwargs: Any) -> None:
+            super().print(
+                *(terminal_safe(o) if isinstance(o, str) else o for o in objects), **kwargs
+            )
+
     # Piped output is read by other tools, not a window of some width: keep rows unfolded.
-    width = None if sys.stdout.isatty() else PIPED_WIDTH
-    return Console(highlight=False, soft_wrap=False, width=width)
+    width = None if _isatty(sys.stdout) else PIPED_WIDTH
+    return SafeConsole(highlight=False, soft_wrap=False, width=width)
+
+
+def _isatty(stream: Any) -> bool:
+    try:
+        return stream is not None and bool(stream.isatty())
+    except (ValueError, AttributeError):  # closed, or not a file at all
+        return False
+
+
+def for_terminal(text: str, stream: Any = None) -> str:
+    """Generated text for a stream: made terminal-safe when the stream is a terminal.
+
+    A pipe or a file gets the text exactly as stored (it is data there); a
+    terminal gets control characters as visible escapes.
+    """
+    return terminal_safe(text) if _isatty(stream if stream is not None else sys.stdout) else text
 
 
 def table(*columns: str, title: str | None = None) -> Table:
@@ -203,7 +230,7 @@ def short(text: str | None, width: int = 60) -> str:
     """One line of at most `width` characters."""
     if not text:
         return ""
-    line = " ".join(text.split())
+    line = one_line(" ".join(text.split()))
     return line if len(line) <= width else line[: width - 1] + "…"
 
 
@@ -305,7 +332,7 @@ def model_option(f: F) -> F:
 
 
 def add_row(t: Table, *cells: object) -> None:
-    """Add a row of plain text (no rich markup: titles may contain brackets)."""
+    """Add a row of plain, terminal-safe text (no rich markup: titles may contain brackets)."""
     from rich.text import Text
 
-    t.add_row(*(Text(str(c)) for c in cells))
+    t.add_row(*(Text(one_line(c)) for c in cells))

@@ -22,6 +22,7 @@ from recursa.tui.cli.common import (
     to_jsonable,
     when,
 )
+from recursa.tui.safe_text import one_line, terminal_safe
 
 ALIASES = {"ls": "list", "cat": "show", "find": "search", "mv": "rename", "delete": "rm",
            "remove": "rm"}
@@ -70,7 +71,8 @@ def show_command(conversation_id: int, as_md: bool, as_json: bool) -> None:
             from recursa.agent.interchange import export_documents, render_export
 
             docs = export_documents(agent, [conversation_id])
-            click.echo(render_export(docs, "md", conversation_ids=[conversation_id]), nl=False)
+            click.echo(terminal_safe(render_export(docs, "md", conversation_ids=[conversation_id])),
+                       nl=False)
             return
         messages = agent.messages(conversation_id)
     if as_json:
@@ -142,9 +144,11 @@ def search_command(query: str, conversation_id: int | None, limit: int, context:
 @click.argument("title")
 def rename_command(conversation_id: int, title: str) -> None:
     """Give a conversation a new title."""
+    if not title.strip():
+        raise click.BadParameter("is empty: give the new title as text.", param_hint="'TITLE'")
     with open_agent(conversation_id=conversation_id) as agent:
-        info = agent.rename_conversation(conversation_id, title.strip() or None)
-    click.echo(f"Conversation {info.id} is now titled {info.title!r}.")
+        info = agent.rename_conversation(conversation_id, title.strip())
+    click.echo(f"Conversation {info.id} is now titled {one_line(info.title)!r}.")
 
 
 @conversations.command("archive")
@@ -238,7 +242,7 @@ def import_command(file: Path, fmt: str, as_json: bool) -> None:
         })
         return
     for note in batch.notes:
-        click.echo(f"Note: {note}", err=True)
+        click.echo(f"Note: {one_line(note)}", err=True)
     for info in infos:
         click.echo(f"Imported conversation {info.id} {info.title or '(untitled)'!r} "
                    f"({info.message_count} messages).")
@@ -264,8 +268,8 @@ def _embed_imported(agent: Any, conversation_ids: list[int], *, quiet: bool) -> 
                     cid, lambda done, total: bar.update(task, completed=done, total=total)
                 )
     except RecursaError as exc:
-        click.echo(f"Note: semantic recall vectors were not computed ({exc}); they will be "
-                   "computed when first needed.", err=True)
+        click.echo(f"Note: semantic recall vectors were not computed ({one_line(exc)}); they "
+                   "will be computed when first needed.", err=True)
 
 
 def _escape(text: str) -> str:
