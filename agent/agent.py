@@ -263,6 +263,44 @@ class Agent:
         )
         return record.id
 
+    def check_turn(
+        self,
+        text: str,
+        *,
+        conversation_id: int | None = None,
+        system_prompt: str | None = None,
+        title: str | None = None,
+        settings: Mapping[str, Any] | None = None,
+    ) -> None:
+        """Check everything a turn needs before anything is written; store nothing.
+
+        For a new conversation (`conversation_id` None) with this `title`,
+        `system_prompt` and `settings`, or an existing one (whose system prompt
+        `system_prompt` would replace): the message, the title, the system prompt,
+        the settings, the model (loaded now) and that the system prompt and the
+        message fit the prompt budget. Raises the error `send` would raise, each
+        naming the input at fault, so a caller can create the conversation only
+        once its first turn can run.
+        """
+        from recursa.agent.planning.prompt import check_fits_beside
+        from recursa.agent.settings import nest_overrides
+        from recursa.memory import validation
+
+        text = check_text(text)
+        validation.optional_text("The title", title)
+        validation.optional_text("The system prompt", system_prompt)
+        effective = self.settings.merged(nest_overrides(settings or {}))
+        stored_system: str | None = None
+        if conversation_id is not None:
+            conv = self.get_conversation(conversation_id)
+            effective = effective.merged(conv.settings)
+            stored_system = conv.system_prompt
+        runtime = self.load_model()
+        system = system_prompt if system_prompt is not None else stored_system
+        check_fits_beside(
+            system if system is not None else effective.system_prompt, effective, runtime, text
+        )
+
     def get_conversation(self, conversation_id: int) -> ConversationInfo:
         """One conversation; NotFoundError when the id is unknown."""
         conversation_id = check_id(conversation_id, "conversation_id")
