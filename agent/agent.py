@@ -36,6 +36,7 @@ from typing import TYPE_CHECKING, Any, Unpack
 from recursa.agent.boundary import (
     CompactionReport,
     ConversationInfo,
+    ImportResult,
     MessageInfo,
     PromptTrace,
     Reply,
@@ -719,35 +720,71 @@ class Agent:
     ) -> int:
         """Import a conversation document (see `recursa.agent.interchange`); returns its id.
 
-        The document is validated before anything is written; messages are
-        written all or nothing. No model is called. The conversation's last
-        activity is its last message's time, so an old conversation lists as old.
+        The document is validated before anything is written; the conversation and
+        its messages are written in one transaction. No model is called. The
+        conversation's last activity is its last message's time, so an old
+        conversation lists as old. The same document imported again makes another
+        copy (`import_conversations` skips re-imports unless asked).
         """
-        from recursa.memory.store import NewMessage
-
         doc = ConversationDocument.parse(data)
-        items = [
-            NewMessage(
-                role=m.role,
-                content=m.content,
-                status=m.status,
-                metadata=m.metadata or {},
-                created_at=m.created_at,
-                pinned=m.pinned,
+        return self.import_conversations([doc], again=True).imported_ids[0]
+
+    def import_conversations(
+        self,
+        documents: Sequence[ConversationDocument | Mapping[str, Any]],
+        *,
+        source: str | None = None,
+        again: bool = False,
+    ) -> ImportResult:
+        """Import several documents in one transaction: every new one, or none at all.
+
+        A document whose content (its fingerprint: title, system prompt and
+        messages) was imported before, and whose conversation is still stored, is
+        skipped and reported in `skipped`; with `again=True` it is imported as a
+        new copy. `source` (a file name) is recorded with each conversation.
+        Everything is validated before anything is written; a crash or a kill
+        midway leaves none of the batch behind.
+        """
+        from recursa.memory.store import NewConversation, NewMessage
+
+        docs = [ConversationDocument.parse(d) for d in documents]
+        prints = [d.fingerprint() for d in docs]
+        seen = {} if again else self._store.imported_fingerprints(prints)
+        skipped: dict[int, int] = {}
+        batch: list[NewConversation] = []
+        first_of: dict[str, int] = {}  # fingerprint -> its position in `batch`
+        repeats: dict[int, str] = {}
+        for index, (doc, fingerprint) in enumerate(zip(docs, prints, strict=True)):
+            if fingerprint in seen:
+                skipped[index] = seen[fingerprint]
+                continue
+            if not again and fingerprint in first_of:
+                repeats[index] = fingerprint  # the same document twice in one file: one copy
+                continue
+            first_of[fingerprint] = len(batch)
+            batch.append(
+                NewConversation(
+                    title=doc.title,
+                    system_prompt=doc.system_prompt,
+                    model=self.model_spec,
+                    fingerprint=fingerprint,
+                    source=source,
+                    messages=[
+                        NewMessage(
+                            role=m.role,
+                            content=m.content,
+                            status=m.status,
+                            metadata=m.metadata or {},
+                            created_at=m.created_at,
+                            pinned=m.pinned,
+                        )
+                        for m in doc.messages
+                    ],
+                )
             )
-            for m in doc.messages
-        ]
-        conv = self._store.create_conversation(
-            title=doc.title, system_prompt=doc.system_prompt, model=self.model_spec
-        )
-        try:
-            stored = self._store.append_messages(conv.id, items)
-            if stored:
-                self._store.update_conversation(conv.id, updated_at=stored[-1].created_at)
-        except RecursaError:
-            self._store.delete_conversation(conv.id)  # nothing half-written
-            raise
-        return conv.id
+        ids = self._store.import_conversations(batch) if batch else []
+        skipped.update({index: ids[first_of[fp]] for index, fp in repeats.items()})
+        return ImportResult(imported_ids=ids, skipped=dict(sorted(skipped.items())))
 
     def export_dataset(
         self,

@@ -148,7 +148,7 @@ def rename_command(conversation_id: int, title: str) -> None:
         raise click.BadParameter("is empty: give the new title as text.", param_hint="'TITLE'")
     with open_agent(conversation_id=conversation_id) as agent:
         info = agent.rename_conversation(conversation_id, title.strip())
-    click.echo(f"Conversation {info.id} is now titled {one_line(info.title)!r}.")
+    click.echo(f"Conversation {info.id} is now titled '{one_line(info.title)}'.")
 
 
 @conversations.command("archive")
@@ -169,8 +169,8 @@ def rm_command(conversation_ids: tuple[int, ...], yes: bool) -> None:
     with open_agent() as agent:
         infos = [agent.get_conversation(cid) for cid in conversation_ids]  # all exist first
         if not yes:
-            names = ", ".join(f"{i.id} {i.title or '(untitled)'!r} ({i.message_count} messages)"
-                              for i in infos)
+            names = ", ".join(f"{i.id} '{one_line(i.title or '(untitled)')}' "
+                              f"({i.message_count} messages)" for i in infos)
             click.confirm(f"Delete conversation {names}? This cannot be undone", abort=True,
                           err=True)
         for info in infos:
@@ -220,31 +220,47 @@ def export_command(conversation_ids: tuple[int, ...], export_all: bool, fmt: str
               default="auto", show_default=True,
               help="auto: .jsonl/.ndjson files are JSONL; JSON with a 'mapping' is a ChatGPT "
               "export; other JSON is recursa's document (or a list of them).")
+@click.option("--again", is_flag=True,
+              help="Import conversations that were imported before as new copies "
+              "(by default they are recognised by their content and skipped).")
+@click.option("--max-size", "max_mb", type=counts(1, 1_000_000), default=512, show_default=True,
+              metavar="MB", help="Refuse files larger than this many megabytes.")
 @json_option
-def import_command(file: Path, fmt: str, as_json: bool) -> None:
+def import_command(file: Path, fmt: str, again: bool, max_mb: int, as_json: bool) -> None:
     """Import conversations from a recursa JSON/JSONL export or a ChatGPT conversations.json.
 
-    The whole file is checked first; then every conversation is imported, or none.
+    The whole file is checked first; then every conversation is imported in one
+    transaction, or none (an interrupted import leaves nothing). Conversations
+    imported before (same content) are skipped unless --again.
     """
     from recursa.agent.interchange import import_documents, read_conversations
 
     with open_agent() as agent:
-        batch = read_conversations(file, fmt)  # type: ignore[arg-type]
-        new_ids = import_documents(agent, batch.documents)
-        infos = [agent.get_conversation(cid) for cid in new_ids]
-        _embed_imported(agent, new_ids, quiet=as_json)
+        batch = read_conversations(file, fmt, max_bytes=max_mb * 1024 * 1024)  # type: ignore[arg-type]
+        result = import_documents(agent, batch.documents, source=file.name, again=again)
+        if not result.imported_ids and result.skipped:
+            existing = ", ".join(str(cid) for cid in sorted(set(result.skipped.values())))
+            raise CliError(
+                f"{file.name} was already imported (conversation(s) {existing}); nothing was "
+                "imported. Pass --again to import copies.", USAGE_EXIT)
+        infos = [agent.get_conversation(cid) for cid in result.imported_ids]
+        _embed_imported(agent, result.imported_ids, quiet=as_json)
+    skipped = [f"conversation [{index}] was imported before as conversation {cid}; skipped "
+               "(--again imports a copy)" for index, cid in result.skipped.items()]
     if as_json:
         echo_json({
             "format": batch.format,
             "conversations": [{"id": i.id, "title": i.title, "message_count": i.message_count}
                               for i in infos],
-            "notes": batch.notes,
+            "skipped": [{"index": index, "existing_id": cid}
+                        for index, cid in result.skipped.items()],
+            "notes": batch.notes + skipped,
         })
         return
-    for note in batch.notes:
+    for note in batch.notes + skipped:
         click.echo(f"Note: {one_line(note)}", err=True)
     for info in infos:
-        click.echo(f"Imported conversation {info.id} {info.title or '(untitled)'!r} "
+        click.echo(f"Imported conversation {info.id} '{one_line(info.title or '(untitled)')}' "
                    f"({info.message_count} messages).")
 
 
