@@ -103,6 +103,9 @@ def run_turn(
         text = check_text(text)
         # Refuse an oversized message before storing anything.
         check_fits(conv, settings, runtime, text)
+        note = mark_unanswered(store, conversation_id)
+        if note is not None:
+            notes.append(note)
         user = store.append_message(conversation_id, "user", text)
     else:
         user = prepare_regenerate(store, conversation_id)
@@ -263,6 +266,33 @@ def _commit(store: Store, turn: _TurnState) -> Reply:
         error=turn.error,
         trace=PromptTrace.from_record(trace_record),
         usage=turn.usage,
+    )
+
+
+UNANSWERED_REPLY = (
+    "(No reply: the reply to this message was never written, because the program stopped "
+    "before it finished.)"
+)
+
+
+def mark_unanswered(store: Store, conversation_id: int) -> str | None:
+    """Mark a user message left without a reply (a crash mid-reply); the trace note, or None.
+
+    A process killed while generating leaves the user message stored and no
+    reply. Before the next message is stored, an assistant message with status
+    "error", metadata {"unanswered": true} and the text UNANSWERED_REPLY is
+    stored after it: the history shows the gap, and the model sees that the
+    earlier message went unanswered instead of two user turns in a row.
+    """
+    last = store.messages(conversation_id, limit=1, newest_first=True)
+    if not last or last[0].role != "user":
+        return None
+    reply, _ = store.add_reply(
+        conversation_id, UNANSWERED_REPLY, status="error", metadata={"unanswered": True}
+    )
+    return (
+        f"message #{last[0].seq} (id {last[0].id}) had no reply (the program stopped before "
+        f"it was written); marked with an error reply #{reply.seq} (id {reply.id})"
     )
 
 

@@ -116,15 +116,21 @@ class ConversationDocument(BaseModel):
             raise InvalidInputError(describe_errors(exc)) from exc
 
     def fingerprint(self) -> str:
-        """SHA-256 of the document's content (title, system prompt, messages) as canonical JSON.
+        """SHA-256 of what the conversation says: title, system prompt, each message's role
+        and text, as canonical JSON.
 
-        The same conversation exported twice, or one file imported twice, has the
-        same fingerprint: that is how a re-import is recognised.
+        Timestamps, statuses and metadata are left out, so one file imported twice,
+        and a conversation exported and imported back, have the same fingerprint:
+        that is how a re-import is recognised.
         """
-        data = self.to_dict()
-        data.pop("format", None)
+        data = {
+            "title": self.title,
+            "system_prompt": self.system_prompt,
+            "messages": [[m.role, m.content] for m in self.messages],
+        }
         canonical = json.dumps(data, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
-        return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
+        # surrogatepass: a lone surrogate is refused by the store, with a message, after this.
+        return hashlib.sha256(canonical.encode("utf-8", "surrogatepass")).hexdigest()
 
     def to_json(self, **kwargs: Any) -> str:
         return json.dumps(self.to_dict(), ensure_ascii=False, **kwargs)

@@ -183,16 +183,22 @@ def rm_command(conversation_ids: tuple[int, ...], yes: bool) -> None:
 @click.option("--all", "export_all", is_flag=True, help="Every conversation, archived included.")
 @click.option("-f", "--format", "fmt", type=click.Choice(["json", "jsonl", "md"]),
               default="json", show_default=True)
-@click.option("-o", "--output", type=click.Path(dir_okay=False, writable=True, path_type=Path),
-              default=None, help="Write to FILE instead of standard output.")
+@click.option("-o", "--output", type=click.Path(dir_okay=False, allow_dash=True, path_type=Path),
+              default=None, help="Write to FILE instead of standard output ('-': standard output).")
+@click.option("--force", is_flag=True, help="Overwrite FILE if it exists.")
 def export_command(conversation_ids: tuple[int, ...], export_all: bool, fmt: str,
-                   output: Path | None) -> None:
+                   output: Path | None, force: bool) -> None:
     """Export conversations: json (re-importable), jsonl (re-importable) or md (for reading).
 
     json gives one document for one ID, a list of documents for several or --all.
     """
     if export_all == bool(conversation_ids):
         raise click.UsageError("Give conversation IDs or --all (not both).")
+    if output is not None and str(output) == "-":
+        output = None
+    if output is not None and output.exists() and not force:
+        raise CliError(f"{output} already exists; pass --force to overwrite it, or choose "
+                       "another file. Nothing was written.", USAGE_EXIT)
     from recursa.agent.interchange import export_documents, render_export
 
     with open_agent() as agent:
@@ -207,11 +213,35 @@ def export_command(conversation_ids: tuple[int, ...], export_all: bool, fmt: str
     if output is None:
         click.echo(text, nl=False)
         return
-    try:
-        output.write_text(text, encoding="utf-8")
-    except OSError as exc:
-        raise CliError(f"Cannot write {output}: {exc.strerror}.", USAGE_EXIT) from exc
+    _write_whole(output, text)
     click.echo(f"Exported {len(docs)} conversation(s) to {output}.", err=True)
+
+
+def _write_whole(output: Path, text: str) -> None:
+    """Write `text` to `output` whole or not at all: a temporary file beside it, then a rename.
+
+    A full disk or an interruption never leaves a half-written export (nor spoils an
+    existing file that --force was about to replace).
+    """
+    import os
+    import tempfile
+
+    try:
+        fd, temp = tempfile.mkstemp(prefix=f".{output.name}.", dir=output.parent or Path("."))
+    except OSError as exc:
+        raise CliError(f"Cannot write {output}: {exc.strerror or exc}. Nothing was written.",
+                       USAGE_EXIT) from exc
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(text)
+        umask = os.umask(0)  # mkstemp makes the file private; give it the usual permissions
+        os.umask(umask)
+        os.chmod(temp, 0o666 & ~umask)
+        os.replace(temp, output)
+    except OSError as exc:
+        Path(temp).unlink(missing_ok=True)
+        raise CliError(f"Cannot write {output}: {exc.strerror or exc}. Nothing was written.",
+                       USAGE_EXIT) from exc
 
 
 @conversations.command("import")
