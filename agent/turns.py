@@ -280,19 +280,21 @@ def mark_unanswered(store: Store, conversation_id: int) -> str | None:
 
     A process killed while generating leaves the user message stored and no
     reply. Before the next message is stored, an assistant message with status
-    "error", metadata {"unanswered": true} and the text UNANSWERED_REPLY is
-    stored after it: the history shows the gap, and the model sees that the
-    earlier message went unanswered instead of two user turns in a row.
+    "interrupted" (the reply was cut off before its first word), metadata
+    {"unanswered": true} and the text UNANSWERED_REPLY is stored after it: the
+    history shows the gap, and the model sees that the earlier message went
+    unanswered instead of two user turns in a row. (An "error" reply would be
+    left out of prompts, which is what the mark must not be.)
     """
     last = store.messages(conversation_id, limit=1, newest_first=True)
     if not last or last[0].role != "user":
         return None
     reply, _ = store.add_reply(
-        conversation_id, UNANSWERED_REPLY, status="error", metadata={"unanswered": True}
+        conversation_id, UNANSWERED_REPLY, status="interrupted", metadata={"unanswered": True}
     )
     return (
         f"message #{last[0].seq} (id {last[0].id}) had no reply (the program stopped before "
-        f"it was written); marked with an error reply #{reply.seq} (id {reply.id})"
+        f"it was written); marked by an interrupted reply #{reply.seq} (id {reply.id}) that says so"
     )
 
 

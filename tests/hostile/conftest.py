@@ -66,3 +66,47 @@ def seeded_url(
             cid = agent.create_conversation(title=f"second {ESC}", system_prompt=f"sys {ESC}")
             agent.send(cid, f"question {ESC}")
         yield url
+
+
+class Run:
+    """`recursa --db URL ...` through click's test runner (user-facing exits only)."""
+
+    def __init__(self, db_url: str) -> None:
+        self.db_url = db_url
+
+    def __call__(self, *args: str, input: str | None = None) -> Any:
+        from click.testing import CliRunner
+        from recursa.tui.cli import cli
+
+        result = CliRunner().invoke(cli, ["--db", self.db_url, *args], input=input)
+        if result.exception is not None and not isinstance(result.exception, SystemExit):
+            raise result.exception
+        return result
+
+    def json(self, *args: str) -> Any:
+        import json
+
+        result = self(*args, "--json")
+        assert result.exit_code == 0, result.output
+        return json.loads(result.stdout)
+
+
+@pytest.fixture
+def run(sqlite_url: str) -> Run:
+    return Run(sqlite_url)
+
+
+@pytest.fixture
+def seed(make_agent: Any) -> Any:
+    """Import a conversation of (user, assistant) turns into the `run` database."""
+
+    def make(title: str, turns: list[tuple[str, str]]) -> int:
+        messages = []
+        for user, assistant in turns:
+            messages += [
+                {"role": "user", "content": user},
+                {"role": "assistant", "content": assistant},
+            ]
+        return int(make_agent().import_conversation({"title": title, "messages": messages}))
+
+    return make
