@@ -164,6 +164,12 @@ def describe_dbapi_error(url: URL, exc: DBAPIError) -> StoreError:
                 f"Cannot open or write the database file {path} ({first_line}). Make its folder "
                 "writable, or set RECURSA_HOME or RECURSA_DB_URL to a writable location."
             )
+        if "disk is full" in lowered or "disk i/o error" in lowered:
+            return DatabaseUnavailableError(
+                f"The disk holding the database {path} is full or failing ({first_line}); "
+                "nothing was changed. Free some space (SQLite needs room even to delete: "
+                "its journal is written first) and run the command again."
+            )
         if "locked" in lowered or "busy" in lowered:
             return DatabaseUnavailableError(
                 f"The database {path} stayed locked by another process for "
