@@ -87,7 +87,8 @@ def test_model_free_commands_never_import_torch(tmp_path, sqlite_url, seed):
     commands = [
         ["--help"], ["conversations", "list"], ["conversations", "list", "--json"],
         ["c", "show", str(cid)], ["c", "show", "--md", str(cid)], ["c", "search", "hello"],
-        ["c", "export", str(cid), "-f", "jsonl", "-o", str(export)], ["c", "import", str(export)],
+        ["c", "export", str(cid), "-f", "jsonl", "-o", str(export)],
+        ["c", "import", "--again", str(export)],
         ["c", "rename", str(cid), "New"], ["c", "archive", str(cid)], ["summaries", str(cid)],
         ["trace", "1"], ["models"], ["models", "--json"], ["db", "path"], ["ask", "--help"],
         ["ask", "-m", "scripted", "hi"], ["prompt", "-m", "scripted", str(cid), "x"],

@@ -62,7 +62,7 @@ def test_export_all_to_jsonl_reimports_every_conversation_in_order(run, seed, tm
     lines = out.read_text().splitlines()
     assert json.loads(lines[0])["type"] == "conversation"
     assert sum(json.loads(line)["type"] == "conversation" for line in lines) == 2
-    imported = run.json("conversations", "import", str(out))["conversations"]
+    imported = run.json("conversations", "import", "--again", str(out))["conversations"]
     assert [(c["title"], c["message_count"]) for c in imported] == [("first", 2), ("second", 4)]
 
 
@@ -74,7 +74,8 @@ def test_export_all_json_is_a_list_and_one_id_is_an_object(run, seed, tmp_path):
     assert isinstance(many, list) and many[0]["messages"] == one["messages"]
     path = tmp_path / "many.json"
     path.write_text(json.dumps(many))
-    assert run.json("conversations", "import", str(path))["conversations"][0]["title"] == "only"
+    again = run.json("conversations", "import", "--again", str(path))  # the same one, again
+    assert again["conversations"][0]["title"] == "only"
 
 
 def test_export_markdown(run, seed):
