@@ -12,8 +12,11 @@ STAMP := $(VENV)/.recursa-installed
 chat: $(STAMP)
 	$(VENV)/bin/recursa chat
 
+# Two test processes (pytest-xdist), one per core of the machines this runs on: many
+# tests wait on subprocesses, servers and the TUI, and each process's torch then keeps
+# to one thread (tests/conftest.py), so the two never fight over the cores.
 test: $(STAMP)
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q -n 2
 
 install: $(STAMP)
 
@@ -38,6 +41,7 @@ bench: $(STAMP)
 	$(PY) -m benchmarks.overhead
 	$(PY) -m benchmarks.compose
 	$(PY) -m benchmarks.training
+	$(PY) -m benchmarks.summaries
 
 # llama.cpp's Python binding, for benchmarks.runtime's reference figures only (it compiles
 # llama.cpp from source; nothing else in recursa uses it).

@@ -11,8 +11,10 @@ Where things happen:
 - `recall/`: which older turns come back into the prompt.
 - `compaction/`: when to compact (`decide.py`), how old turns are folded into a
   summary and stored (`fold.py`), and where it is triggered (`triggers.py`).
-- `summarize.py`: the summarizers; `runtime/`: the models (`runtime/local/kv_cache.py`
-  is KV prefix reuse); `compose/`: long-form writing on the same machinery.
+- `summarize.py`: the summarizers (`facts.py`: the fact-bearing sentences they keep;
+  `digest.py`: recursive summaries of long documents); `runtime/`: the models
+  (`runtime/local/kv_cache.py` is KV prefix reuse); `compose/`: long-form writing on
+  the same machinery.
 - `training/`: rating replies and exporting them as training data, fine-tuning.
 - `database.py`: the database's schema and location (the `db` commands); `logs.py`:
   the log file the CLI and the TUI write; `errors.py`: the exception tree.
@@ -68,6 +70,8 @@ _EXPORTS = {
     "ChatMessage": "recursa.agent.runtime.protocol",
     "GenerationParams": "recursa.agent.runtime.protocol",
     "Settings": "recursa.agent.settings",
+    "SummaryNode": "recursa.agent.digest",
+    "TextSummary": "recursa.agent.digest",
     **{name: "recursa.agent.errors" for name in _ERRORS},
 }
 __all__ = [
@@ -106,6 +110,8 @@ __all__ = [
     "StoreError",
     "StreamChunk",
     "SummaryInfo",
+    "SummaryNode",
+    "TextSummary",
     "TurnFailedError",
 ]
 __getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)
@@ -123,6 +129,7 @@ if TYPE_CHECKING:
         SummaryInfo,
     )
     from recursa.agent.compose import CompositionChunk, CompositionResult, CompositionStream
+    from recursa.agent.digest import SummaryNode, TextSummary
     from recursa.agent.errors import (
         BudgetError,
         ConfigError,

@@ -75,6 +75,7 @@ from recursa.agent.turns import TurnFailedError, run_turn
 
 if TYPE_CHECKING:
     from recursa.agent.compose.models import CompositionSpec
+    from recursa.agent.digest import TextSummary
     from recursa.agent.recall.vectors import VectorIndex
     from recursa.agent.training.dataset import Example, ExportReport
     from recursa.memory.records import ConversationKind
@@ -697,6 +698,49 @@ class Agent:
         if self._summarizer is None or isinstance(self._summarizer, ModelSummarizer):
             return None
         return self._summarizer
+
+    # documents ------------------------------------------------------------------------------
+
+    def summarize_text(
+        self,
+        text: str,
+        *,
+        max_tokens: int = 256,
+        progress: ProgressCallback | None = None,
+        chunk_tokens: int | None = None,
+    ) -> TextSummary:
+        """Summarize a document of any length into at most `max_tokens` of the model's tokens.
+
+        The text is split into chunks that fit the summarizer's requests, each
+        chunk is summarized, then the summaries are summarized, recursively,
+        until one is left (see `recursa.agent.digest`). The result says how many
+        chunks and levels it took and carries the tree, each node with the
+        character span of the source it covers. With the default summarizer
+        (method "facts") the model is called only for what does not fit.
+        `progress(message, fraction)` reports each step. Nothing is stored.
+        """
+        from recursa.agent.digest import summarize_document
+
+        if not isinstance(text, str):
+            raise InvalidInputError(f"text must be a string, not {type(text).__name__}.")
+        if not isinstance(max_tokens, int) or isinstance(max_tokens, bool):
+            raise InvalidInputError("max_tokens must be a whole number of tokens, e.g. 256.")
+        runtime = self.runtime
+        summarizer = self._summarizer_for(self.settings, runtime)
+        if not callable(getattr(summarizer, "summarize_text", None)):
+            raise ConfigError(
+                f"The summarizer {summarizer.name!r} folds conversations only; it cannot "
+                "summarize a document. Use the default summarizer (summarizer.method)."
+            )
+        return summarize_document(
+            text,
+            summarizer,
+            count_text=runtime.count_text,
+            max_tokens=max_tokens,
+            model=runtime.name,
+            chunk_tokens=chunk_tokens,
+            progress=progress,
+        )
 
     # compaction -----------------------------------------------------------------------------
 

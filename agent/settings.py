@@ -138,11 +138,17 @@ class SummarizerSettings(BaseModel):
         default=None,
         description="Model spec of the summarizer (None: the conversation's own model).",
     )
+    method: Literal["facts", "model"] = Field(
+        default="facts",
+        description="How summaries are made: 'facts' keeps the fact-bearing sentences of the "
+        "evicted turns (the model condenses only what does not fit, and its answer is checked); "
+        "'model' lets the model write the whole summary.",
+    )
     max_new_tokens: int = Field(
         default=96, ge=8, description="Upper bound on the tokens of one summarization reply."
     )
     template_version: str = Field(
-        default="v1",
+        default="v2",
         description="Version of the summarizer prompt templates (agent/prompts/*.toml).",
     )
     repetition_penalty: float = Field(

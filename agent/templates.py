@@ -1,8 +1,11 @@
 """Versioned prompt templates: TOML package data rendered with Jinja2 and StrictUndefined.
 
-``Templates.load("v1")`` reads ``recursa/agent/prompts/v1.toml``. Each table is
+``Templates.load("v2")`` reads ``recursa/agent/prompts/v2.toml``. Each table is
 one template (``template``, and for model-facing requests a ``system`` text).
-Every stored summary and trace records the version it was rendered with.
+Every stored summary and trace records the version it was rendered with, and
+a stored trace re-renders with its own version: a version's file never changes
+once shipped (v1: the first; v2: v1's prompt text plus the fact-keeping
+summarizer's and document summaries' templates).
 """
 
 from __future__ import annotations
@@ -67,9 +70,14 @@ def _load(version: str) -> Templates:
     try:
         raw = resource.read_text(encoding="utf-8")
     except FileNotFoundError as exc:
+        shipped = sorted(
+            r.name.removesuffix(".toml")
+            for r in resources.files(PROMPTS_PACKAGE).iterdir()
+            if r.name.endswith(".toml") and r.name[:1] == "v"
+        )
         raise ConfigError(
             f"No prompt templates of version {version!r} ship with this recursa; "
-            "set summarizer.template_version to 'v1'."
+            f"set summarizer.template_version to one of: {', '.join(shipped)}."
         ) from exc
     data = tomllib.loads(raw)
     tables = {k: dict(v) for k, v in data.items() if isinstance(v, dict)}

@@ -167,10 +167,11 @@ def smollm() -> Iterator[Any]:
 
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("RECURSA_CACHE_DIR", str(SHARED_CACHE))
-        # Two threads: the suite runs one test at a time, and int4 prefill is compute-bound
-        # (the 40-turn test took 107 s with two threads against 153 s with one). Tests that
-        # run the model in several processes at once keep one thread each.
-        runtime = load_local(name="smollm2-135m", options=RuntimeOptions(threads=2))
+        # One thread per test process: `make test` runs two (pytest-xdist), one per core,
+        # and two processes of two threads each on two cores slow each other several times.
+        # Run alone (plain pytest), the model takes both cores.
+        threads = 1 if os.environ.get("PYTEST_XDIST_WORKER") else 2
+        runtime = load_local(name="smollm2-135m", options=RuntimeOptions(threads=threads))
     yield runtime
     runtime.close()
 
@@ -236,3 +237,12 @@ def make_agent(sqlite_url: str) -> Iterator[Callable[..., Agent]]:
     yield make
     for agent in opened:
         agent.close()
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Under pytest-xdist, each worker's torch uses one thread (see `smollm`).
+
+    Set before torch is imported: its thread pool reads OMP_NUM_THREADS once.
+    """
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        os.environ.setdefault("OMP_NUM_THREADS", "1")

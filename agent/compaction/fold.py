@@ -152,7 +152,7 @@ def run_compaction(
             duration_s=time.perf_counter() - start,
         )
     evicted_set = set(decision.evict_ids)
-    turns = [Turn(r.role, r.content) for r in job.records if r.id in evicted_set]
+    turns = [Turn(r.role, r.content, r.created_at) for r in job.records if r.id in evicted_set]
     base = CompactionReport(
         status="failed",
         when=when,

@@ -381,7 +381,11 @@ class StepLoop:
         if self.summarizer is None:
             # The same recursive summarizer as chat, with the composition's wording.
             self.summarizer, self._own_summary_runtime = open_model_summarizer(
-                self.settings, self.runtime, self.runtime.name, templates=self.templates
+                self.settings,
+                self.runtime,
+                self.runtime.name,
+                templates=self.templates,
+                method="model",
             )
         return self.summarizer
 

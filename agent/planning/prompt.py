@@ -169,11 +169,12 @@ def plan_prompt(
             hits = with_partners(
                 store,
                 runtime,
-                found,
+                found.hits,
                 terms=query.terms,
                 max_excerpt_tokens=settings.recall.max_excerpt_tokens,
                 before_seq=before_seq,
                 exclude=shown,
+                gate=found.gate,
             )
         return build_plan(
             counter=runtime,
@@ -212,27 +213,34 @@ def plan_prompt(
 def kept_notes(
     store: Store, window: Sequence[MessageRecord], summary_id: int | None
 ) -> list[KeptNote]:
-    """The recall blocks earlier turns showed, for the user messages still in the window.
+    """The recall blocks the previous turn's prompt showed, kept in place for this one.
 
-    A block stays in place (byte for byte, from the reply's stored plan) until
-    the next compaction, so consecutive prompts keep sharing their prefix: a
-    block recalled under another summary is not kept.
+    They are read from the latest reply's stored plan: the blocks it kept and
+    its own block, which now stands before that turn's user message. So this
+    prompt is the previous one plus its reply and what this turn adds, and a
+    runtime reuses its KV cache for all of it. Blocks the previous turn left out
+    (its recall share was full) stay out: bringing them back would insert them
+    in the middle and re-encode everything after them. Blocks recalled under
+    another summary, or a reply without a plan, start afresh.
     """
     users = {r.id for r in window if r.role == "user"}
     replies = [r.id for r in window if r.role == "assistant"]
     if not users or not replies:
         return []
+    traces = store.traces_of(replies[-1:])
+    if not traces:
+        return []
+    trace = traces[-1]
+    plan = trace.plan
+    if plan.get("summary_id") != summary_id or plan.get("policy") != "summary+recall":
+        return []
     out: dict[int, KeptNote] = {}
-    for trace in store.traces_of(replies):
-        user_id = trace.user_message_id
-        if user_id is None or user_id not in users or user_id in out:
+    for section in plan.get("sections", []):
+        if section.get("kind") != "recall":
             continue
-        plan = trace.plan
-        if plan.get("summary_id") != summary_id or plan.get("policy") != "summary+recall":
-            continue
-        for section in plan.get("sections", []):
-            if section.get("kind") == "recall" and section.get("before_message_id") is None:
-                out[user_id] = KeptNote(user_id, PlanSection.model_validate(section))
+        anchor = section.get("before_message_id") or trace.user_message_id
+        if anchor is not None and anchor in users and anchor not in out:
+            out[anchor] = KeptNote(anchor, PlanSection.model_validate(section))
     return list(out.values())
 
 

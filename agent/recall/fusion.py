@@ -11,9 +11,9 @@ fits partners only where room allows.
 from __future__ import annotations
 
 import logging
-from collections.abc import Collection, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import replace
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, NamedTuple, Protocol
 
 from recursa.agent.errors import RecursaError
 from recursa.agent.planning.models import RecallSource
@@ -27,7 +27,15 @@ from recursa.memory.records import MessageRecord
 if TYPE_CHECKING:
     from recursa.memory.store import Store
 
-__all__ = ["RRF_K", "SemanticSearch", "find_hits", "fuse", "with_partners"]
+__all__ = [
+    "RRF_K",
+    "Found",
+    "RelevanceGate",
+    "SemanticSearch",
+    "find_hits",
+    "fuse",
+    "with_partners",
+]
 
 log = logging.getLogger(__name__)
 # Who answers whom in an exchange: the partner of a message of this role has that role.
@@ -36,6 +44,19 @@ _PARTNER_ROLE = {"assistant": "user", "user": "assistant"}
 # The usual reciprocal-rank constant: it damps the difference between the very
 # first ranks, so agreement between the two rankings matters more than either's top.
 RRF_K = 60
+# The relevance gate (hybrid recall only): fusion ranks by position, so without a
+# gate every turn would recall `max_hits` excerpts even when one is all that
+# matters, and each new block is prompt tokens to prefill. With the question's
+# cosine (all-MiniLM-L6-v2) to each candidate: nothing below the floor is related;
+# a hit found only semantically must be within SEMANTIC_MARGIN of the best, one the
+# words also found within FULL_TEXT_MARGIN (words catch names and days that the
+# embedding ranks low). Measured on benchmarks/fidelity's questions: evidence sat
+# within 0.10 of the best cosine for paraphrases and pronouns, up to 0.18 below
+# it for a two-fact question's second fact (found by its words), while the tenth
+# best of a plainly worded question sat 0.3 to 0.6 below its answer.
+RELEVANCE_FLOOR = 0.2
+SEMANTIC_MARGIN = 0.12
+FULL_TEXT_MARGIN = 0.25
 # A ranking's name, and the source it stands for: the "context" rankings search the
 # message together with what it borrowed from the previous exchange.
 _SOURCES: dict[str, RecallSource] = {
@@ -60,6 +81,10 @@ class SemanticSearch(Protocol):
         exclude: Collection[int] = (),
     ) -> list[tuple[int, float]]: ...
 
+    def similarities(
+        self, conversation_id: int, query: str, ids: Collection[int], *, before_seq: int
+    ) -> dict[int, float]: ...
+
 
 def fuse(
     rankings: Mapping[str, Sequence[int]], k: int = RRF_K
@@ -80,6 +105,13 @@ def fuse(
     return out
 
 
+class Found(NamedTuple):
+    """`find_hits`' answer: the hits, best first, and the gate that chose them (if any)."""
+
+    hits: list[tuple[MessageRecord, RecallSource, float]]
+    gate: RelevanceGate | None
+
+
 def find_hits(
     store: Store,
     conversation_id: int,
@@ -89,10 +121,14 @@ def find_hits(
     limit: int,
     exclude: Collection[int] = (),
     semantic: SemanticSearch | None = None,
-) -> list[tuple[MessageRecord, RecallSource, float]]:
-    """The `limit` best usable messages before `before_seq` for `query`, fused, best first."""
+) -> Found:
+    """The `limit` best usable messages before `before_seq` for `query`, fused, best first.
+
+    With semantic search, only those the relevance gate passes (returned with
+    the hits, for their partners).
+    """
     if limit <= 0 or before_seq <= 1:
-        return []
+        return Found([], None)
     wide = limit * 3
     rankings: dict[str, list[int]] = {}
 
@@ -115,36 +151,86 @@ def find_hits(
         rankings["context"] = full_text(f"{query.words} {query.borrowed}")
     elif query.words:
         rankings["full-text"] = full_text(query.words)
+    cosines: dict[int, float] | None = None
+    semantic_text = query.context_text if query.expanded else query.text
     if semantic is not None and query.text.strip():
-        texts = (
-            {"semantic-context": query.context_text} if query.expanded else {"semantic": query.text}
-        )
-        for name, text in texts.items():
-            try:
-                found = semantic.search(
-                    conversation_id, text, before_seq=before_seq, limit=wide, exclude=exclude
-                )
-            except RecursaError as exc:
-                # The embedder failed (a server down, say): this turn recalls without it.
-                log.warning("semantic recall failed, using full-text only: %s", exc)
-                break
+        name = "semantic-context" if query.expanded else "semantic"
+        try:
+            found = semantic.search(
+                conversation_id, semantic_text, before_seq=before_seq, limit=wide, exclude=exclude
+            )
             rankings[name] = [message_id for message_id, _ in found]
+            cosines = dict(found)
+        except RecursaError as exc:
+            # The embedder failed (a server down, say): this turn recalls without it.
+            log.warning("semantic recall failed, using full-text only: %s", exc)
     days = named_days(query.text)
     if days:
         rankings["date"] = _on_named_days(store, conversation_id, days, before_seq, wide, exclude)
-    fused = fuse(rankings)
+    fused = fuse(rankings)[:wide]
+    gate: RelevanceGate | None = None
+    if semantic is not None and cosines:
+        gate = RelevanceGate(
+            cosines,
+            lambda ids: semantic.similarities(
+                conversation_id, semantic_text, ids, before_seq=before_seq
+            ),
+        )
+        gate.look_up([i for i, _, _ in fused])
+        # A message on a day the question names is relevant whatever its wording.
+        dated = set(rankings.get("date", ()))
+        fused = [f for f in fused if f[0] in dated or gate.passes(f[0], f[1])]
     if not fused:
-        return []
-    by_id = {r.id: r for r in store.messages_by_ids([i for i, _, _ in fused[:wide]])}
+        return Found([], gate)
+    by_id = {r.id: r for r in store.messages_by_ids([i for i, _, _ in fused])}
     out: list[tuple[MessageRecord, RecallSource, float]] = []
-    for message_id, source, score in fused[:wide]:
+    for message_id, source, score in fused:
         record = by_id.get(message_id)
         if record is None or not usable(record) or record.seq >= before_seq:
             continue
         out.append((record, source, score))
         if len(out) >= limit:
             break
-    return out
+    return Found(out, gate)
+
+
+class RelevanceGate:
+    """Which candidates are close enough to the question to show (see RELEVANCE_FLOOR).
+
+    Built from the semantic ranking's cosines; those of other candidates (found
+    by their words, or a hit's reply) are looked up once. When a lookup fails,
+    the gate lets everything through: it only ever removes.
+    """
+
+    def __init__(
+        self,
+        cosines: Mapping[int, float],
+        lookup: Callable[[Collection[int]], Mapping[int, float]],
+    ) -> None:
+        self.best = max(cosines.values())
+        self._known = dict(cosines)
+        self._lookup = lookup
+        self._failed = False
+
+    def passes(self, message_id: int, source: RecallSource) -> bool:
+        """Whether the message (already looked up with `look_up`) may be shown."""
+        cosine = self._known.get(message_id)
+        if self._failed or cosine is None:
+            # A message without a vector yet: nothing says it is unrelated.
+            return True
+        margin = SEMANTIC_MARGIN if source == "semantic" else FULL_TEXT_MARGIN
+        return cosine >= max(RELEVANCE_FLOOR, self.best - margin)
+
+    def look_up(self, ids: Collection[int]) -> None:
+        """Fetch the cosines of `ids` not known yet, in one call."""
+        missing = [i for i in ids if i not in self._known]
+        if not missing or self._failed:
+            return
+        try:
+            self._known.update(self._lookup(missing))
+        except RecursaError as exc:
+            log.warning("recall relevance check failed, keeping every hit: %s", exc)
+            self._failed = True
 
 
 def _on_named_days(
@@ -176,16 +262,23 @@ def with_partners(
     max_excerpt_tokens: int,
     before_seq: int,
     exclude: Collection[int] = (),
+    gate: RelevanceGate | None = None,
 ) -> list[RecallHit]:
     """The hits as excerpts, each followed by its partner (question or reply) when it has one.
 
     A partner is the message next to the hit in the same exchange: the user
     message before an assistant reply, or the reply after a user message. It
-    must be usable, before `before_seq`, and not excluded or already a hit.
+    must be usable, before `before_seq`, and not excluded or already a hit. A
+    reply's question always comes (the reply means little without it); a
+    message's reply only when `gate` finds it relevant too, since most replies
+    to a statement are acknowledgements, while a reply that answers the
+    question is as close to it as a hit found by its words.
     """
     hit_ids = {r.id for r, _, _ in found}
     taken: set[int] = set(hit_ids) | set(exclude)
     partners = _partners(store, found)
+    if gate is not None:
+        gate.look_up([p.id for p in partners.values() if p.role == "assistant"])
     out: list[RecallHit] = []
     for record, source, score in found:
         out.append(_hit(counter, record, source, score, terms, max_excerpt_tokens))
@@ -195,6 +288,7 @@ def with_partners(
             and partner.id not in taken
             and partner.seq < before_seq
             and usable(partner)
+            and (gate is None or partner.role == "user" or gate.passes(partner.id, "pair"))
         ):
             taken.add(partner.id)
             pair = _hit(counter, partner, "pair", score, terms, max_excerpt_tokens)

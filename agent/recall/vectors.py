@@ -382,6 +382,27 @@ class VectorIndex:
             first[np.isin(ids, np.fromiter(exclude, dtype=np.int64))] = -np.inf
         return self._best_usable(ids, ranking, limit)
 
+    def similarities(
+        self, conversation_id: int, query: str, ids: Collection[int], *, before_seq: int
+    ) -> dict[int, float]:
+        """Cosine of `query` with each of `ids` (those with a vector, seq < before_seq).
+
+        Recall's relevance gate weighs full-text hits with it: one the semantic
+        ranking did not place near its top may still be close enough to keep.
+        """
+        if not ids or before_seq <= 1 or not query.strip():
+            return {}
+        with self._lock:
+            matrix = self._synced(conversation_id, before_seq - 1)
+            count = int(np.searchsorted(matrix.seqs[: matrix.size], before_seq, side="left"))
+            wanted = np.fromiter(ids, dtype=np.int64)
+            rows = np.flatnonzero(np.isin(matrix.ids[:count], wanted))
+            if len(rows) == 0:
+                return {}
+            scores = _dot(matrix.reader(count)(rows), self._query_vector(query))
+            found = matrix.ids[rows].copy()
+        return {int(i): float(c) for i, c in zip(found, scores, strict=True) if np.isfinite(c)}
+
     def _query_vector(self, query: str) -> NDArray[np.float32]:
         """The question's vector, computed once for the last few questions."""
         vector = self._queries.get(query)

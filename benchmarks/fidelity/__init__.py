@@ -2,7 +2,7 @@
 
     python -m benchmarks.fidelity [--quick] [--seed 7] [--budgets 1024,2048,4096]
                                   [--configs window,summary,full-text,hybrid]
-                                  [--modes imported,live] [--summarizer extractive|model]
+                                  [--modes imported,live] [--summarizer extractive|model|facts]
 
 `data` generates a seeded conversation of 600 messages over 12 days with planted
 facts, and questions about them asked five ways: with the fact's own words, with
@@ -18,8 +18,9 @@ prints one table: rows configuration x mode, columns budget x question kind.
 The model is the scripted one (replies come from the generated script) and token
 counts use its word tokenizer. Summaries come from the deterministic
 `ExtractiveSummarizer` by default, so the numbers measure the memory, not a
-small model's summarizing skill; `--summarizer model` uses SmolLM2-135M instead
-(slow: one model call per compaction).
+small model's summarizing skill; `--summarizer model` lets SmolLM2-135M write
+the summaries instead (slow: one model call per compaction), and `--summarizer
+facts` uses the fact-keeping default summarizer with SmolLM2-135M.
 """
 
 from benchmarks.fidelity.data import filler_replies, filler_sentences

@@ -14,7 +14,7 @@ from typing import Any, cast
 from recursa.agent.runtime.protocol import Runtime
 from recursa.agent.runtime.scripted import ScriptedRuntime
 from recursa.agent.settings import SummarizerSettings
-from recursa.agent.summarize import ExtractiveSummarizer, ModelSummarizer
+from recursa.agent.summarize import ExtractiveSummarizer, FactSummarizer, ModelSummarizer
 
 from benchmarks.fidelity import report
 from benchmarks.fidelity.data import KINDS, generate
@@ -59,8 +59,16 @@ def _summarizers(kind: str) -> tuple[SummarizerFactory, str]:
 
     local = _Kept(load_local(name="smollm2-135m", options=RuntimeOptions(threads=1)))
 
+    if kind == "facts":
+
+        def facts(runtime: ScriptedRuntime) -> FactSummarizer:
+            return FactSummarizer(cast(Runtime, local), SummarizerSettings(max_new_tokens=64))
+
+        return facts, "FactSummarizer with SmolLM2-135M-Instruct (the default, templates v2)"
+
     def model(runtime: ScriptedRuntime) -> ModelSummarizer:
-        return ModelSummarizer(cast(Runtime, local), SummarizerSettings(max_new_tokens=64))
+        settings = SummarizerSettings(max_new_tokens=64, method="model", template_version="v1")
+        return ModelSummarizer(cast(Runtime, local), settings)
 
     return model, "SmolLM2-135M-Instruct (greedy, summarizer templates v1)"
 
@@ -89,9 +97,10 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--modes", default=",".join(MODES), help="imported, live or both")
     parser.add_argument(
         "--summarizer",
-        choices=["extractive", "model"],
+        choices=["extractive", "model", "facts"],
         default="extractive",
-        help="extractive: the deterministic ExtractiveSummarizer; model: SmolLM2-135M (slow)",
+        help="extractive: the deterministic ExtractiveSummarizer; model: SmolLM2-135M writes "
+        "the summary (slow); facts: the fact-keeping default with SmolLM2-135M",
     )
     parser.add_argument(
         "--misses",
@@ -158,7 +167,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     print("\n".join(report.keyword_table(runs, budgets)))
     print()
     print("Timings. setup: embedding and one warm-up preview per imported conversation")
-    print("(imported), or the turns of the drive (live), summed over budgets.")
+    print("(imported), or the turns of the drive (live), summed over budgets. recall tok: the")
+    print("tokens of the recall block each question added to its prompt.")
     if import_s is not None:
         pronoun = sum(q.setup is not None for q in questions)
         print(f"Importing the conversation and its {pronoun} pronoun variants: {import_s:.1f} s.")

@@ -78,6 +78,7 @@ class Run:
     recalled: list[bool] = field(default_factory=list)
     keyword: list[bool] = field(default_factory=list)
     preview_s: list[float] = field(default_factory=list)
+    recall_tokens: list[int] = field(default_factory=list)  # this question's recall block
     setup_s: float = 0.0
     summaries: int = 0
     note: str | None = None
@@ -143,6 +144,7 @@ def score(run: Run, question: Question, plan: PromptPlan, evidence_ids: Sequence
     run.kinds.append(question.kind)
     run.texts.append(question.text)
     run.recalled.append(all(i in shown for i in evidence_ids))
+    run.recall_tokens.append(sum(s.tokens for s in plan.recall_sections if not s.before_message_id))
     summary = plan.section("summary")
     text = (summary.text or "") if summary is not None else ""
     run.keyword.append(all(_mentions(text, k) for k in question.keywords))

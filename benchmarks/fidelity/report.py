@@ -95,10 +95,10 @@ def _verdict(rate: float | None) -> str:
 
 
 def timing_table(runs: Sequence[Run], budgets: Sequence[int]) -> list[str]:
-    """Set-up time, preview_prompt time per question, and summaries written (live)."""
+    """Set-up time, preview_prompt time and recall block per question, summaries (live)."""
     sub = (
         f"{'config':<{LABEL}}{'mode':<10}{'setup s':>8}  {'preview ms min/median/max':>26}"
-        f"  summaries at " + "/".join(f"{b:,}" for b in budgets)
+        f"  {'recall tok median/max':>21}  summaries at " + "/".join(f"{b:,}" for b in budgets)
     )
     lines = [sub, "-" * len(sub)]
     for config, mode in _rows(runs):
@@ -116,7 +116,12 @@ def timing_table(runs: Sequence[Run], budgets: Sequence[int]) -> list[str]:
         summaries = "/".join(
             str(r.summaries) if mode == "live" and not r.unavailable else "-" for r in own
         )
-        lines.append(f"{config.label:<{LABEL}}{mode:<10}{setup:>8.1f}  {spread:>26}  {summaries}")
+        blocks = [t for r in own for t in r.recall_tokens]
+        recall = f"{statistics.median(blocks):.0f} / {max(blocks)}" if any(blocks) else "-"
+        lines.append(
+            f"{config.label:<{LABEL}}{mode:<10}{setup:>8.1f}  {spread:>26}  {recall:>21}  "
+            f"{summaries}"
+        )
     return lines
 
 

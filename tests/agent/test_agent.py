@@ -201,12 +201,16 @@ def test_summarization_failure_keeps_the_turn_and_says_so(make_agent: MakeAgent)
 
 
 def test_empty_model_output_from_summarizer_is_a_failed_compaction(make_agent: MakeAgent) -> None:
-    """An empty summary from the model counts as a failure, not as a summary."""
+    """With summarizer.method "model", an empty summary is a failure, not a summary."""
 
     def reply(messages: Sequence[Any]) -> str:
         return " " if "summar" in messages[0]["content"] else "ok"
 
-    agent = small(make_agent, ScriptedRuntime(default=reply, context_window=512))
+    agent = small(
+        make_agent,
+        ScriptedRuntime(default=reply, context_window=512),
+        summarizer={"method": "model"},
+    )
     cid = agent.create_conversation()
     reports = []
     for i in range(8):

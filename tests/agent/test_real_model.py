@@ -56,7 +56,7 @@ def test_many_turns_under_512_tokens_compact_recursively_and_traces_are_exact(
     chain = agent.summaries(cid)
     assert compactions >= 2 and len(chain) == compactions
     assert chain[0].depth >= 2
-    assert all(s.model == shared_model.name and s.prompt_version == "summarize/v1" for s in chain)
+    assert all(s.model == shared_model.name and s.prompt_version == "facts/v2" for s in chain)
     assert all(s.tokenizer_id == shared_model.tokenizer_id for s in chain)
     # The summary is in the prompt's first message, so consecutive prompts share a prefix.
     last = agent.trace(agent.messages(cid)[-1].id)

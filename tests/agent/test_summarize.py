@@ -38,7 +38,7 @@ def test_every_request_fits_the_summarizer_context_by_chunking() -> None:
     assert runtime.count_text(result.content) <= 60
     # summary[k+1] = summarize(summary[k], evicted): the first request carries the old summary.
     assert "an earlier summary" in runtime.calls[0].messages[-1]["content"]
-    assert result.prompt_version == "summarize/v1"
+    assert result.prompt_version == "summarize/v2"
 
 
 def test_a_single_message_longer_than_the_context_is_split() -> None:

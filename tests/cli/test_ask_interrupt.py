@@ -13,6 +13,10 @@ from pathlib import Path
 RECURSA = Path(sys.executable).with_name("recursa")
 
 
+def _ctrl_c_as_in_a_terminal() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def test_ctrl_c_stores_the_partial_reply_and_exits_130(tmp_path, openai_server):
     server_mod = openai_server
     behaviour = server_mod.Behaviour(
@@ -22,6 +26,9 @@ def test_ctrl_c_stores_the_partial_reply_and_exits_130(tmp_path, openai_server):
         proc = subprocess.Popen(
             [str(RECURSA), "--db", db, "ask", "-m", f"openai:slow@{server.base_url}", "Go on"],
             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=os.environ.copy(),
+            # As in a terminal: a suite started in the background by a shell inherits
+            # SIGINT ignored, and Python would then never see the Ctrl-C.
+            preexec_fn=_ctrl_c_as_in_a_terminal,
         )
         assert proc.stdout is not None
         first = proc.stdout.read(5)  # wait until the reply is streaming

@@ -134,6 +134,44 @@ def test_recall_blocks_stay_in_place_so_each_prompt_extends_the_last(
         assert after[: len(before)] == before
 
 
+def test_blocks_left_out_when_the_share_is_full_never_come_back(
+    make_agent: MakeAgent,
+) -> None:
+    """Once the kept blocks are dropped together, the next prompts extend that turn's prompt.
+
+    A kept block is read from the previous turn's plan, so the blocks it left
+    out cannot reappear in the middle of a later prompt (which would re-encode
+    everything after them).
+    """
+    runtime = ScriptedRuntime(default="Noted.")
+    agent = fts_agent(
+        make_agent,
+        runtime,
+        max_prompt_tokens=900,
+        summary_share=0.15,
+        window_share=0.45,
+        recall_share=0.2,
+        max_hits=1,
+    )
+    colours = ["red", "green", "blue", "black", "white", "grey", "pink", "gold", "teal"]
+    facts = {i: f"Fact {i}: locker {i} holds the {w} umbrella." for i, w in enumerate(colours)}
+    cid = agent.import_conversation(filler_document(120, facts))
+    agent.send(cid, "Hello again.")
+    previous: list[Any] | None = None
+    resets = extended_after_reset = 0
+    for colour in colours:
+        trace = agent.send(cid, f"Which locker holds the {colour} umbrella?").trace
+        assert trace is not None
+        reset = any("recall blocks" in note for note in trace.plan.notes)
+        if previous is not None and not reset and not trace.compactions:
+            assert trace.messages[: len(previous)] == previous
+            extended_after_reset += resets > 0
+        resets += reset
+        previous = None if trace.compactions else trace.messages
+    assert resets >= 1
+    assert extended_after_reset >= 2
+
+
 def test_short_referring_question_borrows_the_previous_exchange() -> None:
     """'Where did she move?' after an exchange about Ada searches for Ada too."""
     previous = [

@@ -49,6 +49,26 @@ def test_a_paraphrase_recalls_the_fact_that_full_text_misses(make_agent: MakeAge
     assert fact2.id not in words_only.preview_prompt(cid2, QUESTION).recalled_ids
 
 
+def test_a_plainly_worded_question_recalls_what_is_relevant_not_max_hits(
+    make_agent: MakeAgent,
+) -> None:
+    """The relevance gate: a question about one fact brings that fact, not eight excerpts.
+
+    Fusion alone ranks by position, so every turn used to recall `max_hits`
+    excerpts; each is prompt tokens to prefill. Small talk far from the question
+    is left out, however many candidates there are.
+    """
+    doc = filler_document(150, {3: "The code for my gym locker is 4821."})
+    agent = agent_with(make_agent, "minilm", max_hits=8, max_prompt_tokens=2000)
+    cid = agent.import_conversation(doc)
+    fact = next(m for m in agent.messages(cid) if m.content.startswith("The code for my gym"))
+    plan = agent.preview_prompt(cid, "What is the code for my gym locker?")
+    assert fact.id in plan.recalled_ids
+    found = [m for s in plan.recall_sections for m in s.messages if m.source != "pair"]
+    # Without the gate the block took as many hits as its share allowed (three here).
+    assert len(found) <= 2, [(m.id, m.source) for m in found]
+
+
 def test_a_turn_embeds_its_messages_after_the_reply_and_imports_backfill(
     make_agent: MakeAgent,
 ) -> None:

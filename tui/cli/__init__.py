@@ -88,12 +88,13 @@ def _register(group: click.Group) -> None:
     from recursa.tui.cli.db import db
     from recursa.tui.cli.inspect import prompt_command, summaries_command, trace_command
     from recursa.tui.cli.models import models_command
+    from recursa.tui.cli.summarize import summarize_command
     from recursa.tui.cli.train import dataset, finetune_command, rate_command
     from recursa.tui.cli.write import write
 
     for command in (ask_command, chat_command, conversations, prompt_command, trace_command,
                     summaries_command, models_command, db, dataset, finetune_command,
-                    rate_command):
+                    rate_command, summarize_command):
         group.add_command(command)
     group.add_command(write)
 

@@ -1,0 +1,5 @@
+"""Run the summaries benchmark: python -m benchmarks.summaries --help."""
+
+from benchmarks.summaries.cli import main
+
+main()
