@@ -36,6 +36,7 @@ from typing import TYPE_CHECKING, Any, Unpack
 from recursa.agent.boundary import (
     CompactionReport,
     ConversationInfo,
+    ImportResult,
     MessageInfo,
     PromptTrace,
     Reply,
@@ -44,7 +45,7 @@ from recursa.agent.boundary import (
     StreamChunk,
     SummaryInfo,
 )
-from recursa.agent.checks import check_text
+from recursa.agent.checks import check_count, check_id, check_text
 from recursa.agent.compaction.background import BackgroundWork
 from recursa.agent.compaction.triggers import (
     background_scope,
@@ -297,8 +298,47 @@ class Agent:
 
         return ScopedAgent(self, owner, sees_all)
 
+    def check_turn(
+        self,
+        text: str,
+        *,
+        conversation_id: int | None = None,
+        system_prompt: str | None = None,
+        title: str | None = None,
+        settings: Mapping[str, Any] | None = None,
+    ) -> None:
+        """Check everything a turn needs before anything is written; store nothing.
+
+        For a new conversation (`conversation_id` None) with this `title`,
+        `system_prompt` and `settings`, or an existing one (whose system prompt
+        `system_prompt` would replace): the message, the title, the system prompt,
+        the settings, the model (loaded now) and that the system prompt and the
+        message fit the prompt budget. Raises the error `send` would raise, each
+        naming the input at fault, so a caller can create the conversation only
+        once its first turn can run.
+        """
+        from recursa.agent.planning.prompt import check_fits_beside
+        from recursa.agent.settings import nest_overrides
+        from recursa.memory import validation
+
+        text = check_text(text)
+        validation.optional_text("The title", title)
+        validation.optional_text("The system prompt", system_prompt)
+        effective = self.settings.merged(nest_overrides(settings or {}))
+        stored_system: str | None = None
+        if conversation_id is not None:
+            conv = self.get_conversation(conversation_id)
+            effective = effective.merged(conv.settings)
+            stored_system = conv.system_prompt
+        runtime = self.load_model()
+        system = system_prompt if system_prompt is not None else stored_system
+        check_fits_beside(
+            system if system is not None else effective.system_prompt, effective, runtime, text
+        )
+
     def get_conversation(self, conversation_id: int) -> ConversationInfo:
         """One conversation; NotFoundError when the id is unknown."""
+        conversation_id = check_id(conversation_id, "conversation_id")
         return self._store.get_conversation(conversation_id)
 
     def list_conversations(
@@ -315,26 +355,31 @@ class Agent:
         )
 
     def rename_conversation(self, conversation_id: int, title: str | None) -> ConversationInfo:
+        conversation_id = check_id(conversation_id, "conversation_id")
         return self._store.update_conversation(conversation_id, title=title)
 
     def archive_conversation(self, conversation_id: int, archived: bool = True) -> ConversationInfo:
         """Archive (or with archived=False, unarchive) a conversation."""
+        conversation_id = check_id(conversation_id, "conversation_id")
         return self._store.update_conversation(conversation_id, archived=archived)
 
     def delete_conversation(self, conversation_id: int) -> None:
         """Delete a conversation with its messages, summaries and traces."""
+        conversation_id = check_id(conversation_id, "conversation_id")
         self._store.delete_conversation(conversation_id)
 
     def set_system_prompt(
         self, conversation_id: int, system_prompt: str | None
     ) -> ConversationInfo:
         """Change the conversation's system prompt (None: the default from settings)."""
+        conversation_id = check_id(conversation_id, "conversation_id")
         return self._store.update_conversation(conversation_id, system_prompt=system_prompt)
 
     def set_conversation_settings(
         self, conversation_id: int, settings: Mapping[str, Any]
     ) -> ConversationInfo:
         """Replace the conversation's setting overrides (validated first)."""
+        conversation_id = check_id(conversation_id, "conversation_id")
         from recursa.agent.settings import nest_overrides
 
         overrides = nest_overrides(settings)
@@ -343,10 +388,12 @@ class Agent:
 
     def settings_for(self, conversation_id: int) -> Settings:
         """The effective settings of a conversation (agent settings + its overrides)."""
+        conversation_id = check_id(conversation_id, "conversation_id")
         return self.settings.merged(self._store.get_conversation(conversation_id).settings)
 
     def budget_for(self, conversation_id: int) -> int:
         """The prompt budget of a conversation's next turn, in tokens (loads the model)."""
+        conversation_id = check_id(conversation_id, "conversation_id")
         s = self.settings_for(conversation_id)
         return compute_budget(self.runtime.context_window, s.budget)
 
@@ -366,6 +413,10 @@ class Agent:
         `messages(cid, limit=50, newest_first=True)` gives the 50 most recent;
         pass `before_seq=<oldest seq you have>` for the page before them.
         """
+        conversation_id = check_id(conversation_id, "conversation_id")
+        for name, value in (("before_seq", before_seq), ("after_seq", after_seq), ("limit", limit)):
+            if value is not None:
+                check_count(value, name)
         through = before_seq - 1 if before_seq is not None else None
         return self._store.messages(
             conversation_id,
@@ -376,13 +427,16 @@ class Agent:
         )
 
     def get_message(self, message_id: int) -> MessageInfo:
+        message_id = check_id(message_id, "message_id")
         return self._store.get_message(message_id)
 
     def pin(self, message_id: int) -> MessageInfo:
         """Pin a message: it stays in every prompt's window even after compaction."""
+        message_id = check_id(message_id, "message_id")
         return self._store.update_message(message_id, pinned=True)
 
     def unpin(self, message_id: int) -> MessageInfo:
+        message_id = check_id(message_id, "message_id")
         return self._store.update_message(message_id, pinned=False)
 
     def rate(self, message_id: int, good: bool | None) -> MessageInfo:
@@ -392,6 +446,7 @@ class Agent:
         trains on. InvalidInputError for any other message or verdict,
         NotFoundError for an unknown id. The stored rating is +1 or -1.
         """
+        message_id = check_id(message_id, "message_id")
         from recursa.agent.training.rating import rate_reply
 
         return rate_reply(self._store, message_id, good)
@@ -400,11 +455,14 @@ class Agent:
         self, query: str, *, conversation_id: int | None = None, limit: int = 20
     ) -> list[SearchResult]:
         """Full-text search over messages and summaries (every word must appear)."""
+        if conversation_id is not None:
+            conversation_id = check_id(conversation_id, "conversation_id")
         hits = self._store.search(query, conversation_id=conversation_id, limit=limit)
         return hits
 
     def summaries(self, conversation_id: int) -> list[SummaryInfo]:
         """The summary chain, latest first; each link says which seqs it covers."""
+        conversation_id = check_id(conversation_id, "conversation_id")
         return self._store.summary_chain(conversation_id)
 
     # prompts and traces -------------------------------------------------------------------
@@ -416,6 +474,7 @@ class Agent:
         empty new message (a budget bar shows it while nothing is typed).
         `send` still refuses empty text.
         """
+        conversation_id = check_id(conversation_id, "conversation_id")
         text = check_text(text, allow_blank=True)
         conv = self._store.get_conversation(conversation_id)
         settings = self.settings.merged(conv.settings)
@@ -430,10 +489,12 @@ class Agent:
 
     def trace(self, message_id: int) -> PromptTrace:
         """The prompt trace of a reply (by the reply's message id)."""
+        message_id = check_id(message_id, "message_id")
         return PromptTrace.from_record(self._store.get_trace(message_id))
 
     def traces(self, conversation_id: int) -> list[PromptTrace]:
         """Every reply's trace in a conversation, oldest first."""
+        conversation_id = check_id(conversation_id, "conversation_id")
         return [PromptTrace.from_record(t) for t in self._store.traces(conversation_id)]
 
     def reconstruct_prompt(self, message_id: int) -> list[ChatMessage]:
@@ -443,6 +504,7 @@ class Agent:
         prompt and template version recorded in the plan. Equal to
         `trace(message_id).messages` unless a message was edited since.
         """
+        message_id = check_id(message_id, "message_id")
         return reconstruct_prompt(
             self._store,
             self.trace(message_id),
@@ -486,6 +548,7 @@ class Agent:
         Input is validated and the user message committed before this returns,
         so errors such as BudgetError are raised here, not mid-iteration.
         """
+        conversation_id = check_id(conversation_id, "conversation_id")
         token = cancel or CancelToken()
         gen = self._turn(conversation_id, text, params=params, cancel=token)
         next(gen)  # run up to the committed user message (validation errors surface now)
@@ -555,6 +618,7 @@ class Agent:
         cancel: CancelToken | None = None,
     ) -> ReplyStream:
         """Streaming twin of `regenerate`."""
+        conversation_id = check_id(conversation_id, "conversation_id")
         token = cancel or CancelToken()
         gen = self._turn(conversation_id, None, params=params, cancel=token)
         next(gen)
@@ -706,6 +770,7 @@ class Agent:
         (`progress(done, total)` reports batches). Returns 0 when semantic
         recall is off.
         """
+        conversation_id = check_id(conversation_id, "conversation_id")
         conv = self._store.get_conversation(conversation_id)
         index = self._vectors_for(self.settings.merged(conv.settings))
         if index is None:
@@ -757,6 +822,7 @@ class Agent:
         cancel: CancelToken | None = None,
     ) -> CompositionStream:
         """Continue a stored composition from its last stored step."""
+        composition_id = check_id(composition_id, "composition_id")
         return continue_composition(
             self._compose_deps(), composition_id, target_tokens=target_tokens, cancel=cancel
         )
@@ -768,6 +834,7 @@ class Agent:
         why). NotFoundError for an unknown id; InvalidInputError when the
         conversation is not a composition.
         """
+        composition_id = check_id(composition_id, "composition_id")
         conv = self._store.get_conversation(composition_id)
         if conv.kind != "composition":
             raise InvalidInputError(
@@ -777,6 +844,7 @@ class Agent:
 
     def composition_text(self, composition_id: int) -> str:
         """A stored composition's document: its opening followed by every stored step."""
+        composition_id = check_id(composition_id, "composition_id")
         return composition_text(self._store, composition_id)
 
     def _compose_deps(self) -> ComposeDeps:
@@ -846,6 +914,7 @@ class Agent:
         With force=True, fold everything but the newest exchange. Useful after
         an import (imports make no model calls). Returns what happened.
         """
+        conversation_id = check_id(conversation_id, "conversation_id")
         conv = self._store.get_conversation(conversation_id)
         settings = self.settings.merged(conv.settings)
         return compact_on_request(
@@ -862,35 +931,74 @@ class Agent:
     ) -> int:
         """Import a conversation document (see `recursa.agent.interchange`); returns its id.
 
-        The document is validated before anything is written; messages are
-        written all or nothing. No model is called. The conversation's last
-        activity is its last message's time, so an old conversation lists as old.
+        The document is validated before anything is written; the conversation and
+        its messages are written in one transaction. No model is called. The
+        conversation's last activity is its last message's time, so an old
+        conversation lists as old. The same document imported again makes another
+        copy (`import_conversations` skips re-imports unless asked).
         """
-        from recursa.memory.store import NewMessage
-
         doc = ConversationDocument.parse(data)
-        items = [
-            NewMessage(
-                role=m.role,
-                content=m.content,
-                status=m.status,
-                metadata=m.metadata or {},
-                created_at=m.created_at,
-                pinned=m.pinned,
+        return self.import_conversations([doc], again=True, owner=owner).imported_ids[0]
+
+    def import_conversations(
+        self,
+        documents: Sequence[ConversationDocument | Mapping[str, Any]],
+        *,
+        source: str | None = None,
+        again: bool = False,
+        owner: str | None = None,
+    ) -> ImportResult:
+        """Import several documents in one transaction: every new one, or none at all.
+
+        A document whose content (its fingerprint: title, system prompt and
+        messages) was imported before, and whose conversation is still stored, is
+        skipped and reported in `skipped`; with `again=True` it is imported as a
+        new copy. `source` (a file name) is recorded with each conversation, and
+        `owner` (an API key's digest, see `scoped`) owns them.
+        Everything is validated before anything is written; a crash or a kill
+        midway leaves none of the batch behind.
+        """
+        from recursa.memory.store import NewConversation, NewMessage
+
+        docs = [ConversationDocument.parse(d) for d in documents]
+        prints = [d.fingerprint() for d in docs]
+        seen = {} if again else self._store.imported_fingerprints(prints)
+        skipped: dict[int, int] = {}
+        batch: list[NewConversation] = []
+        first_of: dict[str, int] = {}  # fingerprint -> its position in `batch`
+        repeats: dict[int, str] = {}
+        for index, (doc, fingerprint) in enumerate(zip(docs, prints, strict=True)):
+            if fingerprint in seen:
+                skipped[index] = seen[fingerprint]
+                continue
+            if not again and fingerprint in first_of:
+                repeats[index] = fingerprint  # the same document twice in one file: one copy
+                continue
+            first_of[fingerprint] = len(batch)
+            batch.append(
+                NewConversation(
+                    title=doc.title,
+                    system_prompt=doc.system_prompt,
+                    model=self.model_spec,
+                    fingerprint=fingerprint,
+                    source=source,
+                    owner=owner,
+                    messages=[
+                        NewMessage(
+                            role=m.role,
+                            content=m.content,
+                            status=m.status,
+                            metadata=m.metadata or {},
+                            created_at=m.created_at,
+                            pinned=m.pinned,
+                        )
+                        for m in doc.messages
+                    ],
+                )
             )
-            for m in doc.messages
-        ]
-        conv = self._store.create_conversation(
-            title=doc.title, system_prompt=doc.system_prompt, model=self.model_spec, owner=owner
-        )
-        try:
-            stored = self._store.append_messages(conv.id, items)
-            if stored:
-                self._store.update_conversation(conv.id, updated_at=stored[-1].created_at)
-        except RecursaError:
-            self._store.delete_conversation(conv.id)  # nothing half-written
-            raise
-        return conv.id
+        ids = self._store.import_conversations(batch) if batch else []
+        skipped.update({index: ids[first_of[fp]] for index, fp in repeats.items()})
+        return ImportResult(imported_ids=ids, skipped=dict(sorted(skipped.items())))
 
     def export_dataset(
         self,
@@ -910,6 +1018,8 @@ class Agent:
         """
         from recursa.agent.training.dataset import export_dataset
 
+        if conversation_ids is not None:
+            conversation_ids = [check_id(cid, "conversation id") for cid in conversation_ids]
         return export_dataset(
             self._store,
             conversation_ids=conversation_ids,
@@ -923,6 +1033,7 @@ class Agent:
 
     def export_conversation(self, conversation_id: int) -> dict[str, Any]:
         """The conversation as a document that `import_conversation` reads back exactly."""
+        conversation_id = check_id(conversation_id, "conversation_id")
         export = self._store.export_conversation(conversation_id)
         return ConversationDocument.from_export(export).to_dict()
 

@@ -28,6 +28,7 @@ __all__ = [
     "CompactionReport",
     "CompactionWhen",
     "ConversationInfo",
+    "ImportResult",
     "MessageInfo",
     "PromptTrace",
     "Reply",
@@ -68,6 +69,19 @@ class CompactionReport(BaseModel):
     duration_s: float = 0.0
     error: str | None = None
     notes: list[str] = Field(default_factory=list)
+
+
+class ImportResult(BaseModel):
+    """What an import did: the new conversations, and the documents it skipped as re-imports.
+
+    `skipped` maps a document's position in the batch to the stored conversation
+    already imported from the same content (see `Agent.import_conversations`).
+    """
+
+    model_config = ConfigDict(frozen=True)
+
+    imported_ids: list[int] = Field(default_factory=list)
+    skipped: dict[int, int] = Field(default_factory=dict)
 
 
 class PromptTrace(BaseModel):

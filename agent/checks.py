@@ -8,8 +8,28 @@ must say something.
 from __future__ import annotations
 
 from recursa.agent.errors import InvalidInputError
+from recursa.memory.validation import MAX_ID, record_id
 
-__all__ = ["check_text"]
+__all__ = ["MAX_ID", "check_count", "check_id", "check_text"]
+
+
+def check_id(value: object, name: str = "id") -> int:
+    """`value` as a record id (1 to 2**63-1), or InvalidInputError saying what is wrong.
+
+    Every id that reaches the agent from outside goes through this one check, so
+    an id past the 64-bit limit is a usage error on both databases instead of a
+    driver overflow.
+    """
+    return record_id(name, value)
+
+
+def check_count(value: object, name: str) -> int:
+    """`value` as a count or sequence number: a whole number from 0 to 2**63-1."""
+    if not isinstance(value, int) or isinstance(value, bool):
+        raise InvalidInputError(f"{name} must be a whole number, not {type(value).__name__}.")
+    if not 0 <= value <= MAX_ID:
+        raise InvalidInputError(f"{name} must be from 0 to {MAX_ID}, not {value}.")
+    return value
 
 
 def check_text(text: object, *, name: str = "The message", allow_blank: bool = False) -> str:

@@ -10,11 +10,15 @@ directory (`log_path()`), so a failure can be read after the screen is gone.
 from __future__ import annotations
 
 import logging
+import os
+import time
+import traceback
+from dataclasses import dataclass
 from logging.handlers import RotatingFileHandler
 from pathlib import Path
 from typing import Any
 
-__all__ = ["LOGGER", "configure_logging", "log_path", "stop_logging"]
+__all__ = ["LOGGER", "CrashRecord", "configure_logging", "log_path", "record_crash", "stop_logging"]
 
 LOGGER = "recursa"
 LOG_FILE = "recursa.log"
@@ -73,3 +77,31 @@ def stop_logging() -> None:
         if isinstance(handler, _LogFile):
             logger.removeHandler(handler)
             handler.close()
+
+
+@dataclass(frozen=True)
+class CrashRecord:
+    """Where `record_crash` wrote a traceback (`path`), or why it could not (`problem`)."""
+
+    path: Path | None
+    problem: str | None = None
+
+
+def record_crash(exc: BaseException, command: str, path: Path | None = None) -> CrashRecord:
+    """Append an unexpected exception's traceback to the log file; say where it went.
+
+    Written directly, not through `logging`: a program's last words must reach
+    the file even when logging was never configured, and a failure to write
+    them must be reported to the caller, not printed as a logging error.
+    """
+    target = path if path is not None else log_path()
+    stamp = time.strftime("%Y-%m-%d %H:%M:%S")
+    text = "".join(traceback.format_exception(exc))
+    entry = f"{stamp} CRITICAL {LOGGER} [pid {os.getpid()}] {command} failed unexpectedly:\n{text}"
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        with target.open("a", encoding="utf-8", errors="backslashreplace") as f:
+            f.write(entry)
+    except OSError as err:
+        return CrashRecord(None, f"{target}: {err.strerror or err}")
+    return CrashRecord(target)

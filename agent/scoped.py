@@ -16,7 +16,7 @@ in one conversation across processes.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, Final
@@ -28,6 +28,7 @@ if TYPE_CHECKING:
     from recursa.agent.agent import Agent
     from recursa.agent.boundary import (
         ConversationInfo,
+        ImportResult,
         MessageInfo,
         PromptTrace,
         SearchResult,
@@ -180,6 +181,23 @@ class ScopedAgent:
         self, data: ConversationDocument | Mapping[str, Any] | str | bytes
     ) -> int:
         return self.agent.import_conversation(data, owner=self.owner)
+
+    def import_conversations(
+        self,
+        documents: Sequence[ConversationDocument | Mapping[str, Any]],
+        *,
+        source: str | None = None,
+        again: bool = False,
+    ) -> ImportResult:
+        """`Agent.import_conversations`, owned by this scope, all or nothing.
+
+        A re-import is recognised by content across every owner, and skipping
+        one would name another owner's conversation: a scope that does not see
+        all always imports its own copies.
+        """
+        return self.agent.import_conversations(
+            documents, source=source, again=again or not self.sees_all, owner=self.owner
+        )
 
     # turns --------------------------------------------------------------------------------
 

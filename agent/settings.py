@@ -25,10 +25,16 @@ from pydantic import (
 )
 from pydantic_settings import (
     BaseSettings,
+    InitSettingsSource,
     NoDecode,
     PydanticBaseSettingsSource,
     SettingsConfigDict,
-    TomlConfigSettingsSource,
+    SettingsError,
+)
+from recursa.agent.config_sources import (
+    describe_settings_error,
+    describe_sources,
+    read_config_file,
 )
 from recursa.agent.errors import ConfigError
 from recursa.agent.recall.embedders import DEFAULT_EMBEDDER, check_spec
@@ -43,7 +49,7 @@ POLICIES: tuple[str, ...] = ("window", "summary", "summary+recall")
 class BudgetSettings(BaseModel):
     """How the prompt budget is computed and shared between the prompt's sections."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     max_prompt_tokens: int | None = Field(
         default=None,
@@ -114,7 +120,7 @@ class BudgetSettings(BaseModel):
 class GenerationSettings(BaseModel):
     """Default generation parameters for replies (greedy decoding by default)."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     max_new_tokens: int = Field(default=256, ge=1, description="Upper bound on a reply's tokens.")
     temperature: float = Field(default=0.0, ge=0.0, le=5.0, description="0 means greedy decoding.")
@@ -135,7 +141,7 @@ class GenerationSettings(BaseModel):
 class SummarizerSettings(BaseModel):
     """How evicted turns are folded into the running summary."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     model: str | None = Field(
         default=None,
@@ -168,7 +174,7 @@ class SummarizerSettings(BaseModel):
 class RecallSettings(BaseModel):
     """How archived turns relevant to the new message are found."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     max_hits: int = Field(default=8, ge=0, description="At most this many recalled excerpts.")
     max_excerpt_tokens: int = Field(
@@ -186,7 +192,7 @@ class RecallSettings(BaseModel):
 class RuntimeSettings(BaseModel):
     """Options passed to the model runtime when it is opened."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     device: Literal["cpu", "cuda", "auto"] = Field(
         default="cpu", description="Where a local model runs."
@@ -298,6 +304,7 @@ class Settings(BaseSettings):
         env_nested_delimiter="__",
         extra="forbid",
         validate_default=True,
+        allow_inf_nan=False,
     )
 
     model: str = Field(
@@ -343,8 +350,9 @@ class Settings(BaseSettings):
         dotenv_settings: PydanticBaseSettingsSource,
         file_secret_settings: PydanticBaseSettingsSource,
     ) -> tuple[PydanticBaseSettingsSource, ...]:
-        # The config path is resolved now, not at import, so RECURSA_HOME set later counts.
-        toml = TomlConfigSettingsSource(settings_cls, toml_file=locations.config_path())
+        # The config path is resolved now, not at import, so RECURSA_HOME set later counts;
+        # the file is read (and every way it can be unreadable reported) by config_sources.
+        toml = InitSettingsSource(settings_cls, init_kwargs=read_config_file().data)
         return (init_settings, env_settings, toml)
 
     @classmethod
@@ -359,7 +367,9 @@ class Settings(BaseSettings):
         try:
             return cls(**data)
         except ValidationError as exc:
-            raise ConfigError(_describe(exc, where=str(locations.config_path()))) from exc
+            raise ConfigError(describe_sources(exc, data, read_config_file())) from exc
+        except SettingsError as exc:
+            raise ConfigError(describe_settings_error(exc)) from exc
 
     def merged(self, overrides: Mapping[str, Any] | None) -> Settings:
         """A copy with per-conversation overrides applied (flat or nested names)."""

@@ -133,6 +133,9 @@ def run_turn(
         if settings.budget.oversized_message == "refuse":
             # Refuse an oversized message before storing anything.
             check_fits(conv, settings, runtime, text)
+        note = mark_unanswered(store, conversation_id)
+        if note is not None:
+            notes.append(note)
         user = store.append_message(conversation_id, "user", text)
     else:
         user = prepare_regenerate(store, conversation_id)
@@ -405,6 +408,35 @@ def unanswered_message(store: Store, conversation_id: int) -> MessageRecord:
             f"Conversation {conversation_id} has no unanswered message; send one first."
         )
     return recent[0]
+
+
+UNANSWERED_REPLY = (
+    "(No reply: the reply to this message was never written, because the program stopped "
+    "before it finished.)"
+)
+
+
+def mark_unanswered(store: Store, conversation_id: int) -> str | None:
+    """Mark a user message left without a reply (a crash mid-reply); the trace note, or None.
+
+    A process killed while generating leaves the user message stored and no
+    reply. Before the next message is stored, an assistant message with status
+    "interrupted" (the reply was cut off before its first word), metadata
+    {"unanswered": true} and the text UNANSWERED_REPLY is stored after it: the
+    history shows the gap, and the model sees that the earlier message went
+    unanswered instead of two user turns in a row. (An "error" reply would be
+    left out of prompts, which is what the mark must not be.)
+    """
+    last = store.messages(conversation_id, limit=1, newest_first=True)
+    if not last or last[0].role != "user":
+        return None
+    reply, _ = store.add_reply(
+        conversation_id, UNANSWERED_REPLY, status="interrupted", metadata={"unanswered": True}
+    )
+    return (
+        f"message #{last[0].seq} (id {last[0].id}) had no reply (the program stopped before "
+        f"it was written); marked by an interrupted reply #{reply.seq} (id {reply.id}) that says so"
+    )
 
 
 def prepare_regenerate(store: Store, conversation_id: int) -> MessageRecord:

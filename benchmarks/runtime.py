@@ -41,12 +41,26 @@ from recursa.agent.runtime.protocol import ChatMessage, GenerationParams
 
 SYSTEM = "You are a helpful assistant. Answer clearly and briefly."
 TOPICS = (
-    "the water cycle", "how bread rises", "why the sky is blue", "the history of tea",
-    "how bicycles stay upright", "what a compiler does", "how vaccines work",
-    "the life of bees", "why leaves change colour", "how a refrigerator cools",
-    "the rules of chess", "how rainbows form", "what causes tides", "how paper is made",
-    "the planets of the solar system", "how volcanoes erupt", "what DNA is",
-    "how airplanes fly", "the invention of printing", "how the heart pumps blood",
+    "the water cycle",
+    "how bread rises",
+    "why the sky is blue",
+    "the history of tea",
+    "how bicycles stay upright",
+    "what a compiler does",
+    "how vaccines work",
+    "the life of bees",
+    "why leaves change colour",
+    "how a refrigerator cools",
+    "the rules of chess",
+    "how rainbows form",
+    "what causes tides",
+    "how paper is made",
+    "the planets of the solar system",
+    "how volcanoes erupt",
+    "what DNA is",
+    "how airplanes fly",
+    "the invention of printing",
+    "how the heart pumps blood",
 )
 ESSAY = "Write a long, detailed essay about the history of the Roman Empire, in many paragraphs."
 
@@ -131,12 +145,16 @@ def bench_prefill_decode(
         done = runtime.stream(essay, GenerationParams(max_new_tokens=128)).complete()
         decode.samples.append(done.usage.decode_tokens_per_s or 0.0)
         produced.samples.append(done.usage.completion_tokens)
-        log(f"run {index + 1}/{runs}: prefill {prefill.samples[-1]:.0f} tok/s, "
-            f"decode {decode.samples[-1]:.1f} tok/s ({done.usage.completion_tokens} tokens)")
+        log(
+            f"run {index + 1}/{runs}: prefill {prefill.samples[-1]:.0f} tok/s, "
+            f"decode {decode.samples[-1]:.1f} tok/s ({done.usage.completion_tokens} tokens)"
+        )
         if reference is not None:
             reference.measure()
-            log(f"  llama.cpp: prefill {reference.prefill.samples[-1]:.0f} tok/s, "
-                f"decode {reference.decode.samples[-1]:.1f} tok/s")
+            log(
+                f"  llama.cpp: prefill {reference.prefill.samples[-1]:.0f} tok/s, "
+                f"decode {reference.decode.samples[-1]:.1f} tok/s"
+            )
     return [prefill, decode, produced]
 
 
@@ -170,9 +188,11 @@ def bench_chat(
         assert reused.usage.time_to_first_token_s and fresh.usage.time_to_first_token_s
         with_reuse.append(reused.usage.time_to_first_token_s)
         without.append(fresh.usage.time_to_first_token_s)
-        log(f"turn {turn:2d}: prompt {reused.usage.prompt_tokens:5d} tok, prefilled "
+        log(
+            f"turn {turn:2d}: prompt {reused.usage.prompt_tokens:5d} tok, prefilled "
             f"{reused.usage.prefill_tokens:5d} with reuse; TTFT {with_reuse[-1]:.3f} s vs "
-            f"{without[-1]:.3f} s")
+            f"{without[-1]:.3f} s"
+        )
         history.extend([user, {"role": "assistant", "content": reused.text}])
     return with_reuse, without, evictions
 
@@ -260,8 +280,11 @@ def main() -> None:
         rows += [cold, cached]
     runtime = _load(options, args.precision)
     info = runtime.load_info
-    print(f"model {runtime.name}: engine {info.engine}, {info.precision}, {info.device}, "
-          f"{threads} threads", flush=True)
+    print(
+        f"model {runtime.name}: engine {info.engine}, {info.precision}, {info.device}, "
+        f"{threads} threads",
+        flush=True,
+    )
     llama = LlamaCppReference.open(default_gguf_path(), threads)
     rows += bench_prefill_decode(runtime, args.runs, log, llama)
     decode_row = rows[-2]

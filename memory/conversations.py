@@ -16,6 +16,7 @@ from recursa.memory.errors import NotFoundError
 from recursa.memory.models import (
     ConversationRow,
     EmbeddingRow,
+    ImportRow,
     MessageRow,
     PromptTraceRow,
     SummaryRow,
@@ -23,7 +24,7 @@ from recursa.memory.models import (
     utcnow,
 )
 from recursa.memory.records import UNSET, ConversationKind, ConversationRecord, Unset
-from sqlalchemy import Select, delete, select, update
+from sqlalchemy import Select, delete, func, select, update
 from sqlalchemy.orm import Session
 
 KINDS: Final = frozenset(get_args(ConversationKind))
@@ -173,6 +174,7 @@ def delete_with_children(session: Session, conversation_id: int) -> None:
     session.execute(delete(EmbeddingRow).where(EmbeddingRow.conversation_id == conversation_id))
     session.execute(delete(SummaryRow).where(SummaryRow.conversation_id == conversation_id))
     session.execute(delete(MessageRow).where(MessageRow.conversation_id == conversation_id))
+    session.execute(delete(ImportRow).where(ImportRow.conversation_id == conversation_id))
     session.execute(delete(ConversationRow).where(ConversationRow.id == conversation_id))
 
 
@@ -307,3 +309,30 @@ def drop_lease(
         .execution_options(synchronize_session=False)
     )
     return bool(released.rowcount == 1)  # type: ignore[attr-defined]
+
+
+def record_import(
+    session: Session, conversation_id: int, fingerprint: str, source: str | None
+) -> None:
+    """Record where an imported conversation came from (its document's fingerprint)."""
+    session.add(
+        ImportRow(
+            conversation_id=conversation_id,
+            fingerprint=fingerprint,
+            source=source,
+            imported_at=utcnow(),
+        )
+    )
+
+
+def imported(session: Session, fingerprints: list[str]) -> dict[str, int]:
+    """fingerprint -> the oldest stored conversation imported from such a document."""
+    found: dict[str, int] = {}
+    for start in range(0, len(fingerprints), 500):  # bounded IN lists
+        statement = (
+            select(ImportRow.fingerprint, func.min(ImportRow.conversation_id))
+            .where(ImportRow.fingerprint.in_(fingerprints[start : start + 500]))
+            .group_by(ImportRow.fingerprint)
+        )
+        found.update({row[0]: row[1] for row in session.execute(statement)})
+    return found

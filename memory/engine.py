@@ -14,6 +14,7 @@ from typing import Any
 
 from recursa.memory.errors import (
     DatabaseUnavailableError,
+    DatabaseUrlError,
     InvalidInputError,
     StoreError,
 )
@@ -28,24 +29,51 @@ SQLITE_BUSY_TIMEOUT_MS = 30_000
 SQLITE_IMMEDIATE = "recursa_sqlite_immediate"
 
 
+FORMATS = "sqlite:///path/to/file.db or postgresql+psycopg://user@host:5432/dbname"
+
+
 def parse_url(url: str) -> URL:
-    """Parse a database URL; DatabaseUnavailableError naming the accepted formats if it is bad."""
+    """Parse and check a database URL before anything connects.
+
+    DatabaseUrlError (a ConfigError too) naming the accepted formats when it is
+    empty, unparsable, of another database, has a bad port, or is a PostgreSQL
+    URL that names no database (which would silently use the server's default one).
+    """
+    if not isinstance(url, str) or not url.strip():
+        raise DatabaseUrlError(f"The database URL is empty. Use {FORMATS} (RECURSA_DB_URL).")
     try:
         parsed = make_url(url)
-    except ArgumentError as exc:
-        raise DatabaseUnavailableError(
-            f"Cannot parse the database URL {url!r}. Use sqlite:///path/to/file.db or "
-            "postgresql+psycopg://user@host:5432/dbname (RECURSA_DB_URL)."
+        port = parsed.port
+    except (ArgumentError, ValueError) as exc:
+        raise DatabaseUrlError(
+            f"Cannot parse the database URL {_shown(url)!r} ({exc}). Use {FORMATS} "
+            "(RECURSA_DB_URL)."
         ) from exc
+    if port is not None and not 1 <= port <= 65535:
+        raise DatabaseUrlError(
+            f"The database URL {safe_url(parsed)} has port {port}: a port is from 1 to 65535."
+        )
     if parsed.get_backend_name() not in ("sqlite", "postgresql"):
-        raise DatabaseUnavailableError(
+        raise DatabaseUrlError(
             f"Unsupported database {parsed.get_backend_name()!r} in {safe_url(parsed)}: "
             "recursa supports sqlite:/// and postgresql+psycopg:// URLs."
+        )
+    if parsed.get_backend_name() == "postgresql" and not (parsed.database or "").strip():
+        raise DatabaseUrlError(
+            f"The PostgreSQL URL {safe_url(parsed)} names no database, so the server's default "
+            "one would be used: add it, e.g. postgresql+psycopg://user@host:5432/recursa."
         )
     if parsed.get_backend_name() == "postgresql" and parsed.drivername == "postgresql":
         # psycopg 3 is the driver recursa declares (the `postgres` extra), not psycopg2.
         parsed = parsed.set(drivername="postgresql+psycopg")
     return parsed
+
+
+def _shown(url: str) -> str:
+    """An unparsable URL for a message: whatever looks like a password hidden."""
+    import re
+
+    return re.sub(r"(://[^:/@]*:)[^@/]*@", r"\1***@", url)
 
 
 def safe_url(url: URL | str) -> str:
@@ -135,6 +163,12 @@ def describe_dbapi_error(url: URL, exc: DBAPIError) -> StoreError:
             return DatabaseUnavailableError(
                 f"Cannot open or write the database file {path} ({first_line}). Make its folder "
                 "writable, or set RECURSA_HOME or RECURSA_DB_URL to a writable location."
+            )
+        if "disk is full" in lowered or "disk i/o error" in lowered:
+            return DatabaseUnavailableError(
+                f"The disk holding the database {path} is full or failing ({first_line}); "
+                "nothing was changed. Free some space (SQLite needs room even to delete: "
+                "its journal is written first) and run the command again."
             )
         if "locked" in lowered or "busy" in lowered:
             return DatabaseUnavailableError(

@@ -35,5 +35,10 @@ class DatabaseUnavailableError(StoreError):
     """The database cannot be opened: unreachable server, unwritable or corrupt file."""
 
 
+class DatabaseUrlError(DatabaseUnavailableError, ConfigError):
+    """The database URL itself is wrong (unparsable, no database named, a bad port): a usage
+    mistake, caught before anything connects."""
+
+
 class CompactionConflict(StoreError):
     """A summary was not stored: another writer compacted first, or coverage did not advance."""

@@ -250,6 +250,25 @@ class EmbeddingRow(Base):
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
+class ImportRow(Base):
+    """Where an imported conversation came from: its document's content fingerprint and file.
+
+    A re-import of the same document is found by `fingerprint` (SHA-256 of the
+    document's canonical JSON) and skipped unless asked for; the row goes with
+    its conversation when that is deleted.
+    """
+
+    __tablename__ = "conversation_imports"
+    __table_args__ = (Index(None, "fingerprint"),)
+
+    conversation_id: Mapped[int] = mapped_column(
+        Id, ForeignKey("conversations.id", ondelete="CASCADE"), primary_key=True
+    )
+    fingerprint: Mapped[str] = mapped_column(String(64))
+    source: Mapped[str | None] = mapped_column(Text)
+    imported_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
 # The names these classes had before the `...Row` suffix, kept only because
 # benchmarks/store.py still imports them; new code uses the `...Row` names.
 Conversation = ConversationRow

@@ -135,6 +135,19 @@ class NewMessage:
     pinned: bool = False
 
 
+@dataclass(frozen=True)
+class NewConversation:
+    """A conversation to import with its messages; `fingerprint` identifies its document."""
+
+    title: str | None
+    system_prompt: str | None
+    model: str | None
+    messages: Sequence[NewMessage]
+    fingerprint: str | None = None
+    source: str | None = None
+    owner: str | None = None  # the API key digest it belongs to (the HTTP service's)
+
+
 class SummaryRecord(BaseModel):
     """One link of the recursive summary chain.
 

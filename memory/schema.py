@@ -25,7 +25,7 @@ from recursa.memory.engine import (
 )
 from recursa.memory.errors import SchemaError
 from recursa.memory.locations import default_db_url
-from sqlalchemy import Connection, Engine, text
+from sqlalchemy import Connection, Engine, inspect, text
 
 # Tables and indexes made by migrations but not described by the ORM models:
 # the full-text search objects. Autogenerate comparisons must skip them.
@@ -67,7 +67,31 @@ def is_known_revision(revision: str) -> bool:
 
 
 def _revision_of(conn: Connection) -> str | None:
-    return MigrationContext.configure(conn).get_current_revision()
+    """The recorded revision; SchemaError when the record itself is damaged.
+
+    Two rows in alembic_version, or none while recursa's tables exist, would
+    otherwise end in Alembic's "more than one head" or in a failed CREATE TABLE.
+    """
+    url_text = safe_url(conn.engine.url)
+    try:
+        revision = MigrationContext.configure(conn).get_current_revision()
+    except CommandError as exc:
+        rows = sorted(conn.execute(text("SELECT version_num FROM alembic_version")).scalars())
+        raise SchemaError(
+            f"The database at {url_text} records {len(rows)} schema revisions at once "
+            f"({', '.join(rows)} in its alembic_version table); it must record one. Delete "
+            f"the rows that are not its real revision (usually all but the newest, {rows[-1]}), "
+            "or restore the database from a backup."
+        ) from exc
+    if revision is None and inspect(conn).has_table("conversations"):
+        raise SchemaError(
+            f"The database at {url_text} has recursa's tables but no schema revision (its "
+            "alembic_version table is empty or missing), so recursa cannot tell which "
+            f"migrations it needs. If its schema is the newest ({head_revision()}), record it "
+            "with: INSERT INTO alembic_version VALUES ('" + head_revision() + "'); otherwise "
+            "restore the database from a backup or move it aside."
+        )
+    return revision
 
 
 def schema_state(conn: Connection, url_text: str) -> SchemaState:

@@ -50,6 +50,7 @@ from recursa.memory.records import (
     MessageRecord,
     MessageRole,
     MessageStatus,
+    NewConversation,
     NewMessage,
     NewTrace,
     SearchHit,
@@ -65,7 +66,15 @@ from sqlalchemy.orm import Session
 
 # NewMessage, NewTrace, UNSET and Unset are defined in `records` and re-exported
 # here, where the methods that take them are.
-__all__ = ["UNSET", "NewMessage", "NewTrace", "Store", "Unset", "prepare_location"]
+__all__ = [
+    "UNSET",
+    "NewConversation",
+    "NewMessage",
+    "NewTrace",
+    "Store",
+    "Unset",
+    "prepare_location",
+]
 
 
 def prepare_location(url: URL) -> None:
@@ -173,6 +182,51 @@ class Store:
         )
         with self._write() as session:
             return conversations.add(session, row)
+
+    def import_conversations(self, items: Sequence[NewConversation]) -> list[int]:
+        """Create conversations with their messages in one transaction: all of them or none.
+
+        Everything is validated before the transaction starts. Each conversation's
+        last activity is its last message's time, and its fingerprint and source
+        are recorded (see `imported_fingerprints`). Returns the new ids in order.
+        """
+        prepared = []
+        for item in items:
+            if not isinstance(item, NewConversation):
+                raise InvalidInputError("import_conversations takes NewConversation items.")
+            row = conversations.new_row(
+                title=item.title,
+                system_prompt=item.system_prompt,
+                model=item.model,
+                kind="chat",
+                settings=None,
+                owner=item.owner,
+            )
+            rows = messages.new_rows(0, item.messages)
+            fingerprint = (
+                None if item.fingerprint is None else check.text("fingerprint", item.fingerprint)
+            )
+            prepared.append((row, rows, fingerprint, check.optional_text("source", item.source)))
+        ids: list[int] = []
+        with self._write() as session:
+            for row, rows, fingerprint, source in prepared:
+                record = conversations.add(session, row)
+                for values in rows:
+                    values["conversation_id"] = record.id
+                if rows:
+                    stored = messages.append(session, record.id, rows)
+                    conversations.apply_changes(session, record.id, {}, stored[-1].created_at)
+                if fingerprint is not None:
+                    conversations.record_import(session, record.id, fingerprint, source)
+                ids.append(record.id)
+        return ids
+
+    def imported_fingerprints(self, fingerprints: Sequence[str]) -> dict[str, int]:
+        """Which of these document fingerprints were imported before: fingerprint -> a
+        conversation (the oldest still stored) imported from such a document."""
+        wanted = sorted({check.text("fingerprint", f) for f in fingerprints})
+        with self._read() as session:
+            return conversations.imported(session, wanted)
 
     def get_conversation(self, conversation_id: int) -> ConversationRecord:
         """One conversation; NotFoundError if the id is unknown."""

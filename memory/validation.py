@@ -91,6 +91,23 @@ def integer(name: str, value: object, *, minimum: int | None = None) -> int:
     return value
 
 
+MAX_ID = 2**63 - 1  # the largest BIGINT on both databases: every id and seq fits below it
+
+
+def record_id(name: str, value: object) -> int:
+    """`value` as a record id: a whole number from 1 to 2**63-1 (what both databases store)."""
+    if not isinstance(value, int) or isinstance(value, bool):
+        raise InvalidInputError(
+            f"{name} must be a whole number (an id), not {type(value).__name__}."
+        )
+    if not 1 <= value <= MAX_ID:
+        raise InvalidInputError(
+            f"{name} must be an id from 1 to {MAX_ID}, not {value}: ids are positive and "
+            "fit in 64 bits. Check the number (`recursa conversations list` shows the ids)."
+        )
+    return value
+
+
 def optional_integer(name: str, value: object, *, minimum: int | None = None) -> int | None:
     return None if value is None else integer(name, value, minimum=minimum)
 

@@ -226,7 +226,11 @@ async def import_conversations(
             path = Path(folder) / name
             path.write_bytes(body)
             batch = read_conversations(path, format)
-        ids = import_documents(scope, batch.documents)  # type: ignore[arg-type]
-        return ImportResult(conversation_ids=ids, format=batch.format, notes=batch.notes)
+        result = import_documents(scope, batch.documents)  # type: ignore[arg-type]
+        notes = list(batch.notes) + [
+            f"document {index + 1} was imported before (conversation {cid}): skipped"
+            for index, cid in result.skipped.items()
+        ]
+        return ImportResult(conversation_ids=result.imported_ids, format=batch.format, notes=notes)
 
     return await state.call(work)

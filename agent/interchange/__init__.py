@@ -8,7 +8,7 @@ documents `Agent.export_conversation` returns.
     from recursa.agent.interchange import read_conversations, import_documents
 
     batch = read_conversations(Path("conversations.json"))   # detects the format
-    ids = import_documents(agent, batch.documents)            # all or nothing
+    result = import_documents(agent, batch.documents)         # all or nothing
 """
 
 from __future__ import annotations

@@ -27,12 +27,18 @@ Non-text parts of a multimodal message (images, files) become "[image]" /
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
 from recursa.agent.errors import InvalidInputError
-from recursa.agent.interchange.documents import ConversationDocument, DocumentMessage
+from recursa.agent.interchange.documents import (
+    EARLIEST,
+    LATEST,
+    ConversationDocument,
+    DocumentMessage,
+)
 
 TEXT_TYPES = frozenset({"text", "multimodal_text", "code"})
 ROLES = frozenset({"user", "assistant", "system"})
@@ -212,4 +218,10 @@ def _time(value: Any, where: str) -> datetime | None:
         return None
     if isinstance(value, bool) or not isinstance(value, int | float):
         raise InvalidInputError(f"{where}: 'create_time' must be seconds since the epoch.")
+    earliest, latest = EARLIEST.timestamp(), LATEST.timestamp()
+    if not (math.isfinite(value) and earliest <= value < latest):
+        raise InvalidInputError(
+            f"{where}: 'create_time' {value!r} is not a time between {EARLIEST.date()} and "
+            f"{LATEST.date()} (seconds since 1970); the export is damaged or not from ChatGPT."
+        )
     return datetime.fromtimestamp(value, tz=UTC)

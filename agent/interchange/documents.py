@@ -12,6 +12,7 @@ rejected with an InvalidInputError that says where, before anything is written.
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections.abc import Mapping
 from datetime import UTC, datetime
@@ -22,6 +23,25 @@ from recursa.agent.errors import InvalidInputError
 from recursa.memory.records import ConversationExport, MessageRecord
 
 DOCUMENT_FORMAT: Literal["recursa.conversation/v1"] = "recursa.conversation/v1"
+
+
+# The timestamps an import accepts: what both databases store and every clock can show.
+EARLIEST = datetime(1900, 1, 1, tzinfo=UTC)
+LATEST = datetime(9999, 1, 1, tzinfo=UTC)
+
+
+def check_time_range(value: datetime) -> datetime:
+    """`value` in UTC, or ValueError when it lies outside 1900-01-01 .. 9999-01-01 UTC."""
+    try:
+        utc = value.astimezone(UTC)
+    except OverflowError:
+        utc = None
+    if utc is None or not EARLIEST <= utc < LATEST:
+        raise ValueError(
+            f"{value.isoformat()} is out of range: timestamps must lie between "
+            f"{EARLIEST.date()} and {LATEST.date()} (UTC)"
+        )
+    return utc
 
 
 class DocumentMessage(BaseModel):
@@ -56,9 +76,11 @@ class DocumentMessage(BaseModel):
     @field_validator("created_at", mode="after")
     @classmethod
     def _utc(cls, value: datetime | None) -> datetime | None:
-        if value is not None and value.tzinfo is None:
-            return value.replace(tzinfo=UTC)
-        return value
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            value = value.replace(tzinfo=UTC)
+        return check_time_range(value)
 
 
 class ConversationDocument(BaseModel):
@@ -92,6 +114,23 @@ class ConversationDocument(BaseModel):
             return cls.model_validate(dict(data))
         except ValidationError as exc:
             raise InvalidInputError(describe_errors(exc)) from exc
+
+    def fingerprint(self) -> str:
+        """SHA-256 of what the conversation says: title, system prompt, each message's role
+        and text, as canonical JSON.
+
+        Timestamps, statuses and metadata are left out, so one file imported twice,
+        and a conversation exported and imported back, have the same fingerprint:
+        that is how a re-import is recognised.
+        """
+        data = {
+            "title": self.title,
+            "system_prompt": self.system_prompt,
+            "messages": [[m.role, m.content] for m in self.messages],
+        }
+        canonical = json.dumps(data, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
+        # surrogatepass: a lone surrogate is refused by the store, with a message, after this.
+        return hashlib.sha256(canonical.encode("utf-8", "surrogatepass")).hexdigest()
 
     def to_json(self, **kwargs: Any) -> str:
         return json.dumps(self.to_dict(), ensure_ascii=False, **kwargs)

@@ -8,14 +8,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
-from recursa.agent.errors import InvalidInputError, RecursaError
+from recursa.agent.errors import InvalidInputError
 from recursa.agent.interchange.chatgpt import looks_like_chatgpt, parse_chatgpt
 from recursa.agent.interchange.documents import ConversationDocument
 from recursa.agent.interchange.jsonl import dump_jsonl, parse_jsonl
+from recursa.agent.interchange.limits import DEFAULT_MAX_BYTES, load_json, read_limited
 from recursa.agent.interchange.markdown import render_markdown
 
 if TYPE_CHECKING:
     from recursa.agent.agent import Agent
+    from recursa.agent.boundary import ImportResult
 
 ImportFormat = Literal["auto", "json", "jsonl", "chatgpt"]
 ExportFormat = Literal["json", "jsonl", "md"]
@@ -34,35 +36,33 @@ class ImportBatch:
     notes: list[str] = field(default_factory=list)
 
 
-def read_conversations(path: Path | str, format: ImportFormat = "auto") -> ImportBatch:
+def read_conversations(
+    path: Path | str, format: ImportFormat = "auto", *, max_bytes: int = DEFAULT_MAX_BYTES
+) -> ImportBatch:
     """Read and validate a conversation file; nothing is written.
 
     `format="auto"` picks JSONL for .jsonl/.ndjson files, otherwise parses JSON
     and tells a ChatGPT export (objects with a `mapping`) from recursa's own
-    document (an object with `messages`, or a list of them).
+    document (an object with `messages`, or a list of them). The file is held
+    to the limits of `recursa.agent.interchange.limits` (`max_bytes` at most).
     """
     path = Path(path)
     source = path.name
     if format not in IMPORT_FORMATS:
         raise InvalidInputError(f"Unknown import format {format!r}; use one of {IMPORT_FORMATS}.")
+    raw = read_limited(path, max_bytes)
     try:
-        text = path.read_text(encoding="utf-8-sig")
-    except FileNotFoundError:
-        raise InvalidInputError(f"No such file: {path}. Check the path.") from None
-    except IsADirectoryError:
-        raise InvalidInputError(f"{path} is a folder; give a conversation file.") from None
+        text = raw.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
         raise InvalidInputError(
             f"{source} is not UTF-8 text (byte {exc.start}); export it again as UTF-8 JSON."
         ) from exc
-    except OSError as exc:
-        raise InvalidInputError(f"Cannot read {path}: {exc.strerror}.") from exc
     if format == "jsonl" or (format == "auto" and path.suffix.lower() in JSONL_SUFFIXES):
         return ImportBatch(source, "jsonl", parse_jsonl(text, source=source))
     if not text.strip():
         raise InvalidInputError(f"{source} is empty; there is nothing to import.")
     try:
-        data = json.loads(text)
+        data = load_json(text, source)
     except json.JSONDecodeError as exc:
         hint = (
             " (for JSON Lines, name the file .jsonl or pass --format jsonl)"
@@ -107,17 +107,19 @@ def _recursa_documents(data: Any, source: str) -> list[ConversationDocument]:
         raise InvalidInputError(f"{source}: {exc}") from exc
 
 
-def import_documents(agent: Agent, documents: Sequence[ConversationDocument]) -> list[int]:
-    """Import every document or none: on a failure the ones already written are deleted."""
-    ids: list[int] = []
-    try:
-        for doc in documents:
-            ids.append(agent.import_conversation(doc))
-    except RecursaError:
-        for conversation_id in ids:
-            agent.delete_conversation(conversation_id)
-        raise
-    return ids
+def import_documents(
+    agent: Agent,
+    documents: Sequence[ConversationDocument],
+    *,
+    source: str | None = None,
+    again: bool = False,
+) -> ImportResult:
+    """Import every new document in one transaction, or none; re-imports are skipped.
+
+    See `Agent.import_conversations`: a document already imported (same content)
+    is skipped unless `again`.
+    """
+    return agent.import_conversations(documents, source=source, again=again)
 
 
 def export_documents(agent: Agent, conversation_ids: Sequence[int]) -> list[ConversationDocument]:

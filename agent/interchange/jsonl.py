@@ -26,6 +26,7 @@ from typing import Any
 from pydantic import ValidationError
 from recursa.agent.errors import InvalidInputError
 from recursa.agent.interchange.documents import ConversationDocument, DocumentMessage
+from recursa.agent.interchange.limits import load_json
 
 HEADER_FIELDS = ("format", "title", "system_prompt")
 MESSAGE_FIELDS = ("role", "content", "created_at", "metadata", "status", "pinned")
@@ -50,7 +51,7 @@ def parse_jsonl(text: str, *, source: str = "the JSONL file") -> list[Conversati
         if not line.strip():
             continue
         try:
-            obj = json.loads(line)
+            obj = load_json(line, f"{source}, line {number}")
         except json.JSONDecodeError as exc:
             raise _bad(source, number, f"not valid JSON ({exc.msg}, column {exc.colno})") from exc
         if not isinstance(obj, dict):

@@ -115,6 +115,42 @@ def compute_budget(
     return budget
 
 
+def too_large(
+    system_tokens: int,
+    new_tokens: int,
+    budget: int,
+    settings: BudgetSettings,
+    context_window: int,
+) -> str:
+    """Why the system prompt and the new message cannot fit, blaming the larger one.
+
+    Raising max_prompt_tokens is suggested only when that cap is what limits
+    the budget; when the context window is the limit, the message says so.
+    """
+    over = system_tokens + new_tokens - budget
+    window_budget = (
+        context_window - settings.reply_reserve - settings.safety_margin if context_window else None
+    )
+    cap = settings.max_prompt_tokens
+    if cap is not None and (window_budget is None or cap < window_budget):
+        hint = " (or raise max_prompt_tokens)"
+    elif context_window:
+        hint = f"; the model's context window ({context_window} tokens) is the limit"
+    else:
+        hint = ""
+    if system_tokens > new_tokens:
+        return (
+            f"The system prompt is {system_tokens} tokens and the message {new_tokens}: "
+            f"together {over} tokens over the prompt budget of {budget}. Shorten the system "
+            f"prompt{hint}."
+        )
+    return (
+        f"The message is {new_tokens} tokens, but the prompt budget is {budget} tokens and "
+        f"the system prompt uses {system_tokens} of them; shorten the message by at least "
+        f"{over} tokens{hint}."
+    )
+
+
 def message_cost(counter: PromptCounter, role: str, content: str) -> int:
     """Tokens a message adds to a prompt after a system message (what the store caches)."""
     msg: ChatMessage = {"role": role, "content": content}  # type: ignore[typeddict-item]
@@ -213,9 +249,7 @@ def build_plan(
     new_tokens = counter.count_tokens([sys_plain, new_msg]) - system_tokens
     if system_tokens + new_tokens > budget:
         raise BudgetError(
-            f"The message is {new_tokens} tokens, but the prompt budget is {budget} tokens "
-            f"and the system prompt uses {system_tokens} of them; shorten the message by at "
-            f"least {system_tokens + new_tokens - budget} tokens (or raise max_prompt_tokens)."
+            too_large(system_tokens, new_tokens, budget, budget_settings, context_window)
         )
     flex = flexible_budget(budget, system_tokens)
     room = flex - new_tokens

@@ -277,17 +277,27 @@ def _next_seq(conv: ConversationRecord, new: NewText) -> int:
 
 def check_fits(conv: ConversationRecord, settings: Settings, runtime: Runtime, text: str) -> None:
     """Raise BudgetError when `text` cannot fit even beside the system prompt alone."""
+    check_fits_beside(system_prompt(conv, settings), settings, runtime, text)
+
+
+def check_fits_beside(system: str, settings: Settings, runtime: Runtime, text: str) -> None:
+    """Raise BudgetError when `text` and the system prompt `system` alone exceed the budget.
+
+    The error names the model's context window (and where it was learnt) and the
+    setting that sends a long message's beginning instead.
+    """
     budget = compute_budget(runtime.context_window, settings.budget)
     templates = Templates.load(settings.summarizer.template_version)
     try:
         build_plan(
             counter=runtime,
             templates=templates,
-            system_prompt=system_prompt(conv, settings),
+            system_prompt=system,
             new=NewText(text),
             budget=budget,
             budget_settings=settings.budget,
             policy="window",
+            context_window=runtime.context_window,
         )
     except BudgetError as exc:
         source = getattr(runtime, "window_source", None)

@@ -195,8 +195,27 @@ def _resolve_path(text: str, path: Path) -> ResolvedSpec:
                 f"{path} is a file but not a .gguf model. Give a .gguf file or a model "
                 "folder (one with config.json and its weights)."
             )
-        return ResolvedSpec(spec=text, kind="gguf", name=str(path), path=path)
+        return ResolvedSpec(spec=text, kind="gguf", name=str(path), path=_checked_gguf(path))
     return _resolve_folder(text, path, name=str(path), kind="folder")
+
+
+GGUF_MAGIC = b"GGUF"
+
+
+def _checked_gguf(path: Path) -> Path:
+    """`path`, if it starts like a GGUF file; ModelNotFoundError saying what it is not."""
+    try:
+        with path.open("rb") as f:
+            head = f.read(len(GGUF_MAGIC))
+    except OSError as exc:
+        raise ModelNotFoundError(f"Cannot read the model file {path} ({exc.strerror}).") from exc
+    if head != GGUF_MAGIC:
+        raise ModelNotFoundError(
+            f"{path} is named .gguf but is not a GGUF model file (it does not start with the "
+            "GGUF signature; it may be truncated or something else). Download the model "
+            "again, or give another .gguf file or a model folder."
+        )
+    return path
 
 
 def _resolve_folder(text: str, folder: Path, *, name: str, kind: SpecKind) -> ResolvedSpec:
@@ -205,7 +224,7 @@ def _resolve_folder(text: str, folder: Path, *, name: str, kind: SpecKind) -> Re
     ggufs = sorted(folder.glob("*.gguf"))
     if len(ggufs) == 1:
         # A folder holding one GGUF (common for GGUF-only hub repos) means that file.
-        return ResolvedSpec(spec=text, kind="gguf", name=name, path=ggufs[0])
+        return ResolvedSpec(spec=text, kind="gguf", name=name, path=_checked_gguf(ggufs[0]))
     if len(ggufs) > 1:
         names = ", ".join(g.name for g in ggufs[:10])
         raise ModelNotFoundError(

@@ -587,9 +587,7 @@ def test_composition_gives_the_stored_parameters_and_stop_reason(make_agent: Mak
     assert spec is not None
     assert spec.target_tokens == 20 and spec.step_tokens == 10
     assert spec.stop_reason == result.stop_reason
-    assert [c.id for c in agent.list_conversations(kind="composition")] == [
-        result.composition_id
-    ]
+    assert [c.id for c in agent.list_conversations(kind="composition")] == [result.composition_id]
     chat = agent.create_conversation()
     assert agent.list_conversations(kind="chat")[0].id == chat
     with pytest.raises(InvalidInputError, match="not a composition"):

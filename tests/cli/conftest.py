@@ -119,8 +119,10 @@ def seed(agent_on: Callable[..., Agent]) -> Callable[..., int]:
     def make(title: str, turns: list[tuple[str, str]], db_url: str | None = None) -> int:
         messages: list[dict[str, str]] = []
         for user, assistant in turns:
-            messages += [{"role": "user", "content": user},
-                         {"role": "assistant", "content": assistant}]
+            messages += [
+                {"role": "user", "content": user},
+                {"role": "assistant", "content": assistant},
+            ]
         return agent_on(db_url).import_conversation({"title": title, "messages": messages})
 
     return make

@@ -4,8 +4,16 @@ from __future__ import annotations
 
 import pytest
 
-ASK_KEYS = {"conversation_id", "message_id", "user_message_id", "text", "status", "model",
-            "trace_id", "usage"}
+ASK_KEYS = {
+    "conversation_id",
+    "message_id",
+    "user_message_id",
+    "text",
+    "status",
+    "model",
+    "trace_id",
+    "usage",
+}
 
 
 def test_ask_streams_the_reply_and_prints_the_new_conversation_id_on_stderr(run):
@@ -84,8 +92,10 @@ def test_a_model_failing_mid_reply_exits_1_and_the_failure_is_stored(run, openai
     last_line = result.stderr.strip().splitlines()[-1]
     assert last_line.startswith("Error: The model failed while replying")
     messages = run.json("conversations", "show", "1")["messages"]
-    assert [(m["role"], m["status"]) for m in messages] == [("user", "complete"),
-                                                           ("assistant", "error")]
+    assert [(m["role"], m["status"]) for m in messages] == [
+        ("user", "complete"),
+        ("assistant", "error"),
+    ]
     assert "error" in messages[1]["metadata"]
 
 

@@ -15,8 +15,9 @@ RECURSA = Path(sys.executable).with_name("recursa")
 pty = pytest.importorskip("pty")  # POSIX only
 
 
-def _run_tui(args: list[str], *, wait_for: bytes, timeout_s: float = 90.0) -> tuple[int | None,
-                                                                                     bytes]:
+def _run_tui(
+    args: list[str], *, wait_for: bytes, timeout_s: float = 90.0
+) -> tuple[int | None, bytes]:
     """Start the UI in a pseudo-terminal, wait until `wait_for` is drawn, press Ctrl+Q."""
     env = dict(os.environ, RECURSA_MODEL="scripted", TERM="xterm-256color")
     pid, fd = pty.fork()

@@ -4,10 +4,31 @@ from __future__ import annotations
 
 import re
 
-CONVERSATION_KEYS = {"id", "title", "system_prompt", "model", "kind", "settings", "archived",
-                     "created_at", "updated_at", "message_count", "last_seq"}
-MESSAGE_KEYS = {"id", "conversation_id", "seq", "role", "content", "status", "created_at",
-                "metadata", "pinned", "rating"}
+CONVERSATION_KEYS = {
+    "id",
+    "title",
+    "system_prompt",
+    "model",
+    "kind",
+    "settings",
+    "archived",
+    "created_at",
+    "updated_at",
+    "message_count",
+    "last_seq",
+}
+MESSAGE_KEYS = {
+    "id",
+    "conversation_id",
+    "seq",
+    "role",
+    "content",
+    "status",
+    "created_at",
+    "metadata",
+    "pinned",
+    "rating",
+}
 
 
 def test_list_on_an_empty_database_says_how_to_start(run):
@@ -66,10 +87,18 @@ def test_show_with_md_and_json_is_a_usage_error(run, seed):
 
 
 def test_unknown_id_is_one_line_naming_the_database_and_exit_2(run):
-    for args in (["conversations", "show", "42"], ["conversations", "rename", "42", "x"],
-                 ["conversations", "archive", "42"], ["conversations", "rm", "-y", "42"],
-                 ["conversations", "export", "42"], ["summaries", "42"], ["trace", "42"],
-                 ["prompt", "42", "hi"], ["ask", "-c", "42", "hi"], ["chat", "-c", "42"]):
+    for args in (
+        ["conversations", "show", "42"],
+        ["conversations", "rename", "42", "x"],
+        ["conversations", "archive", "42"],
+        ["conversations", "rm", "-y", "42"],
+        ["conversations", "export", "42"],
+        ["summaries", "42"],
+        ["trace", "42"],
+        ["prompt", "42", "hi"],
+        ["ask", "-c", "42", "hi"],
+        ["chat", "-c", "42"],
+    ):
         result = run(*args)
         assert result.exit_code == 2, (args, result.output)
         assert result.stdout == ""
@@ -124,8 +153,18 @@ def test_search_finds_the_message_with_context_across_conversations(run, seed):
     hits = run.json("conversations", "search", "tomato")
     assert len(hits) == 1
     hit = hits[0]
-    assert {"kind", "id", "conversation_id", "seq", "role", "snippet", "rank", "created_at",
-            "conversation_title", "context"} <= set(hit)
+    assert {
+        "kind",
+        "id",
+        "conversation_id",
+        "seq",
+        "role",
+        "snippet",
+        "rank",
+        "created_at",
+        "conversation_title",
+        "context",
+    } <= set(hit)
     assert hit["conversation_id"] == b and hit["conversation_title"] == "Garden"
     assert [m["seq"] for m in hit["context"]] == [1, 2]
 

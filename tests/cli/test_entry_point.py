@@ -48,16 +48,31 @@ print(json.dumps(sorted(m for m in sys.modules if m.split(".")[0] in heavy or m.
 
 
 def _recursa(*args: str, input: str | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([str(RECURSA), *args], capture_output=True, text=True, input=input,
-                          env=os.environ.copy(), timeout=120)
+    return subprocess.run(
+        [str(RECURSA), *args],
+        capture_output=True,
+        text=True,
+        input=input,
+        env=os.environ.copy(),
+        timeout=120,
+    )
 
 
 def test_version_and_help(run):
     version = run.ok("--version").stdout
     assert version.startswith("recursa ")
     out = run.ok("--help").stdout
-    for command in ("ask", "chat", "conversations (c)", "prompt", "trace", "summaries", "models",
-                    "db", "--db URL"):
+    for command in (
+        "ask",
+        "chat",
+        "conversations (c)",
+        "prompt",
+        "trace",
+        "summaries",
+        "models",
+        "db",
+        "--db URL",
+    ):
         assert command in out
 
 
@@ -67,7 +82,10 @@ def test_version_and_help_import_no_agent_database_or_model_code(option):
     (SQLAlchemy), settings, torch or the TUI: each command imports what it uses when it runs."""
     proc = subprocess.run(
         [sys.executable, "-c", IMPORTS_SCRIPT, option],
-        capture_output=True, text=True, timeout=120, env=os.environ.copy(),
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=os.environ.copy(),
     )
     assert proc.returncode == 0, proc.stderr
     lines = proc.stdout.strip().splitlines()
@@ -85,12 +103,24 @@ def test_model_free_commands_never_import_torch(tmp_path, sqlite_url, seed):
     cid = seed("Torch-free", [("hello world", "hi")])
     export = tmp_path / "e.jsonl"
     commands = [
-        ["--help"], ["conversations", "list"], ["conversations", "list", "--json"],
-        ["c", "show", str(cid)], ["c", "show", "--md", str(cid)], ["c", "search", "hello"],
-        ["c", "export", str(cid), "-f", "jsonl", "-o", str(export)], ["c", "import", str(export)],
-        ["c", "rename", str(cid), "New"], ["c", "archive", str(cid)], ["summaries", str(cid)],
-        ["trace", "1"], ["models"], ["models", "--json"], ["db", "path"], ["ask", "--help"],
-        ["ask", "-m", "scripted", "hi"], ["prompt", "-m", "scripted", str(cid), "x"],
+        ["--help"],
+        ["conversations", "list"],
+        ["conversations", "list", "--json"],
+        ["c", "show", str(cid)],
+        ["c", "show", "--md", str(cid)],
+        ["c", "search", "hello"],
+        ["c", "export", str(cid), "-f", "jsonl", "-o", str(export)],
+        ["c", "import", "--again", str(export)],
+        ["c", "rename", str(cid), "New"],
+        ["c", "archive", str(cid)],
+        ["summaries", str(cid)],
+        ["trace", "1"],
+        ["models"],
+        ["models", "--json"],
+        ["db", "path"],
+        ["ask", "--help"],
+        ["ask", "-m", "scripted", "hi"],
+        ["prompt", "-m", "scripted", str(cid), "x"],
         ["chat", "--help"],
     ]
     # Semantic recall's embedding model is a model too (import, ask and prompt embed with
@@ -98,7 +128,10 @@ def test_model_free_commands_never_import_torch(tmp_path, sqlite_url, seed):
     env = {**os.environ, "RECURSA_RECALL__EMBEDDER": "none"}
     proc = subprocess.run(
         [sys.executable, "-c", NO_TORCH_SCRIPT, sqlite_url, json.dumps(commands)],
-        capture_output=True, text=True, timeout=300, env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=env,
     )
     assert proc.returncode == 0, proc.stderr
     report = json.loads(proc.stdout.strip().splitlines()[-1])

@@ -17,23 +17,38 @@ def _rich_conversation(db_url: str) -> int:
     with Store.open(db_url) as store:
         conv = store.create_conversation(title="Round trip ✓", system_prompt="Be terse.")
         t = datetime(2024, 5, 1, 12, 30, 0, 123456, tzinfo=UTC)
-        store.append_messages(conv.id, [
-            NewMessage("system", "Context: a test.", created_at=t),
-            NewMessage("user", "Hello — ünïcödé, \"quotes\"\nand lines", created_at=t,
-                       metadata={"source": "test", "nested": {"a": [1, 2.5, None, True]}}),
-            NewMessage("assistant", "Hi!", created_at=t.replace(second=5),
-                       metadata={"model": "x"}, pinned=True),
-            NewMessage("user", "Second question", created_at=t.replace(minute=31)),
-            NewMessage("assistant", "Half a rep", status="interrupted",
-                       created_at=t.replace(minute=32)),
-        ])
+        store.append_messages(
+            conv.id,
+            [
+                NewMessage("system", "Context: a test.", created_at=t),
+                NewMessage(
+                    "user",
+                    'Hello — ünïcödé, "quotes"\nand lines',
+                    created_at=t,
+                    metadata={"source": "test", "nested": {"a": [1, 2.5, None, True]}},
+                ),
+                NewMessage(
+                    "assistant",
+                    "Hi!",
+                    created_at=t.replace(second=5),
+                    metadata={"model": "x"},
+                    pinned=True,
+                ),
+                NewMessage("user", "Second question", created_at=t.replace(minute=31)),
+                NewMessage(
+                    "assistant", "Half a rep", status="interrupted", created_at=t.replace(minute=32)
+                ),
+            ],
+        )
         return conv.id
 
 
 def _messages(db_url: str, cid: int) -> list[tuple]:
     with Store.open(db_url) as store:
-        return [(m.seq, m.role, m.content, m.created_at.astimezone(UTC), m.metadata, m.status,
-                 m.pinned) for m in store.messages(cid)]
+        return [
+            (m.seq, m.role, m.content, m.created_at.astimezone(UTC), m.metadata, m.status, m.pinned)
+            for m in store.messages(cid)
+        ]
 
 
 @pytest.mark.parametrize("fmt", ["json", "jsonl"])
@@ -62,7 +77,7 @@ def test_export_all_to_jsonl_reimports_every_conversation_in_order(run, seed, tm
     lines = out.read_text().splitlines()
     assert json.loads(lines[0])["type"] == "conversation"
     assert sum(json.loads(line)["type"] == "conversation" for line in lines) == 2
-    imported = run.json("conversations", "import", str(out))["conversations"]
+    imported = run.json("conversations", "import", "--again", str(out))["conversations"]
     assert [(c["title"], c["message_count"]) for c in imported] == [("first", 2), ("second", 4)]
 
 
@@ -74,7 +89,8 @@ def test_export_all_json_is_a_list_and_one_id_is_an_object(run, seed, tmp_path):
     assert isinstance(many, list) and many[0]["messages"] == one["messages"]
     path = tmp_path / "many.json"
     path.write_text(json.dumps(many))
-    assert run.json("conversations", "import", str(path))["conversations"][0]["title"] == "only"
+    again = run.json("conversations", "import", "--again", str(path))  # the same one, again
+    assert again["conversations"][0]["title"] == "only"
 
 
 def test_export_markdown(run, seed):
@@ -94,7 +110,9 @@ def test_chatgpt_export_imports_only_the_current_thread(run):
     result = run.json("conversations", "import", str(CHATGPT))
     assert result["format"] == "chatgpt"
     assert [(c["title"], c["message_count"]) for c in result["conversations"]] == [
-        ("Lisbon trip", 6), ("Portuguese", 2)]
+        ("Lisbon trip", 6),
+        ("Portuguese", 2),
+    ]
     assert any("left out 4" in note for note in result["notes"])
     lisbon = run.json("conversations", "show", str(result["conversations"][0]["id"]))
     messages = lisbon["messages"]
@@ -133,8 +151,11 @@ def test_import_invalid_json_names_the_position_and_imports_nothing(run, tmp_pat
 
 def test_import_a_document_with_a_bad_message_says_where(run, tmp_path):
     bad = tmp_path / "doc.json"
-    bad.write_text(json.dumps({"messages": [{"role": "user", "content": "ok"},
-                                            {"role": "robot", "content": "no"}]}))
+    bad.write_text(
+        json.dumps(
+            {"messages": [{"role": "user", "content": "ok"}, {"role": "robot", "content": "no"}]}
+        )
+    )
     result = run("conversations", "import", str(bad))
     assert result.exit_code == 2 and "messages[1].role" in result.stderr
     assert run.json("conversations", "list") == []
@@ -171,14 +192,19 @@ def test_headerless_jsonl_is_one_untitled_conversation(run, tmp_path):
     assert conv["title"] is None and conv["message_count"] == 2
 
 
-@pytest.mark.parametrize("content, expected", [
-    ("", "is empty"),
-    ("[]", "empty list"),
-    ('"just a string"', "must be a JSON object"),
-    ('[{"mapping": {}, "title": "t"}]', "'mapping' must be a non-empty object"),
-    ('[{"mapping": {"a": {"message": null, "parent": null}}, "current_node": "zz"}]',
-     "'current_node' 'zz' is not a node"),
-])
+@pytest.mark.parametrize(
+    "content, expected",
+    [
+        ("", "is empty"),
+        ("[]", "empty list"),
+        ('"just a string"', "must be a JSON object"),
+        ('[{"mapping": {}, "title": "t"}]', "'mapping' must be a non-empty object"),
+        (
+            '[{"mapping": {"a": {"message": null, "parent": null}}, "current_node": "zz"}]',
+            "'current_node' 'zz' is not a node",
+        ),
+    ],
+)
 def test_malformed_files_are_usage_errors_with_the_reason(run, tmp_path, content, expected):
     path = tmp_path / "x.json"
     path.write_text(content)
@@ -206,4 +232,3 @@ def test_unwritable_output_is_an_error_without_traceback(run, seed, tmp_path):
     cid = seed("x", [("a", "b")])
     result = run("conversations", "export", str(cid), "-o", str(tmp_path / "no" / "dir.json"))
     assert result.exit_code in (1, 2) and "Error:" in result.stderr
-

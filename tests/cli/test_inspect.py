@@ -30,8 +30,9 @@ def test_prompt_without_text_plans_an_empty_new_message(run, seed):
 
 def test_trace_shows_what_a_reply_was_generated_from(run):
     first = run.json("ask", "-m", "scripted", "Remember: the code word is heron.")
-    second = run.json("ask", "-m", "scripted", "-c", str(first["conversation_id"]),
-                      "What is the code word?")
+    second = run.json(
+        "ask", "-m", "scripted", "-c", str(first["conversation_id"]), "What is the code word?"
+    )
     out = run.ok("trace", str(second["message_id"])).stdout
     assert f"Reply {second['message_id']} in conversation {second['conversation_id']}" in out
     assert "── system" in out and "── window" in out and "── new" in out
@@ -41,8 +42,19 @@ def test_trace_shows_what_a_reply_was_generated_from(run):
     trace = run.json("trace", str(second["message_id"]))
     assert trace["message_id"] == second["message_id"]
     assert trace["id"] == second["trace_id"]
-    assert {"plan", "budget", "total_tokens", "window_ids", "recalled_ids", "summary_id",
-            "params", "usage", "timings", "model", "notes"} <= set(trace)
+    assert {
+        "plan",
+        "budget",
+        "total_tokens",
+        "window_ids",
+        "recalled_ids",
+        "summary_id",
+        "params",
+        "usage",
+        "timings",
+        "model",
+        "notes",
+    } <= set(trace)
     assert trace["plan"]["messages"][-1]["content"] == "What is the code word?"
 
 
@@ -56,16 +68,29 @@ def test_summaries_list_the_chain_with_the_ranges_they_cover(run, seed, agent_on
     cid = seed("Long talk", [(f"fact number {i}", f"ok {i}") for i in range(6)])
     assert "no summary yet" in run.ok("summaries", str(cid)).stdout
     # The model writes the summary (method "model"), so its text shows in the listing.
-    agent = agent_on(runtime=ScriptedRuntime(default="Summary of the facts so far."),
-                     policy="summary", summarizer={"method": "model"})
+    agent = agent_on(
+        runtime=ScriptedRuntime(default="Summary of the facts so far."),
+        policy="summary",
+        summarizer={"method": "model"},
+    )
     first = agent.compact(cid, force=True)
     assert first.status == "compacted"
     out = run.ok("summaries", str(cid)).stdout
     assert f"#1-#{first.covers_through_seq}" in out and "Summary of the facts" in out
     chain = run.json("summaries", str(cid))
     assert len(chain) == 1
-    assert {"id", "covers_from_seq", "covers_through_seq", "parent_id", "depth", "content",
-            "token_count", "model", "prompt_version", "created_at"} <= set(chain[0])
+    assert {
+        "id",
+        "covers_from_seq",
+        "covers_through_seq",
+        "parent_id",
+        "depth",
+        "content",
+        "token_count",
+        "model",
+        "prompt_version",
+        "created_at",
+    } <= set(chain[0])
     assert chain[0]["covers_from_seq"] == 1
     full = run.ok("summaries", "--full", str(cid)).stdout
     assert "Summary of the facts so far." in full and "folds in nothing" in full

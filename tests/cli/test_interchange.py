@@ -22,9 +22,21 @@ def _fixture() -> list[dict]:
 
 def test_jsonl_dump_then_parse_gives_the_same_documents():
     docs = [
-        ConversationDocument.parse({"title": "a", "system_prompt": "s", "messages": [
-            {"role": "user", "content": "x\ny", "created_at": "2024-01-02T03:04:05.123456Z",
-             "metadata": {"k": [1, {"z": None}]}, "pinned": True}]}),
+        ConversationDocument.parse(
+            {
+                "title": "a",
+                "system_prompt": "s",
+                "messages": [
+                    {
+                        "role": "user",
+                        "content": "x\ny",
+                        "created_at": "2024-01-02T03:04:05.123456Z",
+                        "metadata": {"k": [1, {"z": None}]},
+                        "pinned": True,
+                    }
+                ],
+            }
+        ),
         ConversationDocument.parse({"messages": []}),
     ]
     assert parse_jsonl(dump_jsonl(docs)) == docs
@@ -49,8 +61,10 @@ def test_chatgpt_walks_parents_from_the_current_node():
     data[0]["current_node"] = "aaa1c0de-0000-4000-8000-000000000005"
     docs, _ = parse_chatgpt(data)
     contents = [m.content for m in docs[0].messages]
-    assert contents[-2:] == ["What about food? ORIGINAL-BRANCH",
-                             "Try pastéis de nata. ORIGINAL-BRANCH"]
+    assert contents[-2:] == [
+        "What about food? ORIGINAL-BRANCH",
+        "Try pastéis de nata. ORIGINAL-BRANCH",
+    ]
     assert len(contents) == 4
 
 
@@ -66,7 +80,8 @@ def test_chatgpt_parent_loop_and_missing_parent_are_errors():
     data = _fixture()
     mapping = data[1]["mapping"]
     mapping["bbb2c0de-0000-4000-8000-000000000000"]["parent"] = (
-        "bbb2c0de-0000-4000-8000-000000000003")
+        "bbb2c0de-0000-4000-8000-000000000003"
+    )
     with pytest.raises(InvalidInputError, match=r"conversation \[1\] \('Portuguese'\).*loop"):
         parse_chatgpt(data)
     mapping["bbb2c0de-0000-4000-8000-000000000000"]["parent"] = "gone"
@@ -79,27 +94,51 @@ def test_chatgpt_single_conversation_object_is_accepted(tmp_path):
     path.write_text(json.dumps(_fixture()[1]), encoding="utf-8")
     batch = read_conversations(path)
     assert batch.format == "chatgpt" and len(batch.documents) == 1
-    assert batch.documents[0].messages[1].metadata == {"chatgpt": {
-        "conversation_id": "6630e1c8-2222-8000-9000-abcdefabcdef",
-        "node_id": "bbb2c0de-0000-4000-8000-000000000003",
-        "message_id": "bbb2c0de-0000-4000-8000-000000000003",
-        "parent_id": "bbb2c0de-0000-4000-8000-000000000002",
-        "model_slug": "gpt-4o-mini", "content_type": "text"}}
+    assert batch.documents[0].messages[1].metadata == {
+        "chatgpt": {
+            "conversation_id": "6630e1c8-2222-8000-9000-abcdefabcdef",
+            "node_id": "bbb2c0de-0000-4000-8000-000000000003",
+            "message_id": "bbb2c0de-0000-4000-8000-000000000003",
+            "parent_id": "bbb2c0de-0000-4000-8000-000000000002",
+            "model_slug": "gpt-4o-mini",
+            "content_type": "text",
+        }
+    }
 
 
 def test_chatgpt_conversation_with_nothing_visible_is_skipped_with_a_note():
     data = _fixture()
-    hidden = {"id": "h", "message": {"author": {"role": "system"}, "content": {
-        "content_type": "text", "parts": [""]}, "metadata": {}}, "parent": None, "children": []}
+    hidden = {
+        "id": "h",
+        "message": {
+            "author": {"role": "system"},
+            "content": {"content_type": "text", "parts": [""]},
+            "metadata": {},
+        },
+        "parent": None,
+        "children": [],
+    }
     data.append({"title": "Empty", "mapping": {"h": hidden}, "current_node": "h"})
     docs, notes = parse_chatgpt(data)
     assert len(docs) == 2 and any("'Empty'" in n and "skipped" in n for n in notes)
 
 
 def test_markdown_export_names_status_and_pins():
-    doc = ConversationDocument.parse({"title": "T", "system_prompt": "Be brief.", "messages": [
-        {"role": "user", "content": "q", "created_at": "2024-05-01T12:30:00Z", "pinned": True},
-        {"role": "assistant", "content": "part", "status": "interrupted"}]})
+    doc = ConversationDocument.parse(
+        {
+            "title": "T",
+            "system_prompt": "Be brief.",
+            "messages": [
+                {
+                    "role": "user",
+                    "content": "q",
+                    "created_at": "2024-05-01T12:30:00Z",
+                    "pinned": True,
+                },
+                {"role": "assistant", "content": "part", "status": "interrupted"},
+            ],
+        }
+    )
     md = render_export([doc], "md", conversation_ids=[7])
     assert md.splitlines()[0] == "# T"
     assert "> **System prompt:** Be brief." in md

@@ -84,7 +84,10 @@ def test_the_library_used_alone_writes_nothing_to_stderr(tmp_path: Path) -> None
     url = f"sqlite:///{tmp_path / 'lib.db'}"
     proc = subprocess.run(
         [sys.executable, "-c", LIBRARY_SCRIPT, url],
-        capture_output=True, text=True, timeout=120, env=os.environ.copy(),
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=os.environ.copy(),
     )
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip() == "2"  # both failures were logged...

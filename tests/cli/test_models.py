@@ -17,8 +17,16 @@ def test_models_json_shape(run):
     specs = {m["spec"]: m for m in data["models"]}
     assert {"smollm2-135m", "scripted"} <= set(specs)
     default = specs["smollm2-135m"]
-    assert {"spec", "kind", "description", "available", "detail", "path", "cache_path",
-            "cached"} <= set(default)
+    assert {
+        "spec",
+        "kind",
+        "description",
+        "available",
+        "detail",
+        "path",
+        "cache_path",
+        "cached",
+    } <= set(default)
     if default["available"]:
         assert default["path"].endswith(".gguf") and default["cache_path"]
     assert specs["scripted"]["available"] is True

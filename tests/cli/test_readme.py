@@ -60,11 +60,22 @@ def sh_blocks() -> list[tuple[str, str]]:
 
 def test_readme_has_the_sections_in_order():
     text = README.read_text(encoding="utf-8")
-    order = ["## Two commands", "make chat", "docs/screenshot.svg", "## As a library",
-             "Agent.open", "## On the command line", "recursa ask",
-             "## How the recursive prompt works", "## Configuration", "## Using PostgreSQL",
-             "## Using an OpenAI-compatible server", "## Running the tests", "## Benchmarks",
-             "## Repository layout"]
+    order = [
+        "## Two commands",
+        "make chat",
+        "docs/screenshot.svg",
+        "## As a library",
+        "Agent.open",
+        "## On the command line",
+        "recursa ask",
+        "## How the recursive prompt works",
+        "## Configuration",
+        "## Using PostgreSQL",
+        "## Using an OpenAI-compatible server",
+        "## Running the tests",
+        "## Benchmarks",
+        "## Repository layout",
+    ]
     positions = [text.index(marker) for marker in order]
     assert positions == sorted(positions)
 
@@ -77,7 +88,8 @@ def _translate(line: str, env: dict[str, str]) -> str:
         return f'make -n -C "{REPO}" {shlex.join(words[1:])} >/dev/null'
     if words[:2] == ["pip", "install"]:
         extras = tomllib.loads((REPO / "pyproject.toml").read_text())["project"][
-            "optional-dependencies"]
+            "optional-dependencies"
+        ]
         for spec in words[2:]:
             match = re.fullmatch(r"recursa\[(\w+)\]", spec)
             assert match and match[1] in extras, f"README installs an unknown extra: {spec}"
@@ -91,8 +103,9 @@ def _translate(line: str, env: dict[str, str]) -> str:
     if PG_EXAMPLE_URL in stripped:
         return stripped.replace(PG_EXAMPLE_URL, env["README_PG_URL"])
     if OPENAI_EXAMPLE.search(stripped):
-        return OPENAI_EXAMPLE.sub(lambda m: f"openai:{m['model']}@{env['README_OPENAI_URL']}",
-                                  stripped)
+        return OPENAI_EXAMPLE.sub(
+            lambda m: f"openai:{m['model']}@{env['README_OPENAI_URL']}", stripped
+        )
     assert words[0] in ("recursa", "export", "echo"), f"README command with no test rule: {line}"
     return stripped
 
@@ -120,8 +133,7 @@ def test_readme_shell_block_runs(block, tmp_path, recursa_home, openai_server, s
             base = os.environ.get("RECURSA_TEST_POSTGRES_URL")
             if not base:
                 pytest.skip("PostgreSQL README block: set RECURSA_TEST_POSTGRES_URL to run it")
-            env["README_PG_URL"] = stack.enter_context(
-                suite_conftest.fresh_postgres_database(base))
+            env["README_PG_URL"] = stack.enter_context(suite_conftest.fresh_postgres_database(base))
         match = OPENAI_EXAMPLE.search(block)
         if match:
             env["README_OPENAI_URL"] = _server(openai_server, stack, (match["model"],))
@@ -129,8 +141,9 @@ def test_readme_shell_block_runs(block, tmp_path, recursa_home, openai_server, s
         script = "set -euo pipefail\n" + "\n".join(lines) + "\n"
         if is_cli_block:
             script += CLI_CHECK
-        proc = subprocess.run(["bash", "-c", script], cwd=work, env=env, capture_output=True,
-                              text=True, timeout=600)
+        proc = subprocess.run(
+            ["bash", "-c", script], cwd=work, env=env, capture_output=True, text=True, timeout=600
+        )
     assert proc.returncode == 0, f"{script}\n--- stdout\n{proc.stdout}\n--- stderr\n{proc.stderr}"
     assert "Traceback" not in proc.stderr
     if is_cli_block:
@@ -157,8 +170,9 @@ def _run_library_example(env_model: str | None, recursa_home: Path) -> str:
     env = os.environ.copy()
     if env_model:
         env["RECURSA_MODEL"] = env_model
-    proc = subprocess.run([sys.executable, "-c", example], env=env, capture_output=True,
-                          text=True, timeout=600)
+    proc = subprocess.run(
+        [sys.executable, "-c", example], env=env, capture_output=True, text=True, timeout=600
+    )
     assert proc.returncode == 0, proc.stderr
     return proc.stdout
 

@@ -37,8 +37,9 @@ def test_agent_compose_stores_every_step_and_resume_continues_after_a_cancel(
         sqlite_url, runtime, max_prompt_tokens=BUDGET, summarizer=ExtractiveSummarizer()
     ) as agent:
         cancel = CancelToken()
-        stream = agent.compose("Today the weather", target_tokens=3 * BUDGET, step_tokens=32,
-                               cancel=cancel)
+        stream = agent.compose(
+            "Today the weather", target_tokens=3 * BUDGET, step_tokens=32, cancel=cancel
+        )
         assert isinstance(stream, CompositionStream)
         first: list[CompositionChunk] = []
         for chunk in stream:

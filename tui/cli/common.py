@@ -23,6 +23,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
+from recursa.tui.safe_text import one_line, terminal_safe
 
 if TYPE_CHECKING:
     from recursa.agent import Agent, RecursaError
@@ -47,6 +48,7 @@ class CliState:
     """Options of the root group that subcommands read (`ctx.obj`)."""
 
     db_url: str | None = None
+    debug: bool = False
 
 
 class CliError(click.ClickException):
@@ -61,8 +63,10 @@ def exit_code_for(exc: RecursaError) -> int:
     """2 for mistakes in what the user asked, 1 for failures of the model, runtime or database."""
     from recursa.agent import ConfigError, InvalidInputError, NotFoundError
 
-    return USAGE_EXIT if isinstance(exc, InvalidInputError | NotFoundError | ConfigError) else (
-        RUNTIME_EXIT
+    return (
+        USAGE_EXIT
+        if isinstance(exc, InvalidInputError | NotFoundError | ConfigError)
+        else (RUNTIME_EXIT)
     )
 
 
@@ -91,8 +95,7 @@ def translate_errors(agent: Agent | None = None) -> Iterator[None]:
         message = str(exc)
         if isinstance(exc, NotFoundError) and agent is not None:
             message += (
-                f" (database: {agent.database_url}; pass --db or set RECURSA_DB_URL "
-                "to use another)"
+                f" (database: {agent.database_url}; pass --db or set RECURSA_DB_URL to use another)"
             )
         code = exit_code_for(exc)
         log_failure(exc, code)
@@ -174,12 +177,38 @@ def echo_json(value: Any) -> None:
 
 
 def console() -> Console:
-    """A rich console on the current stdout (colour only when it is a terminal)."""
+    """A rich console on the current stdout (colour only when it is a terminal).
+
+    Every string it prints passes through `terminal_safe` first: stored titles,
+    messages and summaries never reach the terminal with their control characters.
+    """
     from rich.console import Console
 
+    class SafeConsole(Console):
+        def print(self, *objects: Any, **kwargs: Any) -> None:
+            super().print(
+                *(terminal_safe(o) if isinstance(o, str) else o for o in objects), **kwargs
+            )
+
     # Piped output is read by other tools, not a window of some width: keep rows unfolded.
-    width = None if sys.stdout.isatty() else PIPED_WIDTH
-    return Console(highlight=False, soft_wrap=False, width=width)
+    width = None if _isatty(sys.stdout) else PIPED_WIDTH
+    return SafeConsole(highlight=False, soft_wrap=False, width=width)
+
+
+def _isatty(stream: Any) -> bool:
+    try:
+        return stream is not None and bool(stream.isatty())
+    except (ValueError, AttributeError):  # closed, or not a file at all
+        return False
+
+
+def for_terminal(text: str, stream: Any = None) -> str:
+    """Generated text for a stream: made terminal-safe when the stream is a terminal.
+
+    A pipe or a file gets the text exactly as stored (it is data there); a
+    terminal gets control characters as visible escapes.
+    """
+    return terminal_safe(text) if _isatty(stream if stream is not None else sys.stdout) else text
 
 
 def table(*columns: str, title: str | None = None) -> Table:
@@ -202,7 +231,7 @@ def short(text: str | None, width: int = 60) -> str:
     """One line of at most `width` characters."""
     if not text:
         return ""
-    line = " ".join(text.split())
+    line = one_line(" ".join(text.split()))
     return line if len(line) <= width else line[: width - 1] + "…"
 
 
@@ -259,6 +288,42 @@ class AliasedGroup(click.Group):
                 formatter.write_dl(rows)
 
 
+MAX_ID = 2**63 - 1  # ids are 64-bit integers on both databases
+
+
+class RecordIdType(click.ParamType):
+    """A record id on the command line: a whole number from 1 to 2**63-1 (else exit 2)."""
+
+    name = "id"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            number = value
+        else:
+            text = str(value).strip()
+            if not text.lstrip("+-").isdigit() or len(text) > 40:
+                self.fail(
+                    f"{short(str(value), 40)!r} is not an id: give a whole number such as 3 "
+                    "(`recursa conversations list` shows the ids).",
+                    param,
+                    ctx,
+                )
+            number = int(text)
+        if not 1 <= number <= MAX_ID:
+            self.fail(
+                f"{number} is not an id: ids are whole numbers from 1 to {MAX_ID}.", param, ctx
+            )
+        return number
+
+
+ID = RecordIdType()
+
+
+def counts(minimum: int = 0, maximum: int = MAX_ID) -> click.IntRange:
+    """A whole-number option bounded so it fits the database and the model (never overflows)."""
+    return click.IntRange(min=minimum, max=maximum)
+
+
 def json_option(f: F) -> F:
     return click.option("--json", "as_json", is_flag=True, help="Print JSON for programs.")(f)
 
@@ -268,7 +333,7 @@ def model_option(f: F) -> F:
 
 
 def add_row(t: Table, *cells: object) -> None:
-    """Add a row of plain text (no rich markup: titles may contain brackets)."""
+    """Add a row of plain, terminal-safe text (no rich markup: titles may contain brackets)."""
     from rich.text import Text
 
-    t.add_row(*(Text(str(c)) for c in cells))
+    t.add_row(*(Text(one_line(c)) for c in cells))

@@ -6,6 +6,7 @@ from typing import TYPE_CHECKING
 
 import click
 from recursa.tui.cli.common import (
+    ID,
     add_row,
     console,
     echo_json,
@@ -29,12 +30,13 @@ BAR_MARKS = {"system": "S", "summary": "s", "recall": "r", "window": "w", "new":
 
 
 @click.command("prompt")
-@click.argument("conversation_id", metavar="ID", type=int)
+@click.argument("conversation_id", metavar="ID", type=ID)
 @click.argument("text", required=False)
 @model_option
 @json_option
-def prompt_command(conversation_id: int, text: str | None, model: str | None,
-                   as_json: bool) -> None:
+def prompt_command(
+    conversation_id: int, text: str | None, model: str | None, as_json: bool
+) -> None:
     """Plan the next prompt of conversation ID for TEXT; store and generate nothing.
 
     Without TEXT, the plan is for an empty new message: the prompt as it stands.
@@ -53,7 +55,7 @@ def prompt_command(conversation_id: int, text: str | None, model: str | None,
 
 
 @click.command("trace")
-@click.argument("message_id", type=int)
+@click.argument("message_id", type=ID)
 @click.option("--raw", is_flag=True, help="Print only the messages exactly as sent.")
 @json_option
 def trace_command(message_id: int, raw: bool, as_json: bool) -> None:
@@ -70,8 +72,11 @@ def trace_command(message_id: int, raw: bool, as_json: bool) -> None:
             out.print(m["content"], markup=False)
         return
     plan = trace.plan
-    out.print(f"Reply {trace.message_id} in conversation {trace.conversation_id}, "
-              f"{when(trace.created_at)}, model {trace.model}", markup=False)
+    out.print(
+        f"Reply {trace.message_id} in conversation {trace.conversation_id}, "
+        f"{when(trace.created_at)}, model {trace.model}",
+        markup=False,
+    )
     out.print(plan_table(plan))
     out.print(budget_bar(plan), markup=False)
     for line in plan_footer(plan):
@@ -85,11 +90,15 @@ def trace_command(message_id: int, raw: bool, as_json: bool) -> None:
             markup=False,
         )
     if trace.timings:
-        out.print("timings: " + ", ".join(f"{k} {v}" for k, v in trace.timings.items()),
-                  markup=False)
+        out.print(
+            "timings: " + ", ".join(f"{k} {v}" for k, v in trace.timings.items()), markup=False
+        )
     for c in trace.compactions:
-        out.print(f"compaction ({c.when}): {c.status}, summary {c.summary_id}, "
-                  f"covers through #{c.covers_through_seq}", markup=False)
+        out.print(
+            f"compaction ({c.when}): {c.status}, summary {c.summary_id}, "
+            f"covers through #{c.covers_through_seq}",
+            markup=False,
+        )
     for note in trace.notes:
         out.print(f"note: {note}", markup=False)
     for section in plan.sections:
@@ -101,8 +110,10 @@ def trace_command(message_id: int, raw: bool, as_json: bool) -> None:
 def _print_section(section: PlanSection) -> None:
     out = console()
     if section.kind == "recall" and section.before_message_id is not None:
-        out.print(f"(kept from an earlier turn, before message id {section.before_message_id})",
-                  markup=False)
+        out.print(
+            f"(kept from an earlier turn, before message id {section.before_message_id})",
+            markup=False,
+        )
     if section.messages:
         for m in section.messages:
             label = f"#{m.seq} {m.role}" if m.seq is not None else m.role
@@ -117,7 +128,7 @@ def _print_section(section: PlanSection) -> None:
 
 
 @click.command("summaries")
-@click.argument("conversation_id", metavar="ID", type=int)
+@click.argument("conversation_id", metavar="ID", type=ID)
 @click.option("--full", is_flag=True, help="Print each summary's whole text.")
 @json_option
 def summaries_command(conversation_id: int, full: bool, as_json: bool) -> None:
@@ -128,24 +139,37 @@ def summaries_command(conversation_id: int, full: bool, as_json: bool) -> None:
         echo_json(chain)
         return
     if not chain:
-        click.echo(f"Conversation {conversation_id} has no summary yet: its whole history "
-                   "still fits the prompt.")
+        click.echo(
+            f"Conversation {conversation_id} has no summary yet: its whole history "
+            "still fits the prompt."
+        )
         return
     out = console()
     if full:
         for s in chain:
-            out.print(f"[bold]summary {s.id}[/bold] (depth {s.depth}, covers "
-                      f"#{s.covers_from_seq}-#{s.covers_through_seq}, folds in "
-                      f"{s.parent_id or 'nothing'}, {s.token_count} tokens, "
-                      f"{escape(s.model or '-')})", markup=True)
+            out.print(
+                f"[bold]summary {s.id}[/bold] (depth {s.depth}, covers "
+                f"#{s.covers_from_seq}-#{s.covers_through_seq}, folds in "
+                f"{s.parent_id or 'nothing'}, {s.token_count} tokens, "
+                f"{escape(s.model or '-')})",
+                markup=True,
+            )
             out.print(s.content, markup=False)
             out.print()
         return
     t = table("ID", "Depth", "Covers", "Folds in", "Tokens", "Model", "Created", "Text")
     for s in chain:
-        add_row(t, str(s.id), str(s.depth), f"#{s.covers_from_seq}-#{s.covers_through_seq}",
-                  str(s.parent_id or "-"), str(s.token_count), s.model or "", when(s.created_at),
-                  short(s.content, 50))
+        add_row(
+            t,
+            str(s.id),
+            str(s.depth),
+            f"#{s.covers_from_seq}-#{s.covers_through_seq}",
+            str(s.parent_id or "-"),
+            str(s.token_count),
+            s.model or "",
+            when(s.created_at),
+            short(s.content, 50),
+        )
     out.print(t)
 
 
@@ -163,11 +187,20 @@ def plan_table(plan: PromptPlan, title: str | None = None) -> Table:
     t = table("Section", "Tokens", "Of budget", "Message ids", "Content", title=title)
     for s in plan.sections:
         share = f"{s.tokens / plan.budget:.0%}" if plan.budget else ""
-        content = s.text if s.text is not None else " | ".join(
-            f"{m.role}: {m.content}" for m in s.messages)
+        content = (
+            s.text
+            if s.text is not None
+            else " | ".join(f"{m.role}: {m.content}" for m in s.messages)
+        )
         add_row(t, s.kind, str(s.tokens), share, ids(s.message_ids), short(content, 40))
-    add_row(t, "free", str(plan.free_tokens), f"{plan.free_tokens / plan.budget:.0%}"
-              if plan.budget else "", "", "")
+    add_row(
+        t,
+        "free",
+        str(plan.free_tokens),
+        f"{plan.free_tokens / plan.budget:.0%}" if plan.budget else "",
+        "",
+        "",
+    )
     return t
 
 

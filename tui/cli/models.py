@@ -59,11 +59,15 @@ def models_command(specs: tuple[str, ...], as_json: bool) -> None:
     out.print(t)
     for info in infos:
         out.print(f"{info.spec}: {info.detail}", markup=False)
-    out.print(f"Chat model in use: {configured} (change it with -m or RECURSA_MODEL).",
-              markup=False)
+    out.print(
+        f"Chat model in use: {configured} (change it with -m or RECURSA_MODEL).", markup=False
+    )
     out.print(f"Other specs: {SPEC_FORMS}.", markup=False)
     if recall_notice is not None:
         out.print(recall_notice, markup=False)
     else:
-        out.print(f"Semantic recall: on ({settings.recall.embedder}; change it with "
-                  "RECURSA_RECALL__EMBEDDER, or 'none' to turn it off).", markup=False)
+        out.print(
+            f"Semantic recall: on ({settings.recall.embedder}; change it with "
+            "RECURSA_RECALL__EMBEDDER, or 'none' to turn it off).",
+            markup=False,
+        )

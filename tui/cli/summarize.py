@@ -10,6 +10,7 @@ from recursa.tui.cli.common import (
     USAGE_EXIT,
     CliError,
     echo_json,
+    for_terminal,
     json_option,
     model_option,
     open_agent,
@@ -63,13 +64,13 @@ def summarize_command(
     if as_json:
         echo_json(result.model_dump(mode="json"))
     else:
-        click.echo(result.summary)
+        click.echo(for_terminal(result.summary))
 
 
 def _read(source: str) -> str:
     """The text of FILE, or of standard input for '-'; a clear error for anything else."""
     if source == "-":
-        if sys.stdin.isatty():
+        if sys.stdin is None or sys.stdin.closed or sys.stdin.isatty():
             raise click.UsageError("Pipe a text into `recursa summarize -`, or name a file.")
         data = sys.stdin.buffer.read()
         name = "standard input"

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import click
-from recursa.tui.cli.common import USAGE_EXIT, CliError, open_agent, translate_errors
+from recursa.tui.cli.common import ID, USAGE_EXIT, CliError, open_agent, translate_errors
 
 DATE_FORMATS = ["%Y-%m-%d", "%Y-%m-%dT%H:%M:%S", "%Y-%m-%d %H:%M:%S", "%Y-%m-%dT%H:%M"]
 
@@ -27,7 +27,7 @@ def dataset() -> None:
     "-c",
     "--conversation",
     "conversation_ids",
-    type=int,
+    type=ID,
     multiple=True,
     metavar="ID",
     help="Export this conversation (repeat for several).",
@@ -97,7 +97,7 @@ def export_command(
 
 
 @click.command("rate")
-@click.argument("message_id", type=int)
+@click.argument("message_id", type=ID)
 @click.argument("verdict", type=click.Choice(["good", "bad", "clear"]))
 def rate_command(message_id: int, verdict: str) -> None:
     """Rate a reply good or bad (or clear its rating); `dataset export --only-rated` keeps

@@ -19,7 +19,15 @@ from collections.abc import Callable
 from typing import IO, TYPE_CHECKING, Any
 
 import click
-from recursa.tui.cli.common import DB_HELP, CliError, model_option, open_agent, state
+from recursa.tui.cli.common import (
+    DB_HELP,
+    ID,
+    CliError,
+    for_terminal,
+    model_option,
+    open_agent,
+    state,
+)
 
 if TYPE_CHECKING:
     from recursa.agent import CompositionResult, CompositionStream
@@ -129,7 +137,7 @@ class _Progress:
 @click.option(
     "--resume",
     "resume_id",
-    type=int,
+    type=ID,
     default=None,
     help="Continue the composition with this id from its last stored step.",
 )
@@ -161,7 +169,7 @@ def write(
             )
     elif tokens is None:
         raise click.UsageError("Say how much to write with --tokens N (or use --resume ID).")
-    elif text is None and not sys.stdin.isatty():
+    elif text is None and sys.stdin is not None and not sys.stdin.closed and not sys.stdin.isatty():
         text = sys.stdin.read()
     if db_url is not None:
         state().db_url = db_url
@@ -184,7 +192,7 @@ def write(
             )
             for message in agent.messages(stream.composition_id, limit=2):
                 if message.role == "user":  # the opening: stdout carries the whole text
-                    out.write(message.content)
+                    out.write(for_terminal(message.content, out))
                     out.flush()
         result = _pump(stream, out, err)
     if result.stop_reason == "cancelled":
@@ -197,7 +205,7 @@ def _pump(stream: CompositionStream, out: IO[str], err: IO[str]) -> CompositionR
     try:
         for chunk in stream:
             if chunk.event == "text":
-                out.write(chunk.text)
+                out.write(for_terminal(chunk.text, out))
                 out.flush()
                 continue
             if chunk.step is not None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from recursa.tui.safe_text import one_line, terminal_safe
 from rich.text import Text
 from textual import on
 from textual.app import ComposeResult
@@ -46,8 +47,8 @@ class ErrorDialog(ModalScreen[str]):
 
     def compose(self) -> ComposeResult:
         with Vertical():
-            yield Static(Text(self.title_text), classes="title")
-            yield Static(Text(self.message), id="error-message")
+            yield Static(Text(one_line(self.title_text)), classes="title")
+            yield Static(Text(terminal_safe(self.message)), id="error-message")
             with Horizontal(classes="buttons"):
                 if self.can_continue:
                     yield Button("Continue without it", id="continue", variant="primary")
@@ -77,7 +78,7 @@ class ConfirmDialog(ModalScreen[bool]):
 
     def compose(self) -> ComposeResult:
         with Vertical():
-            yield Static(Text(self.question), classes="title")
+            yield Static(Text(terminal_safe(self.question)), classes="title")
             with Horizontal(classes="buttons"):
                 yield Button("Cancel", id="cancel")
                 yield Button(self.confirm, id="confirm", variant="error")
@@ -115,7 +116,7 @@ class TextDialog(ModalScreen[str | None]):
 
     def compose(self) -> ComposeResult:
         with Vertical():
-            yield Static(Text(self.title_text), classes="title")
+            yield Static(Text(one_line(self.title_text)), classes="title")
             if self.multiline:
                 yield TextArea(self.value, id="value", soft_wrap=True)
             else:

@@ -24,6 +24,7 @@ from recursa.agent import (
     TurnFailedError,
 )
 from recursa.tui.commands import bindings
+from recursa.tui.safe_text import one_line, terminal_safe
 from recursa.tui.screens.actions import ActionsMixin
 from recursa.tui.screens.compose import ComposeMixin
 from recursa.tui.widgets.budget import BudgetBar
@@ -42,6 +43,7 @@ from textual.worker import get_current_worker
 if TYPE_CHECKING:
     from recursa.agent import Agent
     from recursa.tui.app import RecursaApp
+    from textual.notifications import SeverityLevel
 
 T = TypeVar("T")
 
@@ -92,6 +94,25 @@ class MainScreen(ComposeMixin, ActionsMixin, Screen[None]):
         self._waiting_views: list[MessageView] = []
 
     # --- composition ------------------------------------------------------------------
+
+    def notify(
+        self,
+        message: str,
+        *,
+        title: str = "",
+        severity: SeverityLevel = "information",
+        timeout: float | None = None,
+        markup: bool = False,
+    ) -> None:
+        """A notification whose text is shown as text: stored titles and error messages are
+        never read as markup, and their control characters are escaped."""
+        super().notify(
+            terminal_safe(message),
+            title=one_line(title),
+            severity=severity,
+            timeout=timeout,
+            markup=markup,
+        )
 
     def compose(self) -> ComposeResult:
         yield Header(icon="≡")

@@ -15,6 +15,7 @@ from datetime import UTC, datetime
 
 from recursa.agent import MessageInfo
 from recursa.tui.commands import bindings
+from recursa.tui.safe_text import terminal_safe
 from rich.text import Text
 from textual.containers import VerticalScroll
 from textual.message import Message
@@ -92,9 +93,9 @@ class MessageView(Widget):
         self._header = Static("", classes="header")
         self._body: Markdown | Static
         if data.role == "assistant":
-            self._body = Markdown(data.content)
+            self._body = Markdown(terminal_safe(data.content))
         else:
-            self._body = Static(Text(data.content), classes="plain")
+            self._body = Static(Text(terminal_safe(data.content)), classes="plain")
         self._stream: MarkdownStream | None = None
 
     def compose(self):  # type: ignore[no-untyped-def]
@@ -144,9 +145,9 @@ class MessageView(Widget):
         self._refresh_header()
         if changed_text:
             if isinstance(self._body, Markdown):
-                self._body.update(data.content)
+                self._body.update(terminal_safe(data.content))
             else:
-                self._body.update(Text(data.content))
+                self._body.update(Text(terminal_safe(data.content)))
 
     async def append_text(self, fragment: str) -> None:
         """Add streamed text to the reply (Markdown re-renders only its last block)."""
@@ -154,9 +155,9 @@ class MessageView(Widget):
         if isinstance(self._body, Markdown):
             if self._stream is None:
                 self._stream = Markdown.get_stream(self._body)
-            await self._stream.write(fragment)
+            await self._stream.write(terminal_safe(fragment))
         else:
-            self._body.update(Text(self.data.content))
+            self._body.update(Text(terminal_safe(self.data.content)))
 
     async def finish_stream(self) -> None:
         if self._stream is not None:

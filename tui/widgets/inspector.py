@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from recursa.agent import PlanSection, PromptPlan, PromptTrace, SummaryInfo
+from recursa.tui.safe_text import one_line, terminal_safe
 from rich.text import Text
 from textual import on
 from textual.app import ComposeResult
@@ -29,7 +30,7 @@ MAX_LINE = 240
 
 
 def _clip(text: str, limit: int = MAX_LINE) -> str:
-    flat = " ".join(text.split())
+    flat = one_line(" ".join(text.split()))
     return flat if len(flat) <= limit else flat[: limit - 1] + "…"
 
 
@@ -55,7 +56,7 @@ class SectionView(Collapsible):
         if section.text and not (section.kind == "recall" and section.messages):
             # A recall block is shown as its messages (with their seq numbers); the
             # rendered block is in "Rendered prompt".
-            out.append(section.text.strip() + "\n")
+            out.append(terminal_safe(section.text.strip()) + "\n")
         if section.kind == "recall" and section.before_message_id is not None:
             out.append("kept from an earlier turn\n", style="dim")
         for m in section.messages:
@@ -168,8 +169,7 @@ class Inspector(VerticalScroll):
         notes = list(plan.notes)
         if placeholder:
             notes.append(
-                "The message box is empty: this is the prompt as it stands, "
-                "before your message."
+                "The message box is empty: this is the prompt as it stands, before your message."
             )
         if plan.dropped_ids:
             notes.append(
@@ -188,8 +188,8 @@ class Inspector(VerticalScroll):
         self.plan = plan
         self.subject = title
         widgets: list[Widget] = [
-            Static(title, classes="title"),
-            Static(facts, classes="dim"),
+            Static(Text(one_line(title)), classes="title"),
+            Static(Text(one_line(facts)), classes="dim"),
             Static("Sections", classes="heading"),
         ]
         widgets.extend(SectionView(s) for s in plan.sections)
@@ -201,11 +201,11 @@ class Inspector(VerticalScroll):
             widgets.append(Static("No summary: every turn still fits verbatim.", classes="dim"))
         if notes:
             widgets.append(Static("Notes", classes="heading"))
-            widgets.append(Static(Text("\n".join(notes)), classes="dim"))
+            widgets.append(Static(Text(terminal_safe("\n".join(notes))), classes="dim"))
         rendered = Text()
         for m in plan.messages:
             rendered.append(f"[{m['role']}]\n", style="bold")
-            rendered.append(m["content"].rstrip() + "\n")
+            rendered.append(terminal_safe(m["content"].rstrip()) + "\n")
         widgets.append(
             Collapsible(
                 Static(rendered),

@@ -12,6 +12,7 @@ from typing import Literal
 
 from recursa.agent import ConversationInfo, SearchResult
 from recursa.tui.commands import bindings
+from recursa.tui.safe_text import one_line
 from recursa.tui.widgets.chat import local_time
 from rich.text import Text
 from textual import on
@@ -22,7 +23,8 @@ from textual.widgets import Input, Label, ListItem, ListView
 
 
 def conversation_title(info: ConversationInfo) -> str:
-    return info.title or f"Conversation {info.id}"
+    """The title to show (stored text, so made terminal-safe on one line)."""
+    return one_line(info.title) if info.title else f"Conversation {info.id}"
 
 
 class ConversationItem(ListItem):
@@ -69,7 +71,7 @@ class ResultItem(ListItem):
             else (f"{self.title} · summary to #{hit.seq}")
         )
         yield Label(Text(where, overflow="ellipsis", no_wrap=True), classes="meta")
-        snippet = " ".join(hit.snippet.split())
+        snippet = one_line(" ".join(hit.snippet.split()))
         yield Label(Text(snippet[:160]))
 
 
