@@ -214,8 +214,13 @@ async def import_conversations(
     scope: Scope,
     body: Annotated[bytes, Body(media_type="application/json")],
     format: Literal["auto", "json", "jsonl", "chatgpt"] = "auto",
+    again: bool = False,
 ) -> Any:
-    """Import a recursa JSON/JSONL export or a ChatGPT conversations.json: all or nothing."""
+    """Import a recursa JSON/JSONL export or a ChatGPT conversations.json: all or nothing.
+
+    A conversation imported before (same content) is skipped and named in the
+    notes, as the CLI does; `again=true` imports it as a new copy.
+    """
     from recursa.agent.interchange import import_documents, read_conversations
 
     def work() -> ImportResult:
@@ -226,7 +231,7 @@ async def import_conversations(
             path = Path(folder) / name
             path.write_bytes(body)
             batch = read_conversations(path, format)
-        result = import_documents(scope, batch.documents)  # type: ignore[arg-type]
+        result = import_documents(scope, batch.documents, again=again)  # type: ignore[arg-type]
         notes = list(batch.notes) + [
             f"document {index + 1} was imported before (conversation {cid}): skipped"
             for index, cid in result.skipped.items()

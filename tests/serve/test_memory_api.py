@@ -77,8 +77,14 @@ def test_export_and_import_in_the_cli_formats(api: Any) -> None:
         (m.role, m.content) for m in agent.messages(cid)
     ]
     jsonl = api.get(f"/conversations/{cid}/export", params={"format": "jsonl"}).text
-    again = api.post(
+    # The same content again is recognised and skipped, as in the CLI, unless asked.
+    skipped = api.post(
         "/conversations/import", params={"format": "jsonl"}, content=jsonl.encode()
+    ).json()
+    assert skipped["conversation_ids"] == []
+    assert any("imported before" in note for note in skipped["notes"])
+    again = api.post(
+        "/conversations/import", params={"format": "jsonl", "again": "true"}, content=jsonl.encode()
     ).json()
     assert len(again["conversation_ids"]) == 1
     markdown = api.get(f"/conversations/{cid}/export", params={"format": "md"}).text
