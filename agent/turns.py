@@ -12,6 +12,7 @@ import logging
 import time
 from collections.abc import Callable, Generator
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, Protocol
 
 from recursa.agent.boundary import CompactionReport, PromptTrace, Reply, ReplyStatus, StreamChunk
@@ -416,6 +417,13 @@ UNANSWERED_REPLY = (
 )
 
 
+# A user message without a reply is taken as abandoned (its process stopped) only
+# once it is this old: a younger one may still be answered right now, by another
+# process or another thread of this one (a reply streams within seconds here), and
+# marking it would put a false gap before that reply.
+ABANDONED_AFTER = timedelta(minutes=2)
+
+
 def mark_unanswered(store: Store, conversation_id: int) -> str | None:
     """Mark a user message left without a reply (a crash mid-reply); the trace note, or None.
 
@@ -425,10 +433,17 @@ def mark_unanswered(store: Store, conversation_id: int) -> str | None:
     {"unanswered": true} and the text UNANSWERED_REPLY is stored after it: the
     history shows the gap, and the model sees that the earlier message went
     unanswered instead of two user turns in a row. (An "error" reply would be
-    left out of prompts, which is what the mark must not be.)
+    left out of prompts, which is what the mark must not be.) A message younger
+    than ABANDONED_AFTER is left alone (its reply may be on its way), and so is an
+    imported one (dated before its conversation was stored).
     """
     last = store.messages(conversation_id, limit=1, newest_first=True)
     if not last or last[0].role != "user":
+        return None
+    if datetime.now(UTC) - last[0].created_at < ABANDONED_AFTER:
+        return None
+    if last[0].created_at < store.get_conversation(conversation_id).created_at:
+        # Dated before the conversation was stored: imported, not a turn that stopped.
         return None
     reply, _ = store.add_reply(
         conversation_id, UNANSWERED_REPLY, status="interrupted", metadata={"unanswered": True}
