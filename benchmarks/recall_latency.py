@@ -71,6 +71,10 @@ def run_chat(
             text = messages[i % len(messages)]
             if i >= len(messages):
                 text = f"Once more: {text}"
+            # Compaction may run in the background after a reply (summarizer.background):
+            # a turn follows a compaction when a summary exists as it starts.
+            folded = len(agent.summaries(cid))
+            compacted = compacted or folded > 0
             started = time.perf_counter()
             reply = agent.send(cid, text)
             usage = reply.usage
@@ -88,12 +92,13 @@ def run_chat(
                     "kept_blocks": sum(
                         1 for s in trace.plan.recall_sections if s.before_message_id
                     ),
-                    "compactions": sum(1 for c in trace.compactions if c.status == "compacted"),
+                    "compactions": sum(1 for c in trace.compactions if c.status == "compacted")
+                    + (len(agent.summaries(cid)) - folded),
                     "turn_s": time.perf_counter() - started,
                 }
             )
-            # A compaction (before or after this reply) changes the next prompt's prefix.
-            compacted = compacted or bool(rows[-1]["compactions"])
+            # A compaction before this reply changes this prompt's prefix already.
+            compacted = compacted or any(c.status == "compacted" for c in trace.compactions)
     return rows
 
 
