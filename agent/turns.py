@@ -146,18 +146,23 @@ def run_turn(
     timings: dict[str, Any] = {}
     t0 = time.perf_counter()
     vectors = vectors_for(settings) if vectors_for is not None else None
-    plan = yield from _plan(
-        store,
-        conv,
-        settings,
-        runtime,
-        user,
-        vectors,
-        summarizer_for,
-        compactions,
-        notes,
-        background,
-    )
+
+    def plan_turn() -> Generator[StreamChunk, None, PromptPlan]:
+        # The turn's plan, made again under the window a server states when it refuses.
+        return _plan(
+            store,
+            conv,
+            settings,
+            runtime,
+            user,
+            vectors,
+            summarizer_for,
+            compactions,
+            notes,
+            background,
+        )
+
+    plan = yield from plan_turn()
     timings["plan_s"] = round(time.perf_counter() - t0, 6)
     if plan.dropped_ids:
         notes.append(f"{len(plan.dropped_ids)} window messages did not fit the budget")
@@ -208,18 +213,7 @@ def run_turn(
                 retried = True
                 refused = turn.plan.total_tokens
                 try:
-                    turn.plan = yield from _plan(
-                        store,
-                        conv,
-                        settings,
-                        runtime,
-                        user,
-                        vectors,
-                        summarizer_for,
-                        compactions,
-                        notes,
-                        background,
-                    )
+                    turn.plan = yield from plan_turn()
                 except BudgetError as budget:
                     failure = budget
                     turn.status = "error"
