@@ -454,3 +454,32 @@ def test_fast_int4_prefill_keeps_the_greedy_text(smollm: Any) -> None:
         assert float((fast - exact).abs().max()) < 0.75
         assert int(fast.argmax()) == int(exact.argmax())
     assert not all(torch.equal(f, e) for f, e in zip(fast_logits, exact_logits, strict=True))
+
+
+def test_a_forward_pass_asked_to_yield_leaves_the_cache_as_it_was(smollm: Any) -> None:
+    """Background prefill gives the model up between layers; the KV state is then unchanged.
+
+    The interrupted chunk is computed again later: the logits then equal those
+    of an uninterrupted pass, so a turn never sees half a chunk.
+    """
+    import torch
+
+    engine = smollm._engine
+    ids = smollm.prompt_ids(_second_turn("Red, orange and yellow are three of them."))
+    head, tail = ids[:9], ids[9:]
+    asked: list[int] = []
+
+    def after_five_layers() -> bool:
+        asked.append(1)
+        return len(asked) > 5
+
+    with torch.inference_mode():
+        reference = engine.forward(engine.new_state(), ids)
+        state = engine.new_state()
+        engine.forward(state, head)
+        assert engine.forward(state, tail, yield_to=after_five_layers) is None
+        assert len(asked) == 6 and state.ids == head
+        resumed = engine.forward(state, tail, yield_to=lambda: False)
+    # Short batches take the exact path: the same bits as one uninterrupted call.
+    assert resumed is not None and state.ids == ids
+    assert torch.equal(resumed, reference)

@@ -7,6 +7,7 @@ Only imported by the local runtime, after torch is known to be installed.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import torch
@@ -46,8 +47,17 @@ class GenericEngine:
     def new_state(self) -> GenericState:
         return GenericState()
 
-    def forward(self, state: GenericState, ids: list[int]) -> torch.Tensor:
+    def forward(
+        self, state: GenericState, ids: list[int], *, yield_to: Callable[[], bool] | None = None
+    ) -> torch.Tensor | None:
+        """Feeds `ids` after the cached ones; logits of the last, or None when asked to yield.
+
+        Hugging Face's forward cannot stop between layers: `yield_to` is asked before it.
+        """
         from transformers import DynamicCache
+
+        if yield_to is not None and yield_to():
+            return None
 
         if state.cache is None:
             state.cache = DynamicCache(config=self.model.config)

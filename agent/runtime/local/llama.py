@@ -14,6 +14,7 @@ Only imported by the local runtime, after torch is known to be installed.
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -524,8 +525,16 @@ class LlamaEngine:
     def _rms(self, x: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
         return F.rms_norm(x, self._norm_shape, weight, self.eps).to(self.dtype)
 
-    def forward(self, state: KVState, ids: list[int]) -> torch.Tensor:
-        """Feeds `ids` after the cached tokens; returns the float32 logits of the last one."""
+    def forward(
+        self, state: KVState, ids: list[int], *, yield_to: Callable[[], bool] | None = None
+    ) -> torch.Tensor | None:
+        """Feeds `ids` after the cached tokens; returns the float32 logits of the last one.
+
+        `yield_to` (background work) is asked between layers whether to give the
+        model up: when it says so, the call returns None with `state` as it was
+        (positions past `state.length` are only ever read after a complete call
+        records them), so a person's turn waits one layer, not a whole long chunk.
+        """
         past = state.length
         count = len(ids)
         end = past + count
@@ -552,6 +561,8 @@ class LlamaEngine:
         q_size = heads * dim
         project = self._project_fast if fast else _project
         for index, layer in enumerate(self.layers):
+            if yield_to is not None and yield_to():
+                return None
             qkv = project(layer.qkv, self._rms(x, layer.norm1)).to(self.kv_dtype)
             # Rotate q and k together: they are adjacent in the fused projection.
             qk = qkv[:, : qk_heads * dim].view(count, qk_heads, dim)

@@ -53,8 +53,6 @@ log = logging.getLogger(__name__)
 _LOCAL_INSTALL = 'pip install "recursa[local]"'
 # Prefill runs in chunks so a cancel is noticed within one chunk, not after the whole prompt.
 _PREFILL_CHUNK = 512
-# Background prefill (warm-up) steps aside for a person's turn between chunks: smaller ones.
-_WARM_CHUNK = 256
 PRECISIONS = ("float32", "bfloat16", "float16", "int8", "int4", "float16w")
 # On CPU the default precision follows the weights' own: a GGUF quantized to 4 bits
 # or fewer runs with int4 weights, one of 5 to 8 bits with int8 (their codes hold no
@@ -505,17 +503,25 @@ class LocalRuntime:
                 return 0
             state = self._caches.state_for(cache_key)
             common = reuse_prefix(state, ids + [-1])  # -1: nothing to keep past the prefix
-            for start in range(common, len(ids), _WARM_CHUNK):
-                if self._gate.foreground_waiting:
-                    break
-                chunk = ids[start : start + _WARM_CHUNK]
+            # Whole chunks, as a turn prefills (a long one takes the fast path): a turn that
+            # arrives meanwhile interrupts the chunk between two layers and takes over.
+            chunk = int(getattr(self._engine, "prefill_chunk", _PREFILL_CHUNK))
+            waiting = self._foreground_waiting
+            for start in range(common, len(ids), chunk):
+                part = ids[start : start + chunk]
                 try:
-                    self._engine.forward(state, chunk)
+                    done = self._engine.forward(state, part, yield_to=waiting)
                 except Exception as exc:
                     self._caches.forget(cache_key)
                     raise ModelError(f"Local prefill failed: {exc}") from exc
-                added += len(chunk)
+                if done is None:
+                    break
+                added += len(part)
         return added
+
+    def _foreground_waiting(self) -> bool:
+        """Asked by background forward passes between layers: should they give the model up?"""
+        return self._gate.foreground_waiting
 
     # -- generation -------------------------------------------------------------------------
 
@@ -617,12 +623,18 @@ class LocalRuntime:
         finish: FinishReason = "length"
         logits: torch.Tensor | None = None
         chunk = int(getattr(self._engine, "prefill_chunk", _PREFILL_CHUNK))
-        for start in range(common, len(prompt), chunk):
-            if cancel.cancelled:
-                break
+        # Background work (a summary's prompt) gives the model up between two layers
+        # when a turn waits, and resumes that chunk once the turn is done.
+        waiting = self._foreground_waiting if background else None
+        start = common
+        while start < len(prompt) and not cancel.cancelled:
             if background:
                 self._step_aside()
-            logits = self._engine.forward(state, prompt[start : start + chunk])
+            part = prompt[start : start + chunk]
+            step = self._engine.forward(state, part, yield_to=waiting)
+            if step is not None:
+                logits = step
+                start += len(part)
         if cancel.cancelled or logits is None:
             usage.finish_reason = "cancelled"
             usage.total_s = time.perf_counter() - started

@@ -1,0 +1,241 @@
+"""The latency a person feels: time from send to first token, every turn of a long chat.
+
+Run: python -m benchmarks.chat_latency [--turns 60] [--budget 2048] [--think 3]
+                                       [--reply-tokens 48] [--threads T]
+                                       [--open-tokens 2000] [--skip-chat] [--skip-open]
+
+On the real SmolLM2-135M (its default precision, greedy) and the real recall, it
+measures, in one run:
+
+1. **A long chat typed as a person types**: `--turns` messages at a
+   `--budget`-token prompt budget, each sent `--think` seconds after the previous
+   reply ended (the person reads and types). Per turn: the time from `stream(...)`
+   to its first token, how many prompt tokens were prefilled, and whether a
+   compaction happened since the previous turn. Twice: with background work
+   (the window folded after a reply while the person types, then the new prompt
+   prefix prefilled) and without it (the turn folds the window itself, before
+   its prompt). Prints p50 / p95 / max and the turns that followed a compaction.
+2. **The first turn after opening a long conversation**: a stored conversation
+   of about `--open-tokens` prompt tokens is opened in a fresh agent and runtime
+   (a cached model load, timed), and a question is sent at once; then the same
+   with `Agent.warm(...)` called on opening and the question sent `--think`
+   seconds later.
+
+Figures vary with the machine's load: read the ratios and spreads of one run.
+Not a timed test.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import tempfile
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+from recursa.agent import Agent
+from recursa.agent.runtime.options import RuntimeOptions
+from recursa.agent.runtime.registry import open_runtime
+
+SYSTEM = "You are a friendly assistant. Be brief."
+FACTS = (
+    "My sister Ada works as a marine biologist in Porto.",
+    "The code for my locker at the gym is 4821.",
+    "I keep my passport in the top drawer of the desk.",
+    "My dentist is called Okonkwo and her office is on Elm Street.",
+    "We adopted a grey cat named Pixel last spring.",
+    "My brother Tomas moved to Tallinn for a job in robotics.",
+    "I am allergic to peanuts and to penicillin.",
+    "Our wedding anniversary is on the ninth of June.",
+)
+QUESTIONS = (
+    "What does my sister do for a living?",
+    "Which number opens my gym locker?",
+    "Where did I put my passport?",
+    "What is my dentist's name?",
+    "What is the name of our cat?",
+    "Which city did my brother move to?",
+    "What am I allergic to?",
+    "When is our anniversary?",
+)
+TOPICS = (
+    "how bread rises",
+    "why the sky is blue",
+    "the history of tea",
+    "how bicycles stay upright",
+    "what a compiler does",
+    "how vaccines work",
+    "the life of bees",
+    "why leaves change colour",
+)
+
+
+def chat_messages(turns: int) -> list[str]:
+    """A chat that states facts, talks of other things, and asks about the facts later."""
+    script: list[str] = []
+    for i in range(turns):
+        cycle = i % 24
+        if cycle < 8:
+            script.append(FACTS[cycle])
+        elif cycle < 16:
+            script.append(f"Tell me briefly about {TOPICS[cycle - 8]}.")
+        else:
+            script.append(QUESTIONS[cycle - 16])
+    return script
+
+
+@dataclass
+class Turn:
+    number: int
+    ttft_s: float
+    prefilled: int
+    prompt: int
+    after_compaction: bool
+
+
+def first_token_s(agent: Agent, cid: int, text: str) -> tuple[float, int, int]:
+    """Seconds from `stream(...)` to its first text chunk; prefilled and prompt tokens."""
+    started = time.perf_counter()
+    stream = agent.stream(cid, text)
+    first: float | None = None
+    for chunk in stream:
+        if first is None and chunk.event == "text" and chunk.text:
+            first = time.perf_counter() - started
+    reply = stream.reply
+    assert reply is not None and reply.usage is not None
+    usage = reply.usage
+    if first is None:  # an empty reply: its first token was its end
+        first = usage.time_to_first_token_s or (time.perf_counter() - started)
+    return first, usage.prefill_tokens or 0, usage.prompt_tokens
+
+
+@contextmanager
+def opened(
+    db: Path, threads: int, budget: int, reply_tokens: int, background: bool
+) -> Iterator[Agent]:
+    runtime = open_runtime("smollm2-135m", options=RuntimeOptions(threads=threads))
+    with Agent.open(
+        f"sqlite:///{db}",
+        runtime,
+        max_prompt_tokens=budget,
+        max_new_tokens=reply_tokens,
+        summarizer={"max_new_tokens": 96, "background": background},
+    ) as agent:
+        yield agent
+
+
+def run_chat(args: argparse.Namespace, workdir: Path, background: bool) -> list[Turn]:
+    """One chat of `args.turns` turns; background work on or off."""
+    db = workdir / f"chat-{'bg' if background else 'fg'}.db"
+    rows: list[Turn] = []
+    with opened(db, args.threads, args.budget, args.reply_tokens, background) as agent:
+        cid = agent.create_conversation(system_prompt=SYSTEM)
+        seen = 0
+        for number, text in enumerate(chat_messages(args.turns), start=1):
+            ttft, prefilled, prompt = first_token_s(agent, cid, text)
+            # A summary that appeared since the previous turn ended was folded either in
+            # the background while the person typed, or by this turn before its prompt.
+            now = len(agent.summaries(cid))
+            rows.append(Turn(number, ttft, prefilled, prompt, now > seen))
+            seen = now
+            time.sleep(args.think)  # the person reads the reply and types the next message
+        agent.wait_background(timeout=120)
+    return rows
+
+
+def spread(values: list[float]) -> str:
+    if not values:
+        return "-"
+    ordered = sorted(values)
+    p95 = ordered[min(len(ordered) - 1, round(0.95 * (len(ordered) - 1)))]
+    return f"{statistics.median(ordered):.2f} / {p95:.2f} / {ordered[-1]:.2f}"
+
+
+def report_chat(label: str, rows: list[Turn]) -> None:
+    print(f"\n{label}: turn  ttft_s  prefilled  prompt  after-compaction")
+    for r in rows:
+        mark = "yes" if r.after_compaction else ""
+        print(f"  {r.number:>4}  {r.ttft_s:6.2f}  {r.prefilled:>9}  {r.prompt:>6}  {mark}")
+    after = [r.ttft_s for r in rows if r.after_compaction]
+    print(
+        f"{label}: TTFT p50 / p95 / max {spread([r.ttft_s for r in rows])} s over {len(rows)} "
+        f"turns; {len(after)} followed a compaction (their p50 / p95 / max {spread(after)} s)"
+    )
+
+
+def long_document(tokens: int, agent: Agent) -> dict[str, object]:
+    """A stored conversation whose prompt is about `tokens` long (counted by the model)."""
+    messages: list[dict[str, str]] = []
+    i = 0
+    while True:
+        fact = FACTS[i % len(FACTS)]
+        topic = TOPICS[i % len(TOPICS)]
+        messages.append({"role": "user", "content": f"{fact} Also, tell me about {topic}."})
+        messages.append(
+            {
+                "role": "assistant",
+                "content": f"Noted: {fact.lower()} As for {topic}, it is a long story "
+                "with many parts, and people have studied it for a long time. "
+                "The short version is that small causes add up to large effects.",
+            }
+        )
+        i += 1
+        chat = [{"role": "system", "content": SYSTEM}, *messages]
+        if agent.runtime.count_tokens(chat) >= tokens:  # type: ignore[arg-type]
+            return {"title": "a long conversation", "system_prompt": SYSTEM, "messages": messages}
+
+
+def run_open(args: argparse.Namespace, workdir: Path) -> None:
+    """The first turn after opening a long conversation, with and without warm-up."""
+    db = workdir / "open.db"
+    budget = max(args.budget, args.open_tokens + 2 * args.reply_tokens + 256)
+    question = "Which city did my brother move to?"
+    with opened(db, args.threads, budget, args.reply_tokens, True) as agent:
+        agent.load_model()
+        document = long_document(args.open_tokens, agent)
+        cold_id = agent.import_conversation(document)
+        warm_id = agent.import_conversation(document)
+    results: list[str] = []
+    for label, cid, warm in (("without warm-up", cold_id, False), ("with warm-up", warm_id, True)):
+        with opened(db, args.threads, budget, args.reply_tokens, True) as agent:
+            started = time.perf_counter()
+            agent.load_model()
+            load_s = time.perf_counter() - started
+            if warm:
+                agent.warm(cid)
+                time.sleep(args.think)  # the person types the question
+            ttft, prefilled, prompt = first_token_s(agent, cid, question)
+            results.append(
+                f"  {label:<16} load {load_s:5.2f} s  first token {ttft:6.2f} s  "
+                f"prefilled {prefilled:>5} of {prompt} prompt tokens"
+            )
+    print(f"\nFirst turn after opening a {args.open_tokens}-token conversation:")
+    print("\n".join(results))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--turns", type=int, default=60)
+    parser.add_argument("--budget", type=int, default=2048)
+    parser.add_argument("--think", type=float, default=3.0, help="seconds between turns")
+    parser.add_argument("--reply-tokens", type=int, default=48)
+    parser.add_argument("--threads", type=int, default=None)
+    parser.add_argument("--open-tokens", type=int, default=2000)
+    parser.add_argument("--skip-chat", action="store_true")
+    parser.add_argument("--skip-open", action="store_true")
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as tmp:
+        workdir = Path(tmp)
+        if not args.skip_chat:
+            for background in (True, False):
+                label = "background work on" if background else "background work off"
+                report_chat(label, run_chat(args, workdir, background))
+        if not args.skip_open:
+            run_open(args, workdir)
+
+
+if __name__ == "__main__":
+    main()
