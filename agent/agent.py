@@ -46,7 +46,7 @@ from recursa.agent.boundary import (
     SummaryInfo,
 )
 from recursa.agent.checks import check_count, check_id, check_text
-from recursa.agent.compaction.background import BackgroundWork
+from recursa.agent.compaction.background import BackgroundWork, TaskKind
 from recursa.agent.compaction.triggers import (
     background_scope,
     compact_in_background,
@@ -700,9 +700,9 @@ class Agent:
         self._background.submit("warm", conversation_id)
         return True
 
-    def background_busy(self, conversation_id: int) -> bool:
-        """True while a compaction or prefill of the conversation is queued or running."""
-        return self._background.busy(conversation_id)
+    def background_busy(self, conversation_id: int, kind: TaskKind | None = None) -> bool:
+        """True while a compaction or prefill (`kind`: only that one) is queued or running."""
+        return self._background.busy(conversation_id, kind)
 
     def wait_background(
         self, conversation_id: int | None = None, *, timeout: float | None = None

@@ -37,8 +37,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from recursa.agent import Agent
-from recursa.agent.runtime.options import RuntimeOptions
-from recursa.agent.runtime.registry import open_runtime
 
 SYSTEM = "You are a friendly assistant. Be brief."
 FACTS = (
@@ -114,14 +112,15 @@ def first_token_s(agent: Agent, cid: int, text: str) -> tuple[float, int, int]:
 
 @contextmanager
 def opened(
-    db: Path, threads: int, budget: int, reply_tokens: int, background: bool
+    db: Path, threads: int | None, budget: int, reply_tokens: int, background: bool
 ) -> Iterator[Agent]:
-    runtime = open_runtime("smollm2-135m", options=RuntimeOptions(threads=threads))
+    """An agent on the default model, loaded lazily (`load_model()` loads it from the cache)."""
     with Agent.open(
         f"sqlite:///{db}",
-        runtime,
+        "smollm2-135m",
         max_prompt_tokens=budget,
         max_new_tokens=reply_tokens,
+        runtime={"threads": threads},
         summarizer={"max_new_tokens": 96, "background": background},
     ) as agent:
         yield agent
@@ -132,6 +131,7 @@ def run_chat(args: argparse.Namespace, workdir: Path, background: bool) -> list[
     db = workdir / f"chat-{'bg' if background else 'fg'}.db"
     rows: list[Turn] = []
     with opened(db, args.threads, args.budget, args.reply_tokens, background) as agent:
+        agent.load_model()
         cid = agent.create_conversation(system_prompt=SYSTEM)
         seen = 0
         for number, text in enumerate(chat_messages(args.turns), start=1):

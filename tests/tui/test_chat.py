@@ -262,6 +262,45 @@ async def test_budget_bar_shows_compacting_while_compaction_runs(make_app, seed:
         assert app.agent.summaries(screen.conversation.id)
 
 
+async def test_budget_bar_shows_a_background_compaction_after_the_reply(make_app, seed: Agent):
+    """With background compaction the reply comes first; the bar says so while old turns fold."""
+    turns = []
+    for i in range(4):
+        turns += [
+            ("user", f"Question {i} " + "about many things " * 9),
+            ("assistant", f"Answer {i} " + "with a lot of words " * 7),
+        ]
+    cid = seed.import_conversation(document("Long", turns))
+    reply = " ".join(f"word{i}" for i in range(100))  # takes the window past its high mark
+    summary = "A summary of the earlier turns, folded while the person was reading."
+    runtime = ScriptedRuntime(replies=[reply], default=summary, chunk_delay_s=0.02)
+    app = make_app(
+        runtime, settings={"max_prompt_tokens": 1000, "summarizer": {"background": True}}
+    )
+    async with app.run_test(size=(120, 36)) as pilot:
+        screen = await ready(pilot)
+        await pilot.press(*"one more question")
+        await press_nowait(pilot, "enter")
+        saw_folding = False
+        for _ in range(4000):
+            if screen.budget.folding:
+                saw_folding = "compacting in the background…" in str(screen.budget.render())
+                break
+            await asyncio.sleep(0.005)
+        assert saw_folding
+        # The reply was stored first: the turn itself folded nothing.
+        assert [m.content for m in app.agent.messages(cid)][-1] == reply
+        assert not app.agent.traces(cid)[-1].compactions
+        for _ in range(4000):
+            if not screen.budget.folding:
+                break
+            await asyncio.sleep(0.005)
+        await settle(pilot)
+        assert not screen.budget.folding
+        assert "compacting" not in str(screen.budget.render())
+        assert "Question 1" in app.agent.summaries(cid)[-1].content  # the oldest turns folded
+
+
 async def test_a_model_failure_mid_reply_is_shown_and_stored_as_an_error(make_app):
     """The model failing mid-reply: an error notice, the reply kept and marked failed."""
     app = make_app(ScriptedRuntime(replies=[RuntimeError("the GPU caught fire")]))

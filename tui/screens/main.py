@@ -87,6 +87,7 @@ class MainScreen(ComposeMixin, ActionsMixin, Screen[None]):
         self._stream: ReplyStream | None = None
         self._preview_timer: Timer | None = None
         self._search_timer: Timer | None = None
+        self._folding_timer: Timer | None = None
         self.last_preview: tuple[str, PromptPlan] | None = None
         self._sidebar_lent = False  # hidden to make room for the inspector
         # Messages sent while the model loads: stored at once, answered once it is ready.
@@ -211,6 +212,28 @@ class MainScreen(ComposeMixin, ActionsMixin, Screen[None]):
                 if view.is_attached:
                     view.update_data(replace(view.data, waiting=False))
             self._waiting_cid, self._waiting_views = None, []
+
+    def _watch_folding(self, conversation_id: int) -> None:
+        """Say so in the budget bar while the reply's compaction runs in the background.
+
+        When it ends the prompt's figures change (the window shrank, the summary
+        grew), so the preview is computed again.
+        """
+        if self._folding_timer is not None:
+            self._folding_timer.stop()
+
+        def check() -> None:
+            shown = self.conversation is not None and self.conversation.id == conversation_id
+            folding = shown and self.agent.background_busy(conversation_id, "compact")
+            if self.budget.folding and not folding:
+                self.schedule_preview(now=True)
+            self.budget.folding = folding
+            if not folding and self._folding_timer is not None:
+                self._folding_timer.stop()
+                self._folding_timer = None
+
+        check()
+        self._folding_timer = self.set_interval(0.25, check)
 
     def _warm(self, conversation_id: int) -> None:
         """Prefill the conversation's prompt in the background, so its next message starts fast."""
@@ -636,6 +659,7 @@ class MainScreen(ComposeMixin, ActionsMixin, Screen[None]):
                     self.refresh_inspector()
 
             self.run_db(fetch, show, "Reading the reply")
+            self._watch_folding(cid)
         elif reply_view.is_attached and not reply_view.text:
             await reply_view.remove()
         if regenerated and self.conversation is not None and self.conversation.id == cid:

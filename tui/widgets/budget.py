@@ -28,7 +28,7 @@ def budget_figures(plan: PromptPlan) -> dict[str, int]:
 
 
 class BudgetBar(Widget):
-    """One line of bar and one of figures; shows 'compacting…' while compaction runs."""
+    """One line of bar and one of figures; says so while a compaction runs, in a turn or after."""
 
     DEFAULT_CSS = """
     BudgetBar { height: 2; padding: 0 1; background: $panel; }
@@ -36,6 +36,8 @@ class BudgetBar(Widget):
 
     figures: reactive[dict[str, int] | None] = reactive(None, layout=False)
     compacting: reactive[bool] = reactive(False)
+    # Old turns being folded into the summary after a reply, while the person types.
+    folding: reactive[bool] = reactive(False)
     status: reactive[str] = reactive("")
     last_reply: reactive[str] = reactive("")
 
@@ -51,7 +53,11 @@ class BudgetBar(Widget):
         width = max(20, self.size.width)
         out = Text(no_wrap=True, overflow="ellipsis")
         f = self.figures
-        tail = "compacting…" if self.compacting else (self.status or self.last_reply)
+        tail = self.status or self.last_reply
+        if self.compacting:
+            tail = "compacting…"
+        elif self.folding:
+            tail = "compacting in the background…"
         bar_width = max(10, width - len(tail) - 2) if tail else width
         if f is None:
             out.append("░" * bar_width, style=FREE_COLOUR)
