@@ -522,6 +522,46 @@ class LlamaEngine:
             torch.bmm(scores.softmax(-1), values[:, :seen], out=out[i])
         return out.view(count, heads * dim)
 
+    def _decode_one(self, state: KVState, token: int) -> torch.Tensor:
+        """`forward` for one new token: the same kernels on the same shapes, fewer operations.
+
+        A decode step of this small model is short enough that Python's cost per
+        tensor operation is a tenth of it, so this path does in about 20 calls a
+        layer what `forward` with `_attend_each` does in 40 (no batch dimension to
+        carry, no transposes of a one-row query, the cache written as rows), and
+        gives the same bits: a token decoded here equals the same token prefilled.
+        """
+        past = state.length
+        end = past + 1
+        if end > self.max_len:
+            raise ValueError(f"{end} tokens exceed the model's {self.max_len}-token window")
+        state.reserve(end)
+        assert state.k is not None and state.v is not None
+        heads, kv_heads, dim = self.heads, self.kv_heads, self.head_dim
+        group, half = heads // kv_heads, dim // 2
+        qk_size = (heads + kv_heads) * dim
+        rms, shape, eps = F.rms_norm, self._norm_shape, self.eps
+        dtype, kv_dtype, scale, inner = self.dtype, self.kv_dtype, self._scale, self.intermediate
+        cos, sin = self.cos[past], self.sin[past]
+        x = self.embed[token : token + 1]
+        for layer, keys, values in zip(self.layers, state.k, state.v, strict=True):
+            qkv = layer.qkv(rms(x, shape, layer.norm1, eps).to(dtype)).to(kv_dtype)[0]
+            qk = qkv[:qk_size].view(heads + kv_heads, dim)
+            qk = qk * cos + torch.roll(qk, half, dims=-1) * sin
+            keys[:, past] = qk[heads:]
+            values[:, past] = qkv[qk_size:].view(kv_heads, dim)
+            grouped = (qk[:heads] * scale).view(kv_heads, group, dim)
+            scores = torch.bmm(grouped, keys[:, :end].transpose(1, 2))
+            attn = torch.bmm(scores.softmax(-1), values[:, :end]).view(1, heads * dim)
+            x = x + layer.out(attn.to(dtype))
+            gate_up = layer.gate_up(rms(x, shape, layer.norm2, eps).to(dtype))
+            x = x + layer.down(F.silu(gate_up[:, :inner]) * gate_up[:, inner:])
+        state.ids.append(token)
+        normed = rms(x, shape, self.norm, eps)
+        if self.lm_head.fp16 is None:
+            normed = normed.to(dtype)
+        return self.lm_head(normed)[0].float()
+
     def _rms(self, x: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
         return F.rms_norm(x, self._norm_shape, weight, self.eps).to(self.dtype)
 
@@ -535,6 +575,8 @@ class LlamaEngine:
         (positions past `state.length` are only ever read after a complete call
         records them), so a person's turn waits one layer, not a whole long chunk.
         """
+        if len(ids) == 1 and self._single_query_each:
+            return self._decode_one(state, ids[0])
         past = state.length
         count = len(ids)
         end = past + count
