@@ -111,26 +111,24 @@ def test_agent_methods_refuse_ids_outside_64_bits_as_invalid_input(make_agent, b
             call()
 
 
-def test_an_unanswered_message_is_marked_and_the_model_sees_it(make_agent, monkeypatch):
+def test_an_unanswered_message_is_marked_and_the_model_sees_it(make_agent):
     """After a crash between the user message and its reply, the next turn stores an
     interrupted reply marking the gap, notes it in the trace, and the prompt shows it in place."""
-    from datetime import timedelta
-
-    from recursa.agent import turns
+    from recursa.agent.turn_lease import new_lease
     from recursa.agent.turns import UNANSWERED_REPLY
 
     agent = make_agent()
-    # A user message with no reply, seconds old, may still be answered by another
-    # process: it is left alone.
+    # A user message whose turn lease is held by a running process (this one) is being
+    # answered: it is left alone.
     busy = agent.create_conversation(title="in flight")
-    agent._store.append_message(busy, "user", "being answered elsewhere")
+    agent._store.append_message(busy, "user", "being answered elsewhere", lease=new_lease())
     assert not any("had no reply" in n for n in agent.send(busy, "meanwhile").trace.notes)
     assert [m.role for m in agent.messages(busy)] == ["user", "user", "assistant"]
 
     cid = agent.create_conversation(title="crash")
-    agent._store.append_message(cid, "user", "first question")  # the process died here
-    # ... long enough ago to be taken as abandoned.
-    monkeypatch.setattr(turns, "ABANDONED_AFTER", timedelta(0))
+    # No lease: the process that stored it stopped before its reply; a second later it
+    # is marked, whatever its age.
+    agent._store.append_message(cid, "user", "first question")
     reply = agent.send(cid, "second question")
     history = agent.messages(cid)
     assert [(m.role, m.status) for m in history] == [
