@@ -31,6 +31,7 @@ from recursa.memory import (
     traces,
     turn_leases,
 )
+from recursa.memory import messages as _messages
 from recursa.memory import search as fts
 from recursa.memory import validation as check
 from recursa.memory.engine import (
@@ -172,8 +173,13 @@ class Store:
         kind: ConversationKind = "chat",
         settings: Mapping[str, Any] | None = None,
         owner: str | None = None,
+        messages: Sequence[NewMessage] = (),
     ) -> ConversationRecord:
-        """A new, empty conversation (`owner`: the API key digest it belongs to, if any)."""
+        """A new conversation (`owner`: the API key digest it belongs to, if any).
+
+        `messages` are stored with it in the same transaction: the conversation
+        exists with all of them, or not at all.
+        """
         row = conversations.new_row(
             title=title,
             system_prompt=system_prompt,
@@ -182,8 +188,15 @@ class Store:
             settings=settings,
             owner=owner,
         )
+        rows = _messages.new_rows(0, messages) if messages else []
         with self._write() as session:
-            return conversations.add(session, row)
+            record = conversations.add(session, row)
+            if not rows:
+                return record
+            for values in rows:
+                values["conversation_id"] = record.id
+            _messages.append(session, record.id, rows)
+            return conversations.get(session, record.id)
 
     def import_conversations(self, items: Sequence[NewConversation]) -> list[int]:
         """Create conversations with their messages in one transaction: all of them or none.

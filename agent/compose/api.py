@@ -25,12 +25,13 @@ from recursa.agent.compose.presets import COMPOSE_TEMPLATES, Preset, get_preset
 from recursa.agent.compose.repetition import RepetitionGuard, RepetitionSettings
 from recursa.agent.compose.state import OPENING_KEY, SPEC_KEY, load_spec, read_progress
 from recursa.agent.compose.steps import StepLoop
-from recursa.agent.errors import BudgetError, InvalidInputError, RecursaError
+from recursa.agent.errors import BudgetError, InvalidInputError
 from recursa.agent.planning.plan import compute_budget, flexible_budget, message_cost, summary_cap
 from recursa.agent.runtime.protocol import CancelToken, ChatMessage, Runtime
 from recursa.agent.settings import Settings
 from recursa.agent.summarize import Summarizer
 from recursa.agent.templates import Templates
+from recursa.memory.records import NewMessage
 
 if TYPE_CHECKING:
     from recursa.memory.store import Store
@@ -121,24 +122,23 @@ def compose(
     _check_budget(runtime, settings, templates, spec)
 
     store = deps.store
+    # The composition, its header and its opening are stored in one transaction.
+    opening_messages = (
+        [NewMessage("user", opening, metadata={OPENING_KEY: True})] if opening else []
+    )
     conv = store.create_conversation(
         title=title or _title(opening, preset),
         system_prompt=final_instructions,
         model=runtime.name,
         kind="composition",
+        messages=[
+            NewMessage(
+                "system", final_instructions, metadata={SPEC_KEY: spec.model_dump(mode="json")}
+            ),
+            *opening_messages,
+        ],
     )
-    try:
-        header = store.append_message(
-            conv.id,
-            "system",
-            final_instructions,
-            metadata={SPEC_KEY: spec.model_dump(mode="json")},
-        )
-        if opening:
-            store.append_message(conv.id, "user", opening, metadata={OPENING_KEY: True})
-    except RecursaError:
-        store.delete_conversation(conv.id)  # nothing half-written
-        raise
+    header = store.messages(conv.id, limit=1)[0]
     token = options.get("cancel") or CancelToken()
     run = StepLoop(
         store=store,
