@@ -38,7 +38,7 @@ if TYPE_CHECKING:
 
 __all__ = ["MAX_SEED", "MAX_TARGET_TOKENS", "ComposeDeps", "compose", "resume_composition"]
 
-# Past this a composition would run for weeks on a CPU; a larger text is written in parts.
+# Past this a composition would run for weeks on a CPU: a larger number is a mistake.
 MAX_TARGET_TOKENS = 10_000_000
 MAX_SEED = 2**63 - 1 - MAX_TARGET_TOKENS
 
@@ -222,14 +222,7 @@ def _positive(name: str, value: object) -> int:
     if value <= 0:
         raise InvalidInputError(f"{name} must be at least 1 token, got {value}.")
     if value > MAX_TARGET_TOKENS:
-        raise InvalidInputError(
-            f"{name} must be at most {MAX_TARGET_TOKENS} tokens, got {value}"
-            + (
-                "; write a longer text in parts, resuming with a higher target."
-                if name == "target_tokens"
-                else "."
-            )
-        )
+        raise InvalidInputError(f"{name} must be at most {MAX_TARGET_TOKENS} tokens, got {value}.")
     return value
 
 
