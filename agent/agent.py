@@ -77,6 +77,7 @@ from recursa.agent.settings import Settings
 from recursa.agent.streams import AsyncReplyStream, ReplyStream, skip_placeholders
 from recursa.agent.summarize import ModelSummarizer, Summarizer, open_model_summarizer
 from recursa.agent.traces import reconstruct_prompt
+from recursa.agent.turn_lease import STORED_TTL, new_lease
 from recursa.agent.turns import TurnFailedError, run_turn
 
 if TYPE_CHECKING:
@@ -564,7 +565,11 @@ class Agent:
         """
         text = check_text(text)
         self._store.get_conversation(conversation_id)
-        return self._store.append_message(conversation_id, "user", text)
+        # Claimed for this process until it is answered (or the process stops), so a
+        # turn elsewhere does not take it for a message whose reply was lost.
+        return self._store.append_message(
+            conversation_id, "user", text, lease=new_lease(STORED_TTL)
+        )
 
     def answer(
         self,

@@ -1,8 +1,8 @@
 """Checks on text a caller hands the agent: a message, an opening, instructions.
 
 One rule for every surface: text must be a string without NUL characters (which
-neither SQLite's text functions nor PostgreSQL store), and a message to send
-must say something.
+neither SQLite's text functions nor PostgreSQL store) or unpaired surrogates
+(not Unicode text), and a message to send must say something.
 """
 
 from __future__ import annotations
@@ -45,4 +45,11 @@ def check_text(text: object, *, name: str = "The message", allow_blank: bool = F
         raise InvalidInputError(f"{name} is empty; type something to send.")
     if "\x00" in text:
         raise InvalidInputError(f"{name} contains a NUL character (U+0000); remove it.")
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise InvalidInputError(
+            f"{name} contains an unpaired surrogate (at character {exc.start}), which is not "
+            "valid Unicode text; decode the input as UTF-8 (errors='replace') first."
+        ) from exc
     return text

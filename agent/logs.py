@@ -9,8 +9,10 @@ directory (`log_path()`), so a failure can be read after the screen is gone.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
+import sys
 import time
 import traceback
 from dataclasses import dataclass
@@ -37,17 +39,46 @@ def log_path() -> Path:
 class _LogFile(RotatingFileHandler):
     """A rotating log file whose folder is made with its first record, not before.
 
-    A command that logs nothing (`recursa db path`) leaves no trace on disk.
+    A command that logs nothing (`recursa db path`) leaves no trace on disk. A
+    file that cannot be written (a read-only data folder, `logs` being a file, a
+    full disk) costs one line on stderr, once; the handler then drops its records.
     """
 
     def __init__(self, path: Path) -> None:
         super().__init__(
             path, maxBytes=MAX_BYTES, backupCount=BACKUP_COUNT, encoding="utf-8", delay=True
         )
+        self.problem: str | None = None  # why the file could not be written, once it failed
 
     def _open(self) -> Any:
         Path(self.baseFilename).parent.mkdir(parents=True, exist_ok=True)
         return super()._open()
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if self.problem is None:
+            super().emit(record)
+
+    def handleError(self, record: logging.LogRecord) -> None:
+        # logging's own report is a multi-line "--- Logging error ---" block with a
+        # traceback, on every record: one line, once, says the same to the user.
+        if self.problem is not None:
+            return
+        err = sys.exc_info()[1]
+        if isinstance(err, FileExistsError | NotADirectoryError) and err.filename:
+            reason = f"{err.filename} is not a folder"
+        elif isinstance(err, OSError):
+            reason = err.strerror or str(err)
+        else:
+            reason = str(err) or repr(err)
+        self.problem = f"{self.baseFilename}: {reason}"
+        with contextlib.suppress(OSError, ValueError):
+            if self.stream is not None:
+                self.stream.close()
+            sys.stderr.write(
+                f"Warning: cannot write the log file {self.baseFilename} ({reason}); "
+                "this run logs nothing (set RECURSA_HOME to a writable folder).\n"
+            )
+            sys.stderr.flush()
 
 
 def configure_logging(path: Path | None = None, *, level: int = logging.INFO) -> Path:

@@ -12,7 +12,6 @@ import logging
 import time
 from collections.abc import Callable, Generator
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, Protocol
 
 from recursa.agent.boundary import CompactionReport, PromptTrace, Reply, ReplyStatus, StreamChunk
@@ -37,6 +36,7 @@ from recursa.agent.runtime.protocol import (
 )
 from recursa.agent.settings import Settings
 from recursa.agent.traces import record_reply
+from recursa.agent.turn_lease import Heartbeat, is_live, new_lease
 from recursa.memory.records import SUPERSEDED_KEY, ConversationRecord, MessageRecord
 
 if TYPE_CHECKING:
@@ -125,10 +125,14 @@ def run_turn(
     runtime = load_runtime()
     notes: list[str] = []
     compactions: list[CompactionReport] = []
+    heartbeat: Heartbeat | None = None
     if answer_stored:
         # A message stored earlier (typed while the model loaded) and not answered yet.
         user = unanswered_message(store, conversation_id)
         check_fits(conv, settings, runtime, user.content)
+        lease = new_lease()
+        store.renew_turn_lease(user.id, lease, take_over=True)
+        heartbeat = Heartbeat(store, user.id, lease).start()
     elif text is not None:
         text = check_text(text)
         if settings.budget.oversized_message == "refuse":
@@ -137,10 +141,52 @@ def run_turn(
         note = mark_unanswered(store, conversation_id)
         if note is not None:
             notes.append(note)
-        user = store.append_message(conversation_id, "user", text)
+        # Stored with its lease in one transaction: while this turn runs, no other
+        # process takes the message for one whose reply was lost.
+        lease = new_lease()
+        user = store.append_message(conversation_id, "user", text, lease=lease)
+        heartbeat = Heartbeat(store, user.id, lease).start()
     else:
         user = prepare_regenerate(store, conversation_id)
         notes.append("regenerated reply")
+    try:
+        yield from _answer(
+            store,
+            conv,
+            settings,
+            runtime,
+            user,
+            summarizer_for,
+            params=params,
+            cancel=cancel,
+            vectors_for=vectors_for,
+            background=background,
+            t_start=t_start,
+            notes=notes,
+            compactions=compactions,
+        )
+    finally:
+        if heartbeat is not None:
+            heartbeat.stop()
+
+
+def _answer(
+    store: Store,
+    conv: ConversationRecord,
+    settings: Settings,
+    runtime: Runtime,
+    user: MessageRecord,
+    summarizer_for: SummarizerFor,
+    *,
+    params: GenerationParams | None,
+    cancel: CancelToken,
+    vectors_for: VectorsFor | None,
+    background: Background | None,
+    t_start: float,
+    notes: list[str],
+    compactions: list[CompactionReport],
+) -> Generator[StreamChunk, None, None]:
+    """The turn once its user message is stored: plan, compact, stream, commit the reply."""
     yield StreamChunk(event="text")  # consumed by stream(): the user message is committed
 
     timings: dict[str, Any] = {}
@@ -411,13 +457,6 @@ UNANSWERED_REPLY = (
 )
 
 
-# A user message without a reply is taken as abandoned (its process stopped) only
-# once it is this old: a younger one may still be answered right now, by another
-# process or another thread of this one (a reply streams within seconds here), and
-# marking it would put a false gap before that reply.
-ABANDONED_AFTER = timedelta(minutes=2)
-
-
 def mark_unanswered(store: Store, conversation_id: int) -> str | None:
     """Mark a user message left without a reply (a crash mid-reply); the trace note, or None.
 
@@ -427,15 +466,19 @@ def mark_unanswered(store: Store, conversation_id: int) -> str | None:
     {"unanswered": true} and the text UNANSWERED_REPLY is stored after it: the
     history shows the gap, and the model sees that the earlier message went
     unanswered instead of two user turns in a row. (An "error" reply would be
-    left out of prompts, which is what the mark must not be.) A message younger
-    than ABANDONED_AFTER is left alone (its reply may be on its way), and so is an
-    imported one (dated before its conversation was stored).
+    left out of prompts, which is what the mark must not be.)
+
+    Whether the message is still being answered is read from its turn lease (see
+    `recursa.agent.turn_lease`), not guessed from its age: a message whose lease
+    is live (held by a running process, not expired) is left alone, however old;
+    one without, however young, is marked. An imported message (dated before its
+    conversation was stored) is never marked.
     """
     last = store.messages(conversation_id, limit=1, newest_first=True)
     if not last or last[0].role != "user":
         return None
-    if datetime.now(UTC) - last[0].created_at < ABANDONED_AFTER:
-        return None
+    if is_live(store.turn_lease(last[0].id)):
+        return None  # another thread or process is answering it right now
     if last[0].created_at < store.get_conversation(conversation_id).created_at:
         # Dated before the conversation was stored: imported, not a turn that stopped.
         return None

@@ -274,3 +274,22 @@ class ImportRow(Base):
 Conversation = ConversationRow
 Message = MessageRow
 MessageTokenCount = TokenCountRow
+
+
+class TurnLeaseRow(Base):
+    """Who is answering a user message right now: its process and when its claim lapses.
+
+    Stored with the user message, renewed while the reply is generated, removed when
+    the turn ends. A reply-less user message whose lease is gone, expired or held by
+    a process that no longer runs was abandoned (see `recursa.agent.turn_lease`).
+    """
+
+    __tablename__ = "turn_leases"
+
+    message_id: Mapped[int] = mapped_column(
+        Id, ForeignKey("messages.id", ondelete="CASCADE"), primary_key=True
+    )
+    host: Mapped[str] = mapped_column(String(255))
+    pid: Mapped[int] = mapped_column(BigInteger)
+    token: Mapped[str] = mapped_column(String(64))
+    expires_at: Mapped[datetime] = mapped_column()

@@ -136,6 +136,17 @@ class NewMessage:
 
 
 @dataclass(frozen=True)
+class TurnLease:
+    """A claim on answering a user message: the process (host, pid, a random token) that
+    answers it, until `expires_at` unless renewed."""
+
+    host: str
+    pid: int
+    token: str
+    expires_at: datetime
+
+
+@dataclass(frozen=True)
 class NewConversation:
     """A conversation to import with its messages; `fingerprint` identifies its document."""
 

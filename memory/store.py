@@ -29,7 +29,9 @@ from recursa.memory import (
     summaries,
     token_counts,
     traces,
+    turn_leases,
 )
+from recursa.memory import messages as _messages
 from recursa.memory import search as fts
 from recursa.memory import validation as check
 from recursa.memory.engine import (
@@ -57,6 +59,7 @@ from recursa.memory.records import (
     StoredEmbedding,
     SummaryRecord,
     TraceRecord,
+    TurnLease,
     Unset,
 )
 from recursa.memory.schema import ensure_schema
@@ -170,8 +173,13 @@ class Store:
         kind: ConversationKind = "chat",
         settings: Mapping[str, Any] | None = None,
         owner: str | None = None,
+        messages: Sequence[NewMessage] = (),
     ) -> ConversationRecord:
-        """A new, empty conversation (`owner`: the API key digest it belongs to, if any)."""
+        """A new conversation (`owner`: the API key digest it belongs to, if any).
+
+        `messages` are stored with it in the same transaction: the conversation
+        exists with all of them, or not at all.
+        """
         row = conversations.new_row(
             title=title,
             system_prompt=system_prompt,
@@ -180,8 +188,15 @@ class Store:
             settings=settings,
             owner=owner,
         )
+        rows = _messages.new_rows(0, messages) if messages else []
         with self._write() as session:
-            return conversations.add(session, row)
+            record = conversations.add(session, row)
+            if not rows:
+                return record
+            for values in rows:
+                values["conversation_id"] = record.id
+            _messages.append(session, record.id, rows)
+            return conversations.get(session, record.id)
 
     def import_conversations(self, items: Sequence[NewConversation]) -> list[int]:
         """Create conversations with their messages in one transaction: all of them or none.
@@ -346,10 +361,22 @@ class Store:
         metadata: Mapping[str, Any] | None = None,
         created_at: datetime | None = None,
         pinned: bool = False,
+        lease: TurnLease | None = None,
     ) -> MessageRecord:
-        """Append one message with the conversation's next sequence number."""
+        """Append one message with the conversation's next sequence number.
+
+        `lease` records, in the same transaction, which process is answering it
+        (see `turn_lease`), so no moment exists where it is stored unclaimed.
+        """
         item = NewMessage(role, content, status, metadata, created_at, pinned)
-        return self.append_messages(conversation_id, [item])[0]
+        if lease is None:
+            return self.append_messages(conversation_id, [item])[0]
+        lease = _check_lease(lease)
+        rows = messages.new_rows(conversation_id, [item])
+        with self._write() as session:
+            (record,) = messages.append(session, conversation_id, rows)
+            turn_leases.add(session, record.id, lease)
+            return record
 
     def append_messages(
         self, conversation_id: int, items: Sequence[NewMessage]
@@ -362,6 +389,29 @@ class Store:
             return []
         with self._write() as session:
             return messages.append(session, conversation_id, rows)
+
+    def turn_lease(self, message_id: int) -> TurnLease | None:
+        """The lease on answering this message (None: nobody claims it)."""
+        check.integer("message_id", message_id)
+        with self._read() as session:
+            return turn_leases.get(session, message_id)
+
+    def renew_turn_lease(
+        self, message_id: int, lease: TurnLease, *, take_over: bool = False
+    ) -> bool:
+        """Renew the holder's lease to `lease.expires_at` (False: it is gone or another's);
+        `take_over` makes `lease` the message's lease whoever held it."""
+        check.integer("message_id", message_id)
+        lease = _check_lease(lease)
+        with self._write() as session:
+            return turn_leases.renew(session, message_id, lease, take_over=take_over)
+
+    def drop_turn_lease(self, message_id: int, token: str) -> None:
+        """Remove the lease on this message if `token` holds it (the turn ended)."""
+        check.integer("message_id", message_id)
+        check.text("token", token)
+        with self._write() as session:
+            turn_leases.drop(session, message_id, token)
 
     def get_message(self, message_id: int) -> MessageRecord:
         """One message by id; NotFoundError if unknown."""
@@ -697,3 +747,14 @@ class Store:
         statement = embeddings.count_missing_query(conversation_id, embedder_id)
         with self._read() as session:
             return embeddings.scalar_count(session, conversation_id, statement)
+
+
+def _check_lease(lease: object) -> TurnLease:
+    if not isinstance(lease, TurnLease):
+        raise InvalidInputError("lease must be a TurnLease.")
+    check.text("lease host", lease.host)
+    check.text("lease token", lease.token)
+    check.integer("lease pid", lease.pid, minimum=0)
+    if check.timestamp("lease expiry", lease.expires_at) is None:
+        raise InvalidInputError("lease expiry must be a datetime.")
+    return lease

@@ -25,17 +25,22 @@ from recursa.agent.compose.presets import COMPOSE_TEMPLATES, Preset, get_preset
 from recursa.agent.compose.repetition import RepetitionGuard, RepetitionSettings
 from recursa.agent.compose.state import OPENING_KEY, SPEC_KEY, load_spec, read_progress
 from recursa.agent.compose.steps import StepLoop
-from recursa.agent.errors import BudgetError, InvalidInputError, RecursaError
+from recursa.agent.errors import BudgetError, InvalidInputError
 from recursa.agent.planning.plan import compute_budget, flexible_budget, message_cost, summary_cap
 from recursa.agent.runtime.protocol import CancelToken, ChatMessage, Runtime
 from recursa.agent.settings import Settings
 from recursa.agent.summarize import Summarizer
 from recursa.agent.templates import Templates
+from recursa.memory.records import NewMessage
 
 if TYPE_CHECKING:
     from recursa.memory.store import Store
 
-__all__ = ["ComposeDeps", "compose", "resume_composition"]
+__all__ = ["MAX_SEED", "MAX_TARGET_TOKENS", "ComposeDeps", "compose", "resume_composition"]
+
+# Past this a composition would run for weeks on a CPU: a larger number is a mistake.
+MAX_TARGET_TOKENS = 10_000_000
+MAX_SEED = 2**63 - 1 - MAX_TARGET_TOKENS
 
 
 @dataclass(frozen=True)
@@ -70,20 +75,23 @@ def compose(
     preset = options.get("preset")
     instructions = options.get("instructions")
     params = options.get("params")
+    # Validate first, write second: every value is checked (and the budget below) before
+    # the composition is created, so a bad one stores nothing.
     found: Preset | None = get_preset(preset) if preset is not None else None
     target_tokens = _positive("target_tokens", options["target_tokens"])
     step_tokens = _positive("step_tokens", options.get("step_tokens", DEFAULT_STEP_TOKENS))
     stops = _stops(options.get("stop"))
-    seed = options.get("seed")
-    if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int)):
-        raise InvalidInputError(f"seed must be an integer, not {seed!r}.")
+    seed = _seed(options.get("seed"))
     if prompt is not None:
-        prompt = check_text(prompt, name="prompt", allow_blank=True)
+        prompt = check_text(prompt, name="The opening text", allow_blank=True)
     opening = prompt if prompt and prompt.strip() else (found.opening if found else "")
     if instructions is not None:
-        instructions = check_text(instructions, name="instructions", allow_blank=True)
+        instructions = check_text(instructions, name="The instruction text", allow_blank=True)
         if not instructions.strip():
             raise InvalidInputError("The instructions are empty; leave them out for the default.")
+    title = options.get("title")
+    if title is not None:
+        title = check_text(title, name="The title", allow_blank=True)
     templates = Templates.load(COMPOSE_TEMPLATES)
     chosen = instructions or (found.instructions if found and found.instructions else None)
     final_instructions = chosen or templates.render("default_instructions")
@@ -114,24 +122,23 @@ def compose(
     _check_budget(runtime, settings, templates, spec)
 
     store = deps.store
+    # The composition, its header and its opening are stored in one transaction.
+    opening_messages = (
+        [NewMessage("user", opening, metadata={OPENING_KEY: True})] if opening else []
+    )
     conv = store.create_conversation(
-        title=options.get("title") or _title(opening, preset),
+        title=title or _title(opening, preset),
         system_prompt=final_instructions,
         model=runtime.name,
         kind="composition",
+        messages=[
+            NewMessage(
+                "system", final_instructions, metadata={SPEC_KEY: spec.model_dump(mode="json")}
+            ),
+            *opening_messages,
+        ],
     )
-    try:
-        header = store.append_message(
-            conv.id,
-            "system",
-            final_instructions,
-            metadata={SPEC_KEY: spec.model_dump(mode="json")},
-        )
-        if opening:
-            store.append_message(conv.id, "user", opening, metadata={OPENING_KEY: True})
-    except RecursaError:
-        store.delete_conversation(conv.id)  # nothing half-written
-        raise
+    header = store.messages(conv.id, limit=1)[0]
     token = options.get("cancel") or CancelToken()
     run = StepLoop(
         store=store,
@@ -214,7 +221,20 @@ def _positive(name: str, value: object) -> int:
         raise InvalidInputError(f"{name} must be a whole number of tokens, not {value!r}.")
     if value <= 0:
         raise InvalidInputError(f"{name} must be at least 1 token, got {value}.")
+    if value > MAX_TARGET_TOKENS:
+        raise InvalidInputError(f"{name} must be at most {MAX_TARGET_TOKENS} tokens, got {value}.")
     return value
+
+
+def _seed(seed: object) -> int | None:
+    if seed is None:
+        return None
+    if isinstance(seed, bool) or not isinstance(seed, int):
+        raise InvalidInputError(f"seed must be an integer, not {seed!r}.")
+    # Each step samples with seed + its index, which must stay a valid 64-bit seed.
+    if not 0 <= seed <= MAX_SEED:
+        raise InvalidInputError(f"seed must be from 0 to {MAX_SEED}, got {seed}.")
+    return seed
 
 
 def _stops(stop: str | Sequence[str] | None) -> tuple[str, ...]:
@@ -224,6 +244,7 @@ def _stops(stop: str | Sequence[str] | None) -> tuple[str, ...]:
     for s in items:
         if not isinstance(s, str) or not s:
             raise InvalidInputError(f"Stop strings must be non-empty text, got {s!r}.")
+        check_text(s, name=f"The stop string {s!r}")
     return items
 
 

@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
+import tempfile
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time
@@ -191,16 +193,26 @@ def example_key(example: Example) -> str:
 
 
 def write_jsonl(examples: Iterable[Example], path: str | Path) -> int:
-    """Write one example per line (UTF-8); returns how many were written."""
+    """Write one example per line (UTF-8); returns how many were written.
+
+    The file is written whole or not at all: into a temporary file beside it, renamed
+    over `path` only when complete; on any failure the temporary file is removed.
+    """
     target = Path(path)
     count = 0
-    tmp = target.with_name(target.name + ".partial")
-    with tmp.open("w", encoding="utf-8") as out:
-        for example in examples:
-            out.write(json.dumps(example, ensure_ascii=False) + "\n")
-            count += 1
-    # Only a complete file takes the final name: a crash never leaves half a dataset.
-    tmp.replace(target)
+    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", dir=target.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as out:
+            for example in examples:
+                out.write(json.dumps(example, ensure_ascii=False) + "\n")
+                count += 1
+        umask = os.umask(0)  # mkstemp makes the file private; give it the usual permissions
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)
+        os.replace(tmp, target)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
     return count
 
 

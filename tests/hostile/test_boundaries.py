@@ -111,26 +111,24 @@ def test_agent_methods_refuse_ids_outside_64_bits_as_invalid_input(make_agent, b
             call()
 
 
-def test_an_unanswered_message_is_marked_and_the_model_sees_it(make_agent, monkeypatch):
+def test_an_unanswered_message_is_marked_and_the_model_sees_it(make_agent):
     """After a crash between the user message and its reply, the next turn stores an
     interrupted reply marking the gap, notes it in the trace, and the prompt shows it in place."""
-    from datetime import timedelta
-
-    from recursa.agent import turns
+    from recursa.agent.turn_lease import new_lease
     from recursa.agent.turns import UNANSWERED_REPLY
 
     agent = make_agent()
-    # A user message with no reply, seconds old, may still be answered by another
-    # process: it is left alone.
+    # A user message whose turn lease is held by a running process (this one) is being
+    # answered: it is left alone.
     busy = agent.create_conversation(title="in flight")
-    agent._store.append_message(busy, "user", "being answered elsewhere")
+    agent._store.append_message(busy, "user", "being answered elsewhere", lease=new_lease())
     assert not any("had no reply" in n for n in agent.send(busy, "meanwhile").trace.notes)
     assert [m.role for m in agent.messages(busy)] == ["user", "user", "assistant"]
 
     cid = agent.create_conversation(title="crash")
-    agent._store.append_message(cid, "user", "first question")  # the process died here
-    # ... long enough ago to be taken as abandoned.
-    monkeypatch.setattr(turns, "ABANDONED_AFTER", timedelta(0))
+    # No lease: the process that stored it stopped before its reply; a second later it
+    # is marked, whatever its age.
+    agent._store.append_message(cid, "user", "first question")
     reply = agent.send(cid, "second question")
     history = agent.messages(cid)
     assert [(m.role, m.status) for m in history] == [
@@ -203,3 +201,58 @@ def test_export_refuses_an_existing_file_unless_forced_and_dash_is_stdout(run, s
     dash = run("conversations", "export", str(cid), "-o", "-")
     assert dash.exit_code == 0 and '"Export"' in dash.stdout
     assert not Path("-").exists()
+
+
+def test_an_unwritable_log_file_costs_one_line_and_the_crash_line_says_so(
+    sqlite_url, recursa_home, monkeypatch
+):
+    """`logs` being a file: a logged failure adds one warning line (never logging's own
+    "--- Logging error ---" block), and a crash line says the traceback could not be saved
+    and points to --debug."""
+    from recursa.memory.store import Store
+
+    (recursa_home / "data").mkdir(parents=True, exist_ok=True)
+    (recursa_home / "data" / "logs").write_text("not a folder")
+    failed = run_main(["--db", sqlite_url, "ask", "-m", "no-such-model", "hi"])
+    assert failed.code == 1
+    warning, error = failed.stderr.strip().splitlines()
+    assert warning.startswith("Warning: cannot write the log file") and "not a folder" in warning
+    assert error.startswith("Error: Unknown model spec 'no-such-model'")
+    assert "Logging error" not in failed.stderr and "Traceback" not in failed.stderr
+
+    def broken(self, **kwargs):
+        raise RuntimeError("boom")
+
+    monkeypatch.setattr(Store, "list_conversations", broken)
+    crash = run_main(["--db", sqlite_url, "conversations", "list"])
+    assert crash.code == 1
+    (line,) = crash.stderr.strip().splitlines()
+    assert line.startswith("Error: unexpected failure (RuntimeError: boom)")
+    assert "the traceback could not be saved" in line and "--debug" in line
+
+
+def test_dataset_export_refuses_an_existing_file_unless_forced_and_dash_is_stdout(
+    run, tmp_path, monkeypatch
+):
+    """Like `conversations export -o`: an existing file is kept unless --force, which
+    replaces it whole (no temporary file left beside it); `-o -` is standard output."""
+    assert run("ask", "-m", "scripted", "hi").exit_code == 0
+    folder = tmp_path / "out"
+    folder.mkdir()
+    target = folder / "data.jsonl"
+    target.write_text("keep me", encoding="utf-8")
+    refused = run("dataset", "export", "--all", "-o", str(target))
+    assert refused.exit_code == 2 and "--force" in refused.stderr
+    assert "Nothing was written" in refused.stderr
+    assert target.read_text(encoding="utf-8") == "keep me"
+    forced = run("dataset", "export", "--all", "-o", str(target), "--force")
+    assert forced.exit_code == 0, forced.stderr
+    assert '"messages"' in target.read_text(encoding="utf-8")
+    assert sorted(p.name for p in folder.iterdir()) == ["data.jsonl"]
+    monkeypatch.chdir(folder)
+    dash = run("dataset", "export", "--all", "-o", "-")
+    assert dash.exit_code == 0 and '"messages"' in dash.stdout
+    assert not (folder / "-").exists()
+    missing = run("dataset", "export", "--all", "-o", str(folder / "no" / "x.jsonl"))
+    assert missing.exit_code == 2 and "Nothing was written" in missing.stderr
+    assert sorted(p.name for p in folder.iterdir()) == ["data.jsonl"]

@@ -38,6 +38,7 @@ class Case:
     env: dict[str, str] = field(default_factory=dict)
     config: bytes | None = None  # config.toml contents; b"<dir>" makes it a folder
     db: bool = True  # pass --db {db} first
+    says: str | None = None  # stderr must also contain this
 
 
 def _files(folder: Path) -> dict[str, Path]:
@@ -233,6 +234,8 @@ def cases() -> list[Case]:
         Case("prompt unknown model", ["prompt", "-m", "nope-model", "1", "x"]),
         Case("write without tokens", ["write", "-m", "scripted", "hello"]),
         Case("dataset bad since", ["dataset", "export", "--all", "--since", "soon", "-o", "-"]),
+        Case("dataset existing", ["dataset", "export", "--all", "-o", "{f:existing.json}"]),
+        Case("dataset no folder", ["dataset", "export", "--all", "-o", "/no/such/dir/x.jsonl"]),
         Case("chat without a terminal", ["chat"]),
         Case("bare recursa without a terminal", []),
         Case("unknown command", ["frobnicate"]),
@@ -260,6 +263,39 @@ def cases() -> list[Case]:
             ["db", "current", "--url", "postgresql+psycopg://"],
             db=False,
         ),
+    ]
+    write = ["write", "-m", "scripted", "-n", "8"]
+    stored = "Nothing was stored."
+    out += [
+        Case(f"write {name}", argv, input=stdin, says=stored)
+        for name, argv, stdin in [
+            ("unknown model", ["write", "-m", "./no/such/model.gguf", "-n", "8", "hi"], None),
+            ("fake gguf", ["write", "-m", "{f:random.gguf}", "-n", "8", "hi"], None),
+            ("unknown preset", [*write, "-p", "nope"], None),
+            ("empty stop", [*write, "--stop", "", "hi"], None),
+            ("NUL stop", [*write, "--stop", "a\x00", "hi"], None),
+            ("surrogate stop", [*write, "--stop", "a\udcff", "hi"], None),
+            ("NUL instructions", [*write, "-i", "a\x00b", "hi"], None),
+            ("blank instructions", [*write, "-i", "   ", "hi"], None),
+            ("huge instructions", [*write, "-i", BIG, "hi"], None),
+            ("NUL opening", [*write, "a\x00b"], None),
+            ("surrogate opening", [*write, "a\udcffb"], None),
+            ("huge opening", [*write, BIG], None),
+            ("huge piped opening", write, BIG),
+            ("tokens 0", ["write", "-m", "scripted", "-n", "0", "hi"], None),
+            ("tokens -1", ["write", "-m", "scripted", "-n", "-1", "hi"], None),
+            ("tokens past 2^64", ["write", "-m", "scripted", "-n", str(2**64), "hi"], None),
+            ("step 0", [*write, "--step", "0", "hi"], None),
+            ("step past the budget", [*write, "--step", "100000", "hi"], None),
+            ("seed -1", [*write, "--seed", "-1", "hi"], None),
+            ("seed past 2^63", [*write, "--seed", str(MAX + 1), "hi"], None),
+        ]
+    ]
+    out += [
+        Case("write non-UTF-8 stdin", write, input=b"\xff\xfe\xfa"),
+        Case("write bad env", [*write, "hi"], env={"RECURSA_POLICY": "nope"}, says=stored),
+        Case("write config typo", [*write, "hi"], config=b'modle = "x"\n', says=stored),
+        Case("write resume past max", ["write", "-m", "scripted", "--resume", "2", "-n", str(MAX)]),
     ]
     configs = {
         "config syntax": b"model = smollm\n",
@@ -337,6 +373,8 @@ def test_hostile_input_gets_one_line_and_writes_nothing(case, seeded_url, files,
     before = snapshot(seeded_url)
     outcome = run_main(_argv(case, seeded_url, files), input=case.input)
     check_hostile(outcome, before, snapshot(seeded_url), case.name)
+    if case.says is not None:
+        assert case.says in outcome.stderr, (case.name, outcome.stderr)
 
 
 json_values = st.recursive(

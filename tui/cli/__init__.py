@@ -185,7 +185,10 @@ def _crash(exc: BaseException, args: list[str], *, debug: bool) -> NoReturn:
     if where.path is not None:
         hint = f"the traceback is in {where.path}" + ("" if debug else " (--debug prints it)")
     else:
-        hint = f"the log could not be written ({where.problem}); run with --debug to see it"
+        hint = (
+            f"the traceback could not be saved ({where.problem}); run the command again "
+            "with --debug to print it"
+        )
     _fail(
         f"Error: unexpected failure ({kind}: {one_line(exc)}); this is a bug in recursa: {hint}.", 1
     )

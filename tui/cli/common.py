@@ -26,6 +26,8 @@ import click
 from recursa.tui.safe_text import one_line, terminal_safe
 
 if TYPE_CHECKING:
+    from pathlib import Path
+
     from recursa.agent import Agent, RecursaError
     from rich.console import Console
     from rich.table import Table
@@ -148,6 +150,46 @@ def _progress_printer() -> Callable[[str, float | None], None] | None:
 
 
 # --- output -------------------------------------------------------------------------------
+
+
+def refuse_existing(output: Path, force: bool) -> None:
+    """A usage error when `output` exists and --force was not given (checked before any work)."""
+    if output.exists() and not force:
+        raise CliError(
+            f"{output} already exists; pass --force to overwrite it, or choose "
+            "another file. Nothing was written.",
+            USAGE_EXIT,
+        )
+
+
+def write_whole(output: Path, text: str) -> None:
+    """Write `text` to `output` whole or not at all: a temporary file beside it, then a rename.
+
+    A full disk or an interruption never leaves a half-written file (nor spoils an
+    existing file that --force was about to replace); the error says nothing was written.
+    """
+    import os
+    import tempfile
+    from pathlib import Path
+
+    try:
+        fd, temp = tempfile.mkstemp(prefix=f".{output.name}.", dir=output.parent or Path("."))
+    except OSError as exc:
+        raise CliError(
+            f"Cannot write {output}: {exc.strerror or exc}. Nothing was written.", USAGE_EXIT
+        ) from exc
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(text)
+        umask = os.umask(0)  # mkstemp makes the file private; give it the usual permissions
+        os.umask(umask)
+        os.chmod(temp, 0o666 & ~umask)
+        os.replace(temp, output)
+    except OSError as exc:
+        Path(temp).unlink(missing_ok=True)
+        raise CliError(
+            f"Cannot write {output}: {exc.strerror or exc}. Nothing was written.", USAGE_EXIT
+        ) from exc
 
 
 def to_jsonable(value: Any) -> Any:

@@ -17,10 +17,12 @@ from recursa.tui.cli.common import (
     echo_json,
     json_option,
     open_agent,
+    refuse_existing,
     short,
     table,
     to_jsonable,
     when,
+    write_whole,
 )
 from recursa.tui.safe_text import one_line, terminal_safe
 
@@ -254,12 +256,8 @@ def export_command(
         raise click.UsageError("Give conversation IDs or --all (not both).")
     if output is not None and str(output) == "-":
         output = None
-    if output is not None and output.exists() and not force:
-        raise CliError(
-            f"{output} already exists; pass --force to overwrite it, or choose "
-            "another file. Nothing was written.",
-            USAGE_EXIT,
-        )
+    if output is not None:
+        refuse_existing(output, force)
     from recursa.agent.interchange import export_documents, render_export
 
     with open_agent() as agent:
@@ -278,37 +276,8 @@ def export_command(
     if output is None:
         click.echo(text, nl=False)
         return
-    _write_whole(output, text)
+    write_whole(output, text)
     click.echo(f"Exported {len(docs)} conversation(s) to {output}.", err=True)
-
-
-def _write_whole(output: Path, text: str) -> None:
-    """Write `text` to `output` whole or not at all: a temporary file beside it, then a rename.
-
-    A full disk or an interruption never leaves a half-written export (nor spoils an
-    existing file that --force was about to replace).
-    """
-    import os
-    import tempfile
-
-    try:
-        fd, temp = tempfile.mkstemp(prefix=f".{output.name}.", dir=output.parent or Path("."))
-    except OSError as exc:
-        raise CliError(
-            f"Cannot write {output}: {exc.strerror or exc}. Nothing was written.", USAGE_EXIT
-        ) from exc
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-        umask = os.umask(0)  # mkstemp makes the file private; give it the usual permissions
-        os.umask(umask)
-        os.chmod(temp, 0o666 & ~umask)
-        os.replace(temp, output)
-    except OSError as exc:
-        Path(temp).unlink(missing_ok=True)
-        raise CliError(
-            f"Cannot write {output}: {exc.strerror or exc}. Nothing was written.", USAGE_EXIT
-        ) from exc
 
 
 @conversations.command("import")

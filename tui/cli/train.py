@@ -12,7 +12,13 @@ from pathlib import Path
 from typing import Any
 
 import click
-from recursa.tui.cli.common import ID, USAGE_EXIT, CliError, open_agent, translate_errors
+from recursa.tui.cli.common import (
+    ID,
+    open_agent,
+    refuse_existing,
+    translate_errors,
+    write_whole,
+)
 
 DATE_FORMATS = ["%Y-%m-%d", "%Y-%m-%dT%H:%M:%S", "%Y-%m-%d %H:%M:%S", "%Y-%m-%dT%H:%M"]
 
@@ -53,9 +59,10 @@ def dataset() -> None:
     "--output",
     required=True,
     metavar="FILE.jsonl",
-    type=click.Path(dir_okay=False, path_type=Path),
+    type=click.Path(dir_okay=False, allow_dash=True, path_type=Path),
     help="Where to write the JSONL ('-' for standard output).",
 )
+@click.option("--force", is_flag=True, help="Overwrite FILE.jsonl if it exists.")
 def export_command(
     conversation_ids: tuple[int, ...],
     export_all: bool,
@@ -65,14 +72,18 @@ def export_command(
     include_bad: bool,
     no_dedupe: bool,
     output: Path,
+    force: bool,
 ) -> None:
     """Write one {"messages": [...]} example per stored reply: the prompt exactly as the
     model saw it (its prompt trace), then the reply."""
     if export_all == bool(conversation_ids):
         raise click.UsageError("Give --conversation ID (one or more) or --all (not both).")
+    to_stdout = str(output) == "-"
+    if not to_stdout:
+        refuse_existing(output, force)
     import json
 
-    from recursa.agent.training import ExportReport, write_jsonl
+    from recursa.agent.training import ExportReport
 
     report = ExportReport()
     with open_agent() as agent:
@@ -85,15 +96,12 @@ def export_command(
             dedupe=not no_dedupe,
             report=report,
         )
-    if str(output) == "-":
-        for example in examples:
-            click.echo(json.dumps(example, ensure_ascii=False))
+    text = "".join(json.dumps(example, ensure_ascii=False) + "\n" for example in examples)
+    if to_stdout:
+        click.echo(text, nl=False)
     else:
-        try:
-            write_jsonl(examples, output)
-        except OSError as exc:
-            raise CliError(f"Cannot write {output}: {exc.strerror}.", USAGE_EXIT) from exc
-    click.echo(report.summary() + ("" if str(output) == "-" else f" to {output}."), err=True)
+        write_whole(output, text)  # whole or not at all: a temporary file, then a rename
+    click.echo(report.summary() + ("" if to_stdout else f" to {output}."), err=True)
 
 
 @click.command("rate")

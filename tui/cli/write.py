@@ -170,31 +170,44 @@ def write(
     elif tokens is None:
         raise click.UsageError("Say how much to write with --tokens N (or use --resume ID).")
     elif text is None and sys.stdin is not None and not sys.stdin.closed and not sys.stdin.isatty():
-        text = sys.stdin.read()
+        try:
+            text = sys.stdin.read()
+        except UnicodeDecodeError as exc:
+            raise click.UsageError(
+                f"Standard input is not UTF-8 text (byte {exc.start}); pipe UTF-8 text."
+            ) from exc
     if db_url is not None:
         state().db_url = db_url
     out = sys.stdout
     err = sys.stderr
-    with open_agent(model=model, conversation_id=resume_id) as agent:
-        if resume_id is not None:
-            stream = agent.resume_composition(resume_id, target_tokens=tokens)
-        else:
-            assert tokens is not None
-            stream = agent.compose(
-                text or None,
-                target_tokens=tokens,
-                step_tokens=step,
-                instructions=instructions,
-                stop=stop or None,
-                seed=seed,
-                preset=preset,
-                repetition=not no_repetition_control,
-            )
-            for message in agent.messages(stream.composition_id, limit=2):
-                if message.role == "user":  # the opening: stdout carries the whole text
-                    out.write(for_terminal(message.content, out))
-                    out.flush()
-        result = _pump(stream, out, err)
+    started = resume_id is not None  # a new composition exists once compose() returns
+    try:
+        with open_agent(model=model, conversation_id=resume_id) as agent:
+            if resume_id is not None:
+                stream = agent.resume_composition(resume_id, target_tokens=tokens)
+            else:
+                assert tokens is not None
+                # compose() checks every input (and loads the model) before it stores anything.
+                stream = agent.compose(
+                    text or None,
+                    target_tokens=tokens,
+                    step_tokens=step,
+                    instructions=instructions,
+                    stop=stop or None,
+                    seed=seed,
+                    preset=preset,
+                    repetition=not no_repetition_control,
+                )
+                started = True
+                for message in agent.messages(stream.composition_id, limit=2):
+                    if message.role == "user":  # the opening: stdout carries the whole text
+                        out.write(for_terminal(message.content, out))
+                        out.flush()
+            result = _pump(stream, out, err)
+    except CliError as exc:
+        if started or "stored" in exc.message:
+            raise
+        raise CliError(f"{exc.message.rstrip()} Nothing was stored.", exc.exit_code) from exc
     if result.stop_reason == "cancelled":
         raise CliError("Cancelled; what was written is stored.", INTERRUPTED_EXIT)
 
