@@ -10,11 +10,13 @@ measures, in one run:
 1. **A long chat typed as a person types**: `--turns` messages at a
    `--budget`-token prompt budget, each sent `--think` seconds after the previous
    reply ended (the person reads and types). Per turn: the time from `stream(...)`
-   to its first token, how many prompt tokens were prefilled, and whether a
-   compaction happened since the previous turn. Twice: with background work
-   (the window folded after a reply while the person types, then the new prompt
-   prefix prefilled) and without it (the turn folds the window itself, before
-   its prompt). Prints p50 / p95 / max and the turns that followed a compaction.
+   to its first token, how long the turn went on after its last token (a
+   compaction it waited for), how many prompt tokens were prefilled, and whether
+   a compaction happened since the previous turn was planned. Twice: with
+   background work (the window folded after a reply while the person types, then
+   the new prompt prefix prefilled) and without it (the turn folds the window
+   itself, after its reply or before its prompt). Prints p50 / p95 / max and the
+   turns that followed a compaction.
 2. **The first turn after opening a long conversation**: a stored conversation
    of about `--open-tokens` prompt tokens is opened in a fresh agent and runtime
    (a cached model load, timed), and a question is sent at once; then the same
@@ -88,26 +90,42 @@ def chat_messages(turns: int) -> list[str]:
 @dataclass
 class Turn:
     number: int
-    ttft_s: float
+    ttft_s: float  # send to first token
+    held_s: float  # last token to the end of the turn (a compaction the turn waited for)
     prefilled: int
     prompt: int
-    after_compaction: bool
+    after_compaction: bool = False
 
 
-def first_token_s(agent: Agent, cid: int, text: str) -> tuple[float, int, int]:
-    """Seconds from `stream(...)` to its first text chunk; prefilled and prompt tokens."""
+@dataclass
+class Sent:
+    """One turn as measured, and the compactions its trace shows (before / after its reply)."""
+
+    turn: Turn
+    folded_before: bool
+    folded_after: bool
+
+
+def send(agent: Agent, cid: int, number: int, text: str) -> Sent:
+    """Runs one turn, timing its first token from the call to `stream(...)`."""
     started = time.perf_counter()
     stream = agent.stream(cid, text)
     first: float | None = None
+    last = started
     for chunk in stream:
-        if first is None and chunk.event == "text" and chunk.text:
-            first = time.perf_counter() - started
+        if chunk.event == "text" and chunk.text:
+            last = time.perf_counter()
+            if first is None:
+                first = last - started
+    ended = time.perf_counter()
     reply = stream.reply
-    assert reply is not None and reply.usage is not None
+    assert reply is not None and reply.usage is not None and reply.trace is not None
     usage = reply.usage
     if first is None:  # an empty reply: its first token was its end
-        first = usage.time_to_first_token_s or (time.perf_counter() - started)
-    return first, usage.prefill_tokens or 0, usage.prompt_tokens
+        first = usage.time_to_first_token_s or (ended - started)
+    whens = {c.when for c in reply.trace.compactions if c.status == "compacted"}
+    turn = Turn(number, first, ended - last, usage.prefill_tokens or 0, usage.prompt_tokens)
+    return Sent(turn, "before_reply" in whens, "after_reply" in whens)
 
 
 @contextmanager
@@ -133,14 +151,16 @@ def run_chat(args: argparse.Namespace, workdir: Path, background: bool) -> list[
     with opened(db, args.threads, args.budget, args.reply_tokens, background) as agent:
         agent.load_model()
         cid = agent.create_conversation(system_prompt=SYSTEM)
-        seen = 0
+        seen = 0  # summaries the previous turn could have planned against
+        folded_after_previous = False
         for number, text in enumerate(chat_messages(args.turns), start=1):
-            ttft, prefilled, prompt = first_token_s(agent, cid, text)
-            # A summary that appeared since the previous turn ended was folded either in
-            # the background while the person typed, or by this turn before its prompt.
-            now = len(agent.summaries(cid))
-            rows.append(Turn(number, ttft, prefilled, prompt, now > seen))
-            seen = now
+            # A compaction since the previous turn was planned: in the background while the
+            # person typed, at the end of the previous turn, or in this turn before its prompt.
+            ready = len(agent.summaries(cid))
+            sent = send(agent, cid, number, text)
+            sent.turn.after_compaction = ready > seen or folded_after_previous or sent.folded_before
+            rows.append(sent.turn)
+            seen, folded_after_previous = ready, sent.folded_after
             time.sleep(args.think)  # the person reads the reply and types the next message
         agent.wait_background(timeout=120)
     return rows
@@ -155,14 +175,18 @@ def spread(values: list[float]) -> str:
 
 
 def report_chat(label: str, rows: list[Turn]) -> None:
-    print(f"\n{label}: turn  ttft_s  prefilled  prompt  after-compaction")
+    print(f"\n{label}: turn  ttft_s  held_s  prefilled  prompt  after-compaction")
     for r in rows:
         mark = "yes" if r.after_compaction else ""
-        print(f"  {r.number:>4}  {r.ttft_s:6.2f}  {r.prefilled:>9}  {r.prompt:>6}  {mark}")
+        print(
+            f"  {r.number:>4}  {r.ttft_s:6.2f}  {r.held_s:6.2f}  {r.prefilled:>9}  "
+            f"{r.prompt:>6}  {mark}"
+        )
     after = [r.ttft_s for r in rows if r.after_compaction]
     print(
         f"{label}: TTFT p50 / p95 / max {spread([r.ttft_s for r in rows])} s over {len(rows)} "
-        f"turns; {len(after)} followed a compaction (their p50 / p95 / max {spread(after)} s)"
+        f"turns; {len(after)} followed a compaction (their p50 / p95 / max {spread(after)} s); "
+        f"held after the last token p50 / p95 / max {spread([r.held_s for r in rows])} s"
     )
 
 
@@ -207,10 +231,10 @@ def run_open(args: argparse.Namespace, workdir: Path) -> None:
             if warm:
                 agent.warm(cid)
                 time.sleep(args.think)  # the person types the question
-            ttft, prefilled, prompt = first_token_s(agent, cid, question)
+            turn = send(agent, cid, 1, question).turn
             results.append(
-                f"  {label:<16} load {load_s:5.2f} s  first token {ttft:6.2f} s  "
-                f"prefilled {prefilled:>5} of {prompt} prompt tokens"
+                f"  {label:<16} load {load_s:5.2f} s  first token {turn.ttft_s:6.2f} s  "
+                f"prefilled {turn.prefilled:>5} of {turn.prompt} prompt tokens"
             )
     print(f"\nFirst turn after opening a {args.open_tokens}-token conversation:")
     print("\n".join(results))

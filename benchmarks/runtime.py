@@ -5,7 +5,7 @@ Run: python -m benchmarks.runtime [--runs N] [--turns 30] [--window 2048] [--thr
 
 Measures, on the embedded default model (SmolLM2-135M-Instruct):
 - cold load (GGUF conversion into a fresh cache folder) vs cached load;
-- prefill tokens/s on a 1,000-token prompt; decode tokens/s over 128 tokens;
+- prefill tokens/s on 500-, 1,000- and 2,000-token prompts; decode tokens/s over 128 tokens;
 - time to first token per turn over a simulated chat bounded at --window tokens,
   with KV prefix reuse on and off in the same run (each turn is timed both ways,
   back to back). Old turns are evicted in chunks: when the next turn would not
@@ -125,37 +125,45 @@ def prompt_of(runtime: LocalRuntime, tokens: int) -> list[ChatMessage]:
         size += tokens - count
 
 
+PREFILL_SIZES = (500, 1000, 2000)
+
+
 def bench_prefill_decode(
     runtime: LocalRuntime,
     runs: int,
     log: Callable[[str], None],
     reference: LlamaCppReference | None = None,
+    sizes: tuple[int, ...] = PREFILL_SIZES,
 ) -> list[Row]:
+    """Prefill rows (one per prompt size), the decode row, the decoded-tokens row."""
     label = runtime.load_info.precision
-    prefill = Row(f"prefill, 1,000-token prompt [{label}]", "tok/s")
+    prefills = {n: Row(f"prefill, {n:,}-token prompt [{label}]", "tok/s") for n in sizes}
     decode = Row(f"decode, 128 new tokens [{label}]", "tok/s")
     produced = Row(f"  tokens decoded per run [{label}]", "tok")
-    long_prompt = prompt_of(runtime, 1000)
+    prompts = {n: prompt_of(runtime, n) for n in sizes}
     essay: list[ChatMessage] = [{"role": "user", "content": ESSAY}]
     runtime.stream(essay, GenerationParams(max_new_tokens=8)).complete()  # warm-up
     for index in range(runs):
-        done = runtime.stream(long_prompt, GenerationParams(max_new_tokens=1)).complete()
-        assert done.usage.time_to_first_token_s
-        prefill.samples.append(done.usage.prompt_tokens / done.usage.time_to_first_token_s)
+        for n, prompt in prompts.items():
+            done = runtime.stream(prompt, GenerationParams(max_new_tokens=1)).complete()
+            assert done.usage.time_to_first_token_s
+            prefills[n].samples.append(done.usage.prompt_tokens / done.usage.time_to_first_token_s)
         done = runtime.stream(essay, GenerationParams(max_new_tokens=128)).complete()
         decode.samples.append(done.usage.decode_tokens_per_s or 0.0)
         produced.samples.append(done.usage.completion_tokens)
+        rates = ", ".join(f"{n}: {row.samples[-1]:.0f}" for n, row in prefills.items())
         log(
-            f"run {index + 1}/{runs}: prefill {prefill.samples[-1]:.0f} tok/s, "
+            f"run {index + 1}/{runs}: prefill {rates} tok/s, "
             f"decode {decode.samples[-1]:.1f} tok/s ({done.usage.completion_tokens} tokens)"
         )
         if reference is not None:
-            reference.measure()
+            reference.measure(sizes)
+            rates = ", ".join(f"{n}: {reference.prefill[n].samples[-1]:.0f}" for n in sizes)
             log(
-                f"  llama.cpp: prefill {reference.prefill.samples[-1]:.0f} tok/s, "
+                f"  llama.cpp: prefill {rates} tok/s, "
                 f"decode {reference.decode.samples[-1]:.1f} tok/s"
             )
-    return [prefill, decode, produced]
+    return [*prefills.values(), decode, produced]
 
 
 def bench_chat(
@@ -209,11 +217,11 @@ class LlamaCppReference:
         from llama_cpp import Llama  # type: ignore[import-not-found]
 
         self._numpy = numpy
-        self._llm = Llama(model_path=str(gguf), n_ctx=2048, n_threads=threads, verbose=False)
+        self._llm = Llama(model_path=str(gguf), n_ctx=4096, n_threads=threads, verbose=False)
         self._vocab = self._llm.n_vocab()
-        text = " ".join(f"{TOPICS[i % len(TOPICS)]} matters" for i in range(400))
-        self._tokens = self._llm.tokenize(text.encode())[:1000]
-        self.prefill = Row("llama.cpp prefill, 1,000 tokens", "tok/s")
+        text = " ".join(f"{TOPICS[i % len(TOPICS)]} matters" for i in range(1200))
+        self._tokens = self._llm.tokenize(text.encode())
+        self.prefill = {n: Row(f"llama.cpp prefill, {n:,} tokens", "tok/s") for n in PREFILL_SIZES}
         self.decode = Row("llama.cpp decode, 128 tokens", "tok/s")
 
     @classmethod
@@ -224,12 +232,13 @@ class LlamaCppReference:
             return None
         return cls(gguf, threads)
 
-    def measure(self) -> None:
+    def measure(self, sizes: tuple[int, ...] = PREFILL_SIZES) -> None:
         llm = self._llm
-        llm.reset()
-        start = time.perf_counter()
-        llm.eval(self._tokens)
-        self.prefill.samples.append(len(self._tokens) / (time.perf_counter() - start))
+        for n in sizes:
+            llm.reset()
+            start = time.perf_counter()
+            llm.eval(self._tokens[:n])
+            self.prefill[n].samples.append(n / (time.perf_counter() - start))
         start = time.perf_counter()
         for _step in range(128):
             # Greedy, like the runtime's decode: argmax of the last position's logits.
@@ -286,10 +295,11 @@ def main() -> None:
         flush=True,
     )
     llama = LlamaCppReference.open(default_gguf_path(), threads)
-    rows += bench_prefill_decode(runtime, args.runs, log, llama)
-    decode_row = rows[-2]
+    own = bench_prefill_decode(runtime, args.runs, log, llama)
+    rows += own
+    prefill_rows, decode_row = own[: len(PREFILL_SIZES)], own[-2]
     if llama is not None:
-        rows += [llama.prefill, llama.decode]
+        rows += [*llama.prefill.values(), llama.decode]
     with_reuse, without, evictions = bench_chat(
         runtime, args.turns, args.window, args.reply_tokens, log
     )
@@ -312,7 +322,7 @@ def main() -> None:
             print(f"{precision}: not measured ({exc})", flush=True)
             continue
         print(f"again in {other.load_info.precision}:", flush=True)
-        extra = bench_prefill_decode(other, args.runs, log, llama)
+        extra = bench_prefill_decode(other, args.runs, log, llama, sizes=(1000,))
         other_decodes.append(extra[1])
         rows += extra
         other.close()
@@ -333,9 +343,12 @@ def main() -> None:
     if llama is None:
         print("llama.cpp: not measured (llama_cpp not importable)")
     else:
+        for size, row in zip(PREFILL_SIZES, prefill_rows, strict=True):
+            ratio = _ratio(row.samples, llama.prefill[size].samples)
+            print(f"{row.measure} vs llama.cpp (median): {ratio:.2f}  (target >= 1.5)")
         for row in (decode_row, *other_decodes):
             ratio = _ratio(row.samples, llama.decode.samples)
-            print(f"{row.measure} vs llama.cpp (median): {ratio:.2f}  (target >= 0.5)")
+            print(f"{row.measure} vs llama.cpp (median): {ratio:.2f}  (target >= 1.0)")
 
 
 if __name__ == "__main__":
