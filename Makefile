@@ -37,6 +37,7 @@ $(STAMP): pyproject.toml Makefile
 bench: $(STAMP)
 	$(PY) -m benchmarks.store
 	$(PY) -m benchmarks.runtime
+	$(PY) -m benchmarks.chat_latency
 	$(PY) -m benchmarks.fidelity
 	$(PY) -m benchmarks.overhead
 	$(PY) -m benchmarks.compose
