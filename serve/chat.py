@@ -97,7 +97,10 @@ async def chat_completions(request: Request) -> Response:
         else req.conversation_id
     )
     scope = state.scope(caller)
-    state.gate.check()  # a full queue answers 429 before anything is written
+    try:
+        state.gate.check()  # a full queue answers 429 before anything is written
+    except QueueFull as full:
+        raise _busy(full) from None
 
     holder = f"{state.process_id}-{uuid.uuid4().hex[:12]}"
     picked = await state.call(
@@ -112,14 +115,7 @@ async def chat_completions(request: Request) -> Response:
         try:
             await stack.enter_async_context(state.gate.slot())
         except QueueFull as full:
-            raise APIError(
-                429,
-                f"The model is busy: {full.waiting} requests are waiting (serve.queue_limit). "
-                f"Retry after {full.retry_after} s.",
-                type="rate_limit_error",
-                code="queue_full",
-                headers={"Retry-After": str(full.retry_after)},
-            ) from None
+            raise _busy(full) from None
         if await request.is_disconnected():
             raise APIError(499, "The client went away before its turn.")
         pump = TurnPump(scope, picked.id, req.text, req.generation)
@@ -446,3 +442,15 @@ class _CleanupStream(StreamingResponse):
             await super().__call__(scope, receive, send)
         finally:
             await self._cleanup()
+
+
+def _busy(full: QueueFull) -> APIError:
+    """The 429 a full queue answers, with its Retry-After estimate."""
+    return APIError(
+        429,
+        f"The model is busy: {full.waiting} requests are waiting (serve.queue_limit). "
+        f"Retry after {full.retry_after} s.",
+        type="rate_limit_error",
+        code="queue_full",
+        headers={"Retry-After": str(full.retry_after)},
+    )
