@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -12,6 +13,7 @@ import pytest
 from recursa.agent.errors import ModelNotFoundError
 from recursa.agent.runtime.default_model import default_gguf_path
 from recursa.agent.runtime.local.convert import (
+    CACHE_FORMAT,
     MANIFEST,
     cache_folder,
     ensure_converted,
@@ -119,7 +121,55 @@ def test_a_folder_without_manifest_is_not_a_valid_cache(tmp_path: Path) -> None:
     folder.mkdir()
     (folder / "config.json").write_text("{}")
     assert not is_valid_cache(folder)
-    (folder / MANIFEST).write_text(json.dumps({"format": 1, "files": {"config.json": 99}}))
+    manifest = {"format": CACHE_FORMAT, "files": {"config.json": 99}}
+    (folder / MANIFEST).write_text(json.dumps(manifest))
     assert not is_valid_cache(folder)
-    (folder / MANIFEST).write_text(json.dumps({"format": 1, "files": {"config.json": 2}}))
+    manifest["files"] = {"config.json": 2}
+    (folder / MANIFEST).write_text(json.dumps(manifest))
     assert is_valid_cache(folder)
+
+
+@pytest.mark.model
+def test_an_older_cache_is_upgraded_in_place_and_loads_the_same_tokenizer(
+    smollm: Any, tmp_path: Path
+) -> None:
+    """A format-1 folder gains the added-token table without a conversion; same tokenizer.
+
+    The table spares transformers a Python parse of the whole tokenizer.json at
+    every load; the tokenizer loaded with it must encode, decode and template alike.
+    """
+    from transformers import AutoTokenizer
+
+    source = Path(smollm.load_info.path)
+    gguf = default_gguf_path()
+    old = cache_folder(gguf, tmp_path)
+    old.mkdir()
+    for item in source.iterdir():
+        if item.name != MANIFEST:
+            os.link(item, old / item.name)  # the weights are not copied: nothing rewrites them
+    config_path = old / "tokenizer_config.json"
+    config = json.loads(config_path.read_text(encoding="utf-8"))
+    del config["added_tokens_decoder"]
+    config_path.unlink()  # a link to the shared cache's file: replace, never write through
+    config_path.write_text(json.dumps(config), encoding="utf-8")
+    files = {p.name: p.stat().st_size for p in sorted(old.iterdir())}
+    (old / MANIFEST).write_text(json.dumps({"format": 1, "source": gguf.name, "files": files}))
+    before = AutoTokenizer.from_pretrained(str(old), local_files_only=True)
+
+    upgraded = ensure_converted(gguf, cache_root=tmp_path)
+    assert upgraded.path == old and not upgraded.converted and is_valid_cache(old)
+    assert json.loads((old / MANIFEST).read_text())["format"] == CACHE_FORMAT
+    assert "added_tokens_decoder" in json.loads(config_path.read_text(encoding="utf-8"))
+    after = AutoTokenizer.from_pretrained(str(old), local_files_only=True)
+    chat = [
+        {"role": "system", "content": "Be brief."},
+        {"role": "user", "content": "Naïve café <|im_start|> 漢字 <|endoftext|> done"},
+    ]
+    assert after.added_tokens_decoder == before.added_tokens_decoder
+    assert after.all_special_ids == before.all_special_ids
+    assert after.eos_token_id == before.eos_token_id
+    text = chat[1]["content"]
+    assert after.encode(text) == before.encode(text)
+    ids = before.apply_chat_template(chat, add_generation_prompt=True, tokenize=True)
+    assert after.apply_chat_template(chat, add_generation_prompt=True, tokenize=True) == ids
+    assert after.decode(before.encode(text)) == before.decode(before.encode(text))

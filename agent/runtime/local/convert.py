@@ -13,6 +13,7 @@ treated as absent and rebuilt.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -31,7 +32,10 @@ from recursa.memory import locations
 ProgressCallback = Callable[[str, float | None], None]
 
 MANIFEST = "recursa-cache.json"
-CACHE_FORMAT = 1
+# Format 2 adds the tokenizer's added-token table to tokenizer_config.json (see
+# `_record_added_tokens`); a format-1 folder is upgraded in place, not converted again.
+CACHE_FORMAT = 2
+_UPGRADABLE = (1,)
 _FINGERPRINT_BYTES = 4 * 1024 * 1024
 _LOCAL_INSTALL = 'pip install "recursa[local]"'
 
@@ -130,26 +134,34 @@ def cache_folder(gguf: Path, cache_root: Path | None = None) -> Path:
 
 def is_valid_cache(folder: Path) -> bool:
     """True when `folder` holds a complete conversion: manifest present, every file intact."""
+    return _cache_format(folder) == CACHE_FORMAT
+
+
+def _cache_format(folder: Path) -> int | None:
+    """The format of the complete conversion in `folder`; None when it is absent or broken."""
     manifest_path = folder / MANIFEST
     try:
         manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
     except (OSError, ValueError):
-        return False
-    if not isinstance(manifest, dict) or manifest.get("format") != CACHE_FORMAT:
-        return False
+        return None
+    if not isinstance(manifest, dict):
+        return None
+    version = manifest.get("format")
+    if version != CACHE_FORMAT and version not in _UPGRADABLE:
+        return None
     files = manifest.get("files")
     if not isinstance(files, dict) or not files:
-        return False
+        return None
     for name, size in files.items():
         path = folder / name
         try:
             if path.stat().st_size != size:
-                return False
+                return None
         except OSError:
-            return False
+            return None
         if name.endswith(".safetensors") and not _safetensors_header_ok(path, size):
-            return False
-    return True
+            return None
+    return int(version)
 
 
 def _safetensors_header_ok(path: Path, size: int) -> bool:
@@ -177,7 +189,10 @@ def ensure_converted(
     if not gguf.is_file():
         raise ModelNotFoundError(f"GGUF file not found: {gguf}. Check the path.")
     final = cache_folder(gguf, cache_root)
-    if is_valid_cache(final):
+    version = _cache_format(final)
+    if version in _UPGRADABLE:
+        version = _upgrade(final, gguf)
+    if version == CACHE_FORMAT:
         return CachedModel(final, converted=False)
     report = progress or (lambda _m, _f: None)
     report(f"Converting {gguf.name} for fast loading (one time, about 15-30 s)", 0.0)
@@ -228,17 +243,64 @@ def _convert_into(gguf: Path, out: Path, report: ProgressCallback) -> None:
         out.mkdir(parents=True)
         model.save_pretrained(out, safe_serialization=True)
         tokenizer.save_pretrained(out)
+    _record_added_tokens(out)
     report("Checking the written files", 0.95)
 
 
+def _record_added_tokens(folder: Path) -> None:
+    """Copies tokenizer.json's added tokens into tokenizer_config.json (`added_tokens_decoder`).
+
+    Without that table transformers parses the whole tokenizer.json in Python at
+    every load to find them (3.5 MB for SmolLM2, then parsed again by the
+    tokenizers library): most of a cached load's time. With it, only the fast
+    parser reads the file. The table is what `save_pretrained` writes for models
+    loaded from a Hugging Face folder, so the loaded tokenizer is the same.
+    """
+    config_path = folder / "tokenizer_config.json"
+    config = json.loads(config_path.read_text(encoding="utf-8"))
+    if "added_tokens_decoder" in config:
+        return
+    tokenizer = json.loads((folder / "tokenizer.json").read_text(encoding="utf-8"))
+    config["added_tokens_decoder"] = {
+        str(token["id"]): {key: value for key, value in token.items() if key != "id"}
+        for token in tokenizer.get("added_tokens", [])
+    }
+    _write_json(config_path, config)
+
+
+def _upgrade(folder: Path, gguf: Path) -> int | None:
+    """Brings a complete older-format folder to CACHE_FORMAT in place; its new format.
+
+    Each file is replaced whole (written aside, then renamed), the manifest last:
+    a crash in between leaves a manifest whose sizes no longer match, which counts
+    as broken and is converted again.
+    """
+    with contextlib.suppress(OSError, ValueError, KeyError, TypeError):
+        _record_added_tokens(folder)
+        _write_manifest(folder, gguf)
+    return _cache_format(folder)
+
+
 def _write_manifest(folder: Path, gguf: Path) -> None:
-    files = {p.name: p.stat().st_size for p in sorted(folder.iterdir()) if p.is_file()}
-    manifest = {"format": CACHE_FORMAT, "source": gguf.name, "files": files}
-    path = folder / MANIFEST
-    with path.open("w", encoding="utf-8") as f:
-        json.dump(manifest, f, indent=1)
-        f.flush()
-        os.fsync(f.fileno())
+    files = {
+        p.name: p.stat().st_size
+        for p in sorted(folder.iterdir())
+        if p.is_file() and p.name != MANIFEST and not p.name.startswith(".")
+    }
+    _write_json(folder / MANIFEST, {"format": CACHE_FORMAT, "source": gguf.name, "files": files})
+
+
+def _write_json(path: Path, value: Any) -> None:
+    """Writes `value` to `path` whole: into a temporary file beside it, then renamed."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}-{time.monotonic_ns()}")
+    try:
+        with tmp.open("w", encoding="utf-8") as f:
+            json.dump(value, f, indent=1, ensure_ascii=False)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
 
 
 def _install(tmp: Path, final: Path) -> None:
