@@ -69,8 +69,8 @@ OPENAI_WINDOWS: tuple[tuple[str, int], ...] = (
 # the window (nothing bounds --n_ctx), and a probe that is not would be prefilled
 # whole. So the window is learnt from the first refusal of a real prompt.
 LLAMA_CPP_PYTHON_GUESS = (
-    "a guess: llama-cpp-python's server does not report its window (its --n_ctx, "
-    "2048 unless set); a smaller one is learnt from the first prompt it refuses"
+    "a guess: llama-cpp-python's server does not report its window, which is its --n_ctx, "
+    "2048 unless set; a smaller one is learnt from the first prompt it refuses"
 )
 
 # Discovery must not hold up opening a conversation for long.
