@@ -89,6 +89,9 @@ class ServerFacts(BaseModel):
     tokenize: TokenizeKind | None = None  # how the server counts tokens
     tokenizer_fingerprint: str | None = None  # the server tokenizer's ids of a probe text
     framing: tuple[int, int] | None = None  # (per message, reply priming) measured tokens
+    # Tokens the template adds to a chat that has no system message (SmolLM2's, Qwen's
+    # and others' templates write a default system prompt then), measured with framing.
+    implicit_system: int | None = None
     count_scale: float | None = None  # the margin tiktoken's counts are multiplied by
     measured_ratio: float | None = None  # the largest server/tiktoken ratio measured
     checked_at: float = 0.0  # when the server last answered the probes (epoch seconds)

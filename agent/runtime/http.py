@@ -222,6 +222,7 @@ class OpenAIRuntime:
                         and kept.tokenizer_fingerprint == facts.tokenizer_fingerprint
                     ):
                         facts.framing = kept.framing
+                        facts.implicit_system = kept.implicit_system
             counter = self._counter
             if counter is None:
                 if facts.tokenize is not None and found is not None:

@@ -152,6 +152,23 @@ def test_counts_come_from_the_server_tokenizer_exactly(flavored: OpenAIServer, k
     rt.close()
 
 
+@pytest.mark.parametrize(
+    "flavored",
+    [
+        Behaviour(flavor="llama-cpp-python", default_system="You are a helpful AI assistant."),
+        Behaviour(flavor="llama.cpp", default_system="You are a helpful AI assistant."),
+    ],
+    indirect=True,
+)
+def test_a_default_system_prompt_added_by_the_template_is_counted(flavored: OpenAIServer) -> None:
+    """A chat with no system message counts what the template writes in its place."""
+    rt = runtime_for(flavored)
+    bare = [{"role": "user", "content": SENTENCE}, {"role": "assistant", "content": "Yes."}]
+    for messages in (bare, CHAT):
+        assert rt.count_tokens(messages) == flavored.state.prompt_tokens(messages)  # type: ignore[arg-type]
+    rt.close()
+
+
 @pytest.mark.parametrize("flavored", [Behaviour(flavor="llama.cpp")], indirect=True)
 def test_batched_counts_match_single_counts_and_are_cached(flavored: OpenAIServer) -> None:
     """count_batch gives the same counts as one by one, and asks each prompt once."""
