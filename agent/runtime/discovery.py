@@ -7,8 +7,9 @@
 - llama.cpp's server: ``GET /props`` gives ``n_ctx`` (also ``meta.n_ctx`` in
   ``/v1/models`` where present); ``POST /apply-template`` and ``POST /tokenize``
   count exactly;
-- llama-cpp-python's server: ``POST /extras/tokenize`` counts text (its window is
-  learnt from its first refusal, which states it);
+- llama-cpp-python's server: ``POST /extras/tokenize`` counts text; nothing it
+  serves says its window, which is learnt from its first refusal (see
+  `LLAMA_CPP_PYTHON_GUESS` for why no probe asks for it);
 - Ollama: ``POST /api/show`` gives the model's context length and the ``num_ctx``
   it runs with (Ollama's own default when none is set);
 - OpenAI's API: a table of its hosted models' windows.
@@ -62,6 +63,16 @@ OPENAI_WINDOWS: tuple[tuple[str, int], ...] = (
     ("o4-mini", 200_000),
 )
 
+# llama-cpp-python's server states its window (its --n_ctx, 2048 unless set) only
+# in the refusal of a longer prompt. Its refusal comes before any evaluation, but
+# only for a prompt at least that long: a probe can never be sure to be longer than
+# the window (nothing bounds --n_ctx), and a probe that is not would be prefilled
+# whole. So the window is learnt from the first refusal of a real prompt.
+LLAMA_CPP_PYTHON_GUESS = (
+    "a guess: llama-cpp-python's server does not report its window, which is its --n_ctx, "
+    "2048 unless set; a smaller one is learnt from the first prompt it refuses"
+)
+
 # Discovery must not hold up opening a conversation for long.
 PROBE_TIMEOUT_S = 5.0
 
@@ -78,6 +89,9 @@ class ServerFacts(BaseModel):
     tokenize: TokenizeKind | None = None  # how the server counts tokens
     tokenizer_fingerprint: str | None = None  # the server tokenizer's ids of a probe text
     framing: tuple[int, int] | None = None  # (per message, reply priming) measured tokens
+    # Tokens the template adds to a chat that has no system message (SmolLM2's, Qwen's
+    # and others' templates write a default system prompt then), measured with framing.
+    implicit_system: int | None = None
     count_scale: float | None = None  # the margin tiktoken's counts are multiplied by
     measured_ratio: float | None = None  # the largest server/tiktoken ratio measured
     checked_at: float = 0.0  # when the server last answered the probes (epoch seconds)
@@ -93,6 +107,8 @@ class ServerFacts(BaseModel):
         known = openai_window(self.model) if self.kind == "openai" else None
         if known is not None:
             return known, "the known window of OpenAI's hosted model", False
+        if self.kind == "llama-cpp-python":
+            return GUESSED_CONTEXT_WINDOW, LLAMA_CPP_PYTHON_GUESS, True
         return GUESSED_CONTEXT_WINDOW, "a guess: the server did not say", True
 
 

@@ -222,6 +222,7 @@ class OpenAIRuntime:
                         and kept.tokenizer_fingerprint == facts.tokenizer_fingerprint
                     ):
                         facts.framing = kept.framing
+                        facts.implicit_system = kept.implicit_system
             counter = self._counter
             if counter is None:
                 if facts.tokenize is not None and found is not None:
@@ -617,7 +618,10 @@ class OpenAIRuntime:
         elif not set_by_user and local_count < self.context_window:
             self._estimated_window = max(64, local_count)
         seen = f"{prompt} tokens by its count" if prompt else f"about {local_count} tokens"
-        said = f" It said: {overflow.said}" if overflow.said else ""
+        # The server's words often end without a full stop (llama.cpp's "try
+        # increasing it"); what follows this message must not run into them.
+        words = overflow.said.rstrip()
+        said = f" It said: {words}{'' if words.endswith(('.', '!', '?')) else '.'}" if words else ""
         if window is None:
             head = (
                 f"The server at {self.base_url} refused a prompt of {seen} as too long, "

@@ -6,7 +6,8 @@ Servers word the refusal of a too-long prompt differently:
   "message": "request (5406 tokens) exceeds the available context size (4096 tokens),
   try increasing it", "n_prompt_tokens": 5406, "n_ctx": 4096}}``;
 - llama-cpp-python: ``Requested tokens (5406) exceed context window of 4096``, or
-  (reformatted by its server) the OpenAI wording below;
+  (reformatted by its server) the OpenAI wording below, with "(5400 in the
+  messages, ...)" for a chat and "(5400 in your prompt; ...)" for a completion;
 - OpenAI and vLLM: ``This model's maximum context length is 4096 tokens. However,
   you requested 5406 tokens ...`` (code ``context_length_exceeded``), or vLLM's
   ``... longer than the maximum model length of 4096``;
@@ -36,6 +37,7 @@ _PROMPT_PATTERNS = (
     re.compile(r"Requested tokens \((\d+)\)", re.IGNORECASE),
     re.compile(r"request \((\d+) tokens?\)", re.IGNORECASE),
     re.compile(r"\((\d+) in the messages", re.IGNORECASE),
+    re.compile(r"\((\d+) in your prompt", re.IGNORECASE),
     re.compile(r"your messages resulted in (\d+) tokens", re.IGNORECASE),
     re.compile(r"has (\d+) input tokens", re.IGNORECASE),
     re.compile(r"prompt \(length (\d+)\)", re.IGNORECASE),

@@ -32,6 +32,9 @@ from recursa.memory.tokens import TiktokenCounter
 DEFAULT_SCALE = 1.2
 # Framing assumed per message and for the reply's priming until it is measured.
 DEFAULT_FRAMING = (8, 8)
+# Assumed for a chat without a system message until measured: templates that add a
+# default system prompt then add about this much (SmolLM2's adds 21 tokens).
+DEFAULT_IMPLICIT_SYSTEM = 32
 # Parallel tokenize requests in a batch; servers queue the rest.
 BATCH_WORKERS = 4
 _CACHE_SIZE = 8192
@@ -86,8 +89,10 @@ class ServerCounter:
         self._lock = threading.Lock()
         self._texts: OrderedDict[str, int] = OrderedDict()
         self._prompts: OrderedDict[str, int] = OrderedDict()
-        if facts.tokenize == "llama-cpp-python" and facts.framing is None:
-            facts.framing = self._measure_framing()
+        if facts.tokenize == "llama-cpp-python" and (
+            facts.framing is None or facts.implicit_system is None
+        ):
+            facts.framing, facts.implicit_system = self._measure_framing()
         self._template_mark = ""
         if facts.tokenize != "llama-cpp-python":
             # The chat template is part of what a count means: mark it in the id.
@@ -104,6 +109,8 @@ class ServerCounter:
         if facts.tokenize == "llama-cpp-python":
             per, priming = facts.framing or DEFAULT_FRAMING
             tail = f"f{per}+{priming}"
+            if facts.implicit_system:
+                tail += f"+s{facts.implicit_system}"
         return f"server:{facts.tokenize}:{facts.tokenizer_fingerprint}:{tail}"
 
     # -- counting -----------------------------------------------------------------------
@@ -170,7 +177,10 @@ class ServerCounter:
             body = self._post("/tokenize", {"content": rendered, "add_special": True})
             return len(self._ids(body, "/tokenize"))
         per, priming = self._facts.framing or DEFAULT_FRAMING
-        return priming + sum(per + self._text_cost(m) for m in messages)
+        count = priming + sum(per + self._text_cost(m) for m in messages)
+        if not any(m.get("role") == "system" for m in messages):
+            count += self._facts.implicit_system or 0
+        return count
 
     def _text_cost(self, message: Mapping[str, Any]) -> int:
         # Templates write the role's name as text beside the content; the rest of
@@ -196,27 +206,35 @@ class ServerCounter:
 
     # -- measuring the framing of a server without a template endpoint ------------------
 
-    def _measure_framing(self) -> tuple[int, int]:
-        """(tokens per message, tokens of the reply's priming), from two one-token replies.
+    def _measure_framing(self) -> tuple[tuple[int, int], int]:
+        """((tokens per message, tokens of the reply's priming), tokens of an implicit system
+        prompt), from three one-token replies.
 
         llama-cpp-python renders the chat template itself and exposes no endpoint
         for it; the prompt lengths it reports for two small chats, less their
         texts' counts, give the framing exactly for templates that wrap each
-        message the same way (ChatML, Llama, Mistral...).
+        message the same way (ChatML, Llama, Mistral...). A third chat with no
+        system message shows what the template adds then (SmolLM2's writes a
+        default system prompt of about 20 tokens).
         """
-        short, longer = _FRAMING_PROBES
+        short, longer, bare = _FRAMING_PROBES
         p1 = self._reported_prompt_tokens(short)
         p2 = self._reported_prompt_tokens(longer)
         if p1 is None or p2 is None:
-            return DEFAULT_FRAMING
+            return DEFAULT_FRAMING, DEFAULT_IMPLICIT_SYSTEM
         c1 = sum(self._text_cost(m) for m in short)
         c2 = sum(self._text_cost(m) for m in longer)
         added = len(longer) - len(short)
         per = math.ceil((p2 - p1 - (c2 - c1)) / added)
         priming = p1 - c1 - per * len(short)
         if per < 0 or priming < 0:
-            return DEFAULT_FRAMING  # not a template of that shape: stay conservative
-        return per, priming
+            # not a template of that shape: stay conservative
+            return DEFAULT_FRAMING, DEFAULT_IMPLICIT_SYSTEM
+        p3 = self._reported_prompt_tokens(bare)
+        if p3 is None:
+            return (per, priming), DEFAULT_IMPLICIT_SYSTEM
+        c3 = sum(self._text_cost(m) for m in bare)
+        return (per, priming), max(0, p3 - (priming + per * len(bare) + c3))
 
     def _reported_prompt_tokens(self, chat: list[dict[str, str]]) -> int | None:
         try:
@@ -283,4 +301,5 @@ _FRAMING_PROBES = (
         {"role": "assistant", "content": "Yes."},
         {"role": "user", "content": "Say no."},
     ],
+    [{"role": "user", "content": "Say yes."}],
 )

@@ -74,6 +74,8 @@ class Behaviour:
     flavor: str = "plain"  # plain, vllm, llama.cpp, llama-cpp-python, ollama (see the module)
     context_window: int | None = None  # refuse (or, as Ollama, truncate) longer prompts
     ollama_num_ctx: int | None = None  # the num_ctx line /api/show reports (None: no line)
+    # The template writes this system message into a chat that has none (as SmolLM2's does).
+    default_system: str | None = None
 
 
 @dataclass
@@ -104,7 +106,7 @@ class ServerState:
         """The prompt's length as this server counts it."""
         if self.behaviour.flavor == "plain":
             return self.counter.count_messages(messages)
-        return len(server_tokens(render_chat(messages)))
+        return len(server_tokens(render_chat(messages, self.behaviour.default_system)))
 
 
 class OpenAIServer:
@@ -134,8 +136,10 @@ def server_tokens(text: str) -> list[int]:
     return [hash(piece) % 50_000 for piece in _SERVER_TOKEN.findall(text)]
 
 
-def render_chat(messages: list[dict[str, Any]]) -> str:
+def render_chat(messages: list[dict[str, Any]], default_system: str | None = None) -> str:
     """The flavored servers' chat template (ChatML), with the reply's priming."""
+    if default_system is not None and not any(m.get("role") == "system" for m in messages):
+        messages = [{"role": "system", "content": default_system}, *messages]
     out = "".join(f"<|im_start|>{m['role']}\n{m['content']}<|im_end|>\n" for m in messages)
     return out + "<|im_start|>assistant\n"
 
@@ -250,7 +254,8 @@ class _Handler(BaseHTTPRequestHandler):
             self._send_json(200, {"tokens": server_tokens(str(body.get("content", "")))})
             return True
         if b.flavor == "llama.cpp" and self.path == "/apply-template":
-            self._send_json(200, {"prompt": render_chat(body.get("messages") or [])})
+            messages = body.get("messages") or []
+            self._send_json(200, {"prompt": render_chat(messages, b.default_system)})
             return True
         if b.flavor == "llama-cpp-python" and self.path == "/extras/tokenize":
             self._send_json(200, {"tokens": server_tokens(str(body.get("input", "")))})

@@ -89,6 +89,10 @@ def test_a_server_that_states_no_window_gets_a_conservative_guess(flavor: str) -
         assert rt.context_window == GUESSED_CONTEXT_WINDOW
         assert rt.window_is_guess
         assert "guess" in rt.window_source
+        if flavor == "llama-cpp-python":
+            # Its own default, and how the real window will be learnt, are named.
+            assert "--n_ctx, 2048 unless set" in rt.window_source
+            assert "learnt from the first prompt it refuses" in rt.window_source
         rt.close()
 
 
@@ -145,6 +149,23 @@ def test_counts_come_from_the_server_tokenizer_exactly(flavored: OpenAIServer, k
         assert rt.count_tokens(messages) == server_count(messages)
     # cl100k would have counted about half: the budget would overflow the server.
     assert rt.count_tokens(long_chat) > 1.7 * TiktokenCounter().count_messages(long_chat)
+    rt.close()
+
+
+@pytest.mark.parametrize(
+    "flavored",
+    [
+        Behaviour(flavor="llama-cpp-python", default_system="You are a helpful AI assistant."),
+        Behaviour(flavor="llama.cpp", default_system="You are a helpful AI assistant."),
+    ],
+    indirect=True,
+)
+def test_a_default_system_prompt_added_by_the_template_is_counted(flavored: OpenAIServer) -> None:
+    """A chat with no system message counts what the template writes in its place."""
+    rt = runtime_for(flavored)
+    bare = [{"role": "user", "content": SENTENCE}, {"role": "assistant", "content": "Yes."}]
+    for messages in (bare, CHAT):
+        assert rt.count_tokens(messages) == flavored.state.prompt_tokens(messages)  # type: ignore[arg-type]
     rt.close()
 
 
@@ -208,6 +229,16 @@ def test_tiktoken_margin_grows_to_the_measured_undercount(flavored: OpenAIServer
             8192,
             9000,
         ),
+        (
+            400,
+            # llama-cpp-python's server refusing a /v1/completions prompt.
+            '{"error":{"message":"This model\'s maximum context length is 2048 tokens, however '
+            "you requested 3001 tokens (3000 in your prompt; 1 for the completion). Please "
+            'reduce your prompt; or completion length.","type":"invalid_request_error",'
+            '"param":"messages","code":"context_length_exceeded"}}',
+            2048,
+            3000,
+        ),
         (413, "<html>Request Entity Too Large</html>", None, None),
     ],
 )
@@ -255,6 +286,9 @@ def test_a_refused_prompt_records_the_window_the_server_states(flavored: OpenAIS
         rt.stream(long_chat, GenerationParams(max_new_tokens=16)).complete()  # type: ignore[arg-type]
     assert refused.value.window == 300
     assert "context window is 300 tokens" in str(refused.value)
+    if flavored.behaviour.flavor == "llama.cpp":
+        # Its words end without a full stop; the message gives them one.
+        assert str(refused.value).endswith("try increasing it.")
     assert "runtime.context_window" in str(refused.value)
     assert rt.context_window == 300
     assert rt.window_source == "stated by the server when it refused a prompt"
