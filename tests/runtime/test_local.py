@@ -309,13 +309,13 @@ def test_quantized_prefill_and_decode_give_the_same_bits(smollm: Any, precision:
 
     With 16-bit activations a rounding apart can grow into a different greedy
     token, so reuse equals a full prefill only if the arithmetic is the same.
-    int4 prefills long batches (FAST_PREFILL_MIN tokens or more) with unpacked
+    int4 prefills long batches (`fast_prefill_min()` tokens or more) with unpacked
     dense weights instead: those logits differ by rounding only (see
     test_fast_int4_prefill_keeps_the_greedy_text), and the text is unchanged.
     """
     import torch
     from recursa.agent.runtime.local import load_local
-    from recursa.agent.runtime.local.llama import FAST_PREFILL_MIN
+    from recursa.agent.runtime.local.llama import fast_prefill_min
 
     runtime = smollm
     if smollm.load_info.precision != precision:
@@ -329,7 +329,7 @@ def test_quantized_prefill_and_decode_give_the_same_bits(smollm: Any, precision:
         fast = precision == "int4"
         for steps in [(7,), (7, 19), (len(ids) - 3,), (1, len(ids) - 2)]:
             got = _logits(runtime, ids, *steps)
-            if fast and max(steps) >= FAST_PREFILL_MIN:
+            if fast and max(steps) >= fast_prefill_min():
                 assert float((got - full).abs().max()) < 0.5, steps
                 assert int(got.argmax()) == int(full.argmax()), steps
             else:
