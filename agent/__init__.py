@@ -5,7 +5,8 @@ exported here are its typed boundary. Names are imported on first use, so
 importing this package is cheap.
 
 Where things happen:
-- `agent.py`: the facade; `turns.py`: one chat turn, end to end.
+- `agent.py`: the facade, its methods grouped in `facade/` (one mixin per group over
+  `facade/base.py`); `turns.py`: one chat turn, end to end.
 - `planning/`: the prompt plan (`plan.py` is the pure planner, `prompt.py` feeds it
   from the store) and the budget bar's numbers (`PromptPlan.sections`).
 - `recall/`: which older turns come back into the prompt.
