@@ -40,37 +40,11 @@ from pathlib import Path
 
 from recursa.agent import Agent
 
+from benchmarks.recall_latency import FACTS, QUESTIONS
+from benchmarks.runtime import TOPICS as RUNTIME_TOPICS
+
 SYSTEM = "You are a friendly assistant. Be brief."
-FACTS = (
-    "My sister Ada works as a marine biologist in Porto.",
-    "The code for my locker at the gym is 4821.",
-    "I keep my passport in the top drawer of the desk.",
-    "My dentist is called Okonkwo and her office is on Elm Street.",
-    "We adopted a grey cat named Pixel last spring.",
-    "My brother Tomas moved to Tallinn for a job in robotics.",
-    "I am allergic to peanuts and to penicillin.",
-    "Our wedding anniversary is on the ninth of June.",
-)
-QUESTIONS = (
-    "What does my sister do for a living?",
-    "Which number opens my gym locker?",
-    "Where did I put my passport?",
-    "What is my dentist's name?",
-    "What is the name of our cat?",
-    "Which city did my brother move to?",
-    "What am I allergic to?",
-    "When is our anniversary?",
-)
-TOPICS = (
-    "how bread rises",
-    "why the sky is blue",
-    "the history of tea",
-    "how bicycles stay upright",
-    "what a compiler does",
-    "how vaccines work",
-    "the life of bees",
-    "why leaves change colour",
-)
+TOPICS = RUNTIME_TOPICS[1:9]  # eight everyday subjects to talk about between the facts
 
 
 def chat_messages(turns: int) -> list[str]:

@@ -8,9 +8,20 @@ from recursa.agent import Agent
 from recursa.agent.runtime.scripted import ScriptedRuntime
 from recursa.tui.widgets.budget import budget_figures
 from recursa.tui.widgets.inspector import ChainLink, SectionView
-from tui_helpers import document, press_nowait, ready, settle
+from tui_helpers import document, press_nowait, ready, settle, wait_until
 
 LONG_REPLY = " ".join(f"word{i}" for i in range(200))
+
+
+def long_turns(count: int, question: int, answer: int) -> list[tuple[str, str]]:
+    """`count` exchanges of wordy questions and answers (sizes in repeated phrases)."""
+    turns = []
+    for i in range(count):
+        turns += [
+            ("user", f"Question {i} " + "about many things " * question),
+            ("assistant", f"Answer {i} " + "with a lot of words " * answer),
+        ]
+    return turns
 
 
 async def test_sent_message_streams_a_reply_that_is_stored(make_app, tui_db):
@@ -231,13 +242,7 @@ async def test_budget_bar_numbers_are_preview_prompt_numbers(make_app, seed: Age
 
 async def test_budget_bar_shows_compacting_while_compaction_runs(make_app, seed: Agent):
     """A turn that folds old turns into the summary says 'compacting…' while it does."""
-    turns = []
-    for i in range(12):
-        turns += [
-            ("user", f"Question {i} " + "about many things " * 10),
-            ("assistant", f"Answer {i} " + "with a lot of words " * 10),
-        ]
-    seed.import_conversation(document("Long", turns))
+    seed.import_conversation(document("Long", long_turns(12, 10, 10)))
     runtime = ScriptedRuntime(default="A summary of the earlier turns.", chunk_delay_s=0.01)
     app = make_app(runtime, settings={"max_prompt_tokens": 400})
     async with app.run_test(size=(120, 36)) as pilot:
@@ -264,13 +269,7 @@ async def test_budget_bar_shows_compacting_while_compaction_runs(make_app, seed:
 
 async def test_budget_bar_shows_a_background_compaction_after_the_reply(make_app, seed: Agent):
     """With background compaction the reply comes first; the bar says so while old turns fold."""
-    turns = []
-    for i in range(4):
-        turns += [
-            ("user", f"Question {i} " + "about many things " * 9),
-            ("assistant", f"Answer {i} " + "with a lot of words " * 7),
-        ]
-    cid = seed.import_conversation(document("Long", turns))
+    cid = seed.import_conversation(document("Long", long_turns(4, 9, 7)))
     reply = " ".join(f"word{i}" for i in range(100))  # takes the window past its high mark
     summary = "A summary of the earlier turns, folded while the person was reading."
     runtime = ScriptedRuntime(replies=[reply], default=summary, chunk_delay_s=0.02)
@@ -281,20 +280,12 @@ async def test_budget_bar_shows_a_background_compaction_after_the_reply(make_app
         screen = await ready(pilot)
         await pilot.press(*"one more question")
         await press_nowait(pilot, "enter")
-        saw_folding = False
-        for _ in range(4000):
-            if screen.budget.folding:
-                saw_folding = "compacting in the background…" in str(screen.budget.render())
-                break
-            await asyncio.sleep(0.005)
-        assert saw_folding
+        assert await wait_until(lambda: screen.budget.folding)
+        assert "compacting in the background…" in str(screen.budget.render())
         # The reply was stored first: the turn itself folded nothing.
         assert [m.content for m in app.agent.messages(cid)][-1] == reply
         assert not app.agent.traces(cid)[-1].compactions
-        for _ in range(4000):
-            if not screen.budget.folding:
-                break
-            await asyncio.sleep(0.005)
+        assert await wait_until(lambda: not screen.budget.folding)
         await settle(pilot)
         assert not screen.budget.folding
         assert "compacting" not in str(screen.budget.render())

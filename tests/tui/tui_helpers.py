@@ -33,6 +33,15 @@ async def settle(
         await asyncio.sleep(0.02)
 
 
+async def wait_until(condition: Callable[[], bool], *, seconds: float = 20.0) -> bool:
+    """Polls `condition` every 5 ms for up to `seconds`; whether it came true."""
+    for _ in range(int(seconds / 0.005)):
+        if condition():
+            return True
+        await asyncio.sleep(0.005)
+    return condition()
+
+
 async def ready(pilot: Pilot) -> MainScreen:
     """Wait until the agent and the model are ready; return the main screen."""
     app = pilot.app
