@@ -44,10 +44,11 @@ bench: $(STAMP)
 	$(PY) -m benchmarks.training
 	$(PY) -m benchmarks.summaries
 
-# llama.cpp's Python binding, for benchmarks.runtime's reference figures only (it compiles
-# llama.cpp from source; nothing else in recursa uses it).
+# llama.cpp's Python binding and its OpenAI-compatible server, for the benchmarks' reference
+# figures (benchmarks.runtime) and the real-server check (benchmarks.remote_window) only:
+# it compiles llama.cpp from source; nothing else in recursa uses it.
 bench-reference: $(STAMP)
-	$(PY) -m pip install llama-cpp-python diskcache
+	$(PY) -m pip install "llama-cpp-python[server]" diskcache
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check agent memory tui serve migrations tests benchmarks
