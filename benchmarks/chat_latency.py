@@ -11,8 +11,9 @@ measures, in one run:
    `--budget`-token prompt budget, each sent `--think` seconds after the previous
    reply ended (the person reads and types). Per turn: the time from `stream(...)`
    to its first token, how long the turn went on after its last token (a
-   compaction it waited for), how many prompt tokens were prefilled, and whether
-   a compaction happened since the previous turn was planned. Twice: with
+   compaction it waited for), how many prompt tokens were prefilled, whether a
+   compaction happened since the previous turn was planned, and what background
+   work was still queued or running when it was sent. Twice (`--background`): with
    background work (the window folded after a reply while the person types, then
    the new prompt prefix prefilled) and without it (the turn folds the window
    itself, after its reply or before its prompt). Prints p50 / p95 / max and the
@@ -69,6 +70,7 @@ class Turn:
     prefilled: int
     prompt: int
     after_compaction: bool = False
+    busy: str = ""  # background work still queued or running when the message was sent
 
 
 @dataclass
@@ -131,7 +133,9 @@ def run_chat(args: argparse.Namespace, workdir: Path, background: bool) -> list[
             # A compaction since the previous turn was planned: in the background while the
             # person typed, at the end of the previous turn, or in this turn before its prompt.
             ready = len(agent.summaries(cid))
+            busy = [k for k in ("compact", "warm") if agent.background_busy(cid, k)]
             sent = send(agent, cid, number, text)
+            sent.turn.busy = "+".join(busy)
             sent.turn.after_compaction = ready > seen or folded_after_previous or sent.folded_before
             rows.append(sent.turn)
             seen, folded_after_previous = ready, sent.folded_after
@@ -149,12 +153,14 @@ def spread(values: list[float]) -> str:
 
 
 def report_chat(label: str, rows: list[Turn]) -> None:
-    print(f"\n{label}: turn  ttft_s  held_s  prefilled  prompt  after-compaction")
+    print(
+        f"\n{label}: turn  ttft_s  held_s  prefilled  prompt  after-compaction  background-at-send"
+    )
     for r in rows:
         mark = "yes" if r.after_compaction else ""
         print(
             f"  {r.number:>4}  {r.ttft_s:6.2f}  {r.held_s:6.2f}  {r.prefilled:>9}  "
-            f"{r.prompt:>6}  {mark}"
+            f"{r.prompt:>6}  {mark:>16}  {r.busy}"
         )
     after = [r.ttft_s for r in rows if r.after_compaction]
     print(
@@ -222,13 +228,17 @@ def main() -> None:
     parser.add_argument("--reply-tokens", type=int, default=48)
     parser.add_argument("--threads", type=int, default=None)
     parser.add_argument("--open-tokens", type=int, default=2000)
+    parser.add_argument(
+        "--background", choices=("both", "on", "off"), default="both", help="which chats to run"
+    )
     parser.add_argument("--skip-chat", action="store_true")
     parser.add_argument("--skip-open", action="store_true")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         workdir = Path(tmp)
         if not args.skip_chat:
-            for background in (True, False):
+            kept = {"both": (True, False), "on": (True,), "off": (False,)}[args.background]
+            for background in kept:
                 label = "background work on" if background else "background work off"
                 report_chat(label, run_chat(args, workdir, background))
         if not args.skip_open:
