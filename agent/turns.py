@@ -295,11 +295,10 @@ def _answer(
     if turn.status != "error" and settings.policy != "window" and in_background:
         assert background is not None
         reply = _commit(store, turn)
-        # After the commit: the fold (and the prefill of the prompt after it) overlap the
-        # user's reading; the reply never waits for them.
+        # After the commit: the turn's vectors, the fold and the prefill of the prompt
+        # after it overlap the user's reading; the reply never waits for them (the first
+        # vectors of a session load the embedding model, about a second).
         background.compact_later(conv.id)
-        if vectors is not None:
-            _embed_turn(store, vectors, [user.id, reply.message_id])
         yield StreamChunk(event="done", reply=reply)
         return
     if turn.status != "error" and settings.policy != "window":

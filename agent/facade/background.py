@@ -11,6 +11,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from recursa.agent.compaction.triggers import background_scope, compact_in_background
+from recursa.agent.errors import RecursaError
 from recursa.agent.facade.base import AgentBase, log
 from recursa.agent.planning.plan import NewText
 from recursa.agent.planning.prompt import plan_prompt
@@ -19,6 +20,7 @@ from recursa.agent.runtime.protocol import prefix_cache_key
 if TYPE_CHECKING:
     from recursa.agent.boundary import CompactionReport
     from recursa.agent.compaction.background import BackgroundWork, TaskKind
+    from recursa.agent.settings import Settings
 
 __all__ = ["BackgroundMixin", "TurnBackground"]
 
@@ -60,12 +62,13 @@ class BackgroundMixin(AgentBase):
         return self._background_reports.get(conversation_id)
 
     def _compact_now(self, conversation_id: int) -> None:
-        """The background worker's compaction task; then the new prompt prefix is prefilled."""
+        """The worker's task after a reply: the turn's vectors, the fold, then the new prefix."""
         runtime = self._runtime
         if self._closed or runtime is None:
             return
         conv = self._store.get_conversation(conversation_id)
         settings = self.settings.merged(conv.settings)
+        self._embed_missing(conversation_id, settings)
         report = compact_in_background(self._store, conv, settings, runtime, self._summarizer_for)
         if report is None:
             return
@@ -79,6 +82,23 @@ class BackgroundMixin(AgentBase):
         if report.status == "compacted":
             # The summary changed the prompt's start: prefill the new one before the user sends.
             self._background.submit("warm", conversation_id)
+
+    def _embed_missing(self, conversation_id: int, settings: Settings) -> None:
+        """Store the vectors of the conversation's messages that lack one (the last turn's).
+
+        A failure only defers them: recall makes missing vectors on first use.
+        """
+        try:
+            index = self._vectors_for(settings)
+            if index is not None:
+                index.backfill(conversation_id)
+        except RecursaError as exc:
+            log.warning(
+                "Embedding the new messages of conversation %s failed, deferred to their "
+                "first search: %s",
+                conversation_id,
+                exc,
+            )
 
     def _warm_now(self, conversation_id: int) -> None:
         """The background worker's prefill task (see `warm`)."""

@@ -84,6 +84,22 @@ def test_a_turn_embeds_its_messages_after_the_reply_and_imports_backfill(
     assert agent.backfill_embeddings(cid) == 0
 
 
+def test_with_background_work_the_turn_leaves_its_vectors_to_the_worker(
+    make_agent: MakeAgent,
+) -> None:
+    """The reply does not wait for the embedding model: the worker embeds after the turn.
+
+    A first embedding loads the model (about a second), so the turn queues its
+    vectors with the fold; once the worker is done, both messages have them.
+    """
+    agent = agent_with(make_agent, "minilm", summarizer={"background": True})
+    cid = agent.import_conversation(filler_document(20, {}))
+    assert agent.backfill_embeddings(cid) == 40
+    agent.send(cid, "Remember that the boat is called Marigold.")
+    assert agent.wait_background(cid, timeout=120)
+    assert agent.backfill_embeddings(cid) == 0  # the worker embedded the turn's two messages
+
+
 def test_without_the_embedding_model_recall_uses_words_and_says_so(
     make_agent: MakeAgent, monkeypatch: pytest.MonkeyPatch
 ) -> None:
