@@ -371,13 +371,33 @@ def describe_server_model(spec: str, *, options: RuntimeOptions | None = None) -
         kind="openai",
         description=f"{resolved.model} on a {server} server at {resolved.base_url}.",
         available=time.time() - facts.checked_at < 60,  # it answered just now
-        detail=f"Context window {window} tokens ({source}); prompts counted with {tokenizer}; "
-        f"server {when}.{fix}",
+        detail=f"Context window {window} tokens ({source}); prompts counted with "
+        f"{_counting_in_words(facts.tokenize, tokenizer)}; server {when}.{fix}",
         context_window=window,
         window_source=source,
         window_guess=guess,
         tokenizer_id=tokenizer,
     )
+
+
+_SERVER_TOKENIZERS = {
+    "vllm": "the server's own tokenizer and chat template (vLLM /tokenize)",
+    "llama.cpp": "the server's own tokenizer and chat template (/apply-template, /tokenize)",
+    "llama-cpp-python": (
+        "the server's own tokenizer (/extras/tokenize) and the chat template's framing, "
+        "measured once"
+    ),
+}
+
+
+def _counting_in_words(tokenize: str | None, tokenizer_id: str) -> str:
+    """How a server model's prompts are counted, for a person; the exact id in brackets."""
+    words = _SERVER_TOKENIZERS.get(tokenize or "")
+    if words is None:
+        _, _, scale = tokenizer_id.partition("*")
+        margin = f" times a margin of {scale}" if scale else ""
+        words = f"tiktoken (cl100k_base){margin}: the server has no tokenizer endpoint"
+    return f"{words} [{tokenizer_id}]"
 
 
 def known_models(*, hf_cache_dir: Path | str | None = None) -> list[ModelInfo]:

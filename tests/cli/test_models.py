@@ -44,7 +44,9 @@ def test_models_shows_a_server_models_discovered_window(run, openai_server):
         spec = f"openai:m@{server.base_url}"
         out = run.ok("models", "-m", spec).stdout
         data = run.json("models", "-m", spec)
-    assert "Context window 3000 tokens (vLLM /v1/models max_model_len)" in " ".join(out.split())
+    said = " ".join(out.split())
+    assert "Context window 3000 tokens (vLLM /v1/models max_model_len)" in said
+    assert "prompts counted with the server's own tokenizer and chat template (vLLM" in said
     entry = next(m for m in data["models"] if m["spec"] == spec)
     assert entry["context_window"] == 3000
     assert entry["window_guess"] is False
@@ -55,4 +57,5 @@ def test_models_marks_a_guessed_window_and_names_the_setting(run, openai_server)
     with openai_server.serve(openai_server.Behaviour(models=("m",))) as server:
         out = " ".join(run.ok("models", "-m", f"openai:m@{server.base_url}").stdout.split())
     assert "Context window 4096 tokens (a guess: the server did not say)" in out
+    assert "tiktoken (cl100k_base) times a margin of 1.20: the server has no tokenizer" in out
     assert "RECURSA_RUNTIME__CONTEXT_WINDOW" in out
