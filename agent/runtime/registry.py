@@ -369,7 +369,8 @@ def describe_server_model(spec: str, *, options: RuntimeOptions | None = None) -
     return ModelInfo(
         spec=spec,
         kind="openai",
-        description=f"{resolved.model} on a {server} server at {resolved.base_url}.",
+        description=f"{resolved.model} on {'an' if server[0] in 'aeiouAEIOU' else 'a'} "
+        f"{server} server at {resolved.base_url}.",
         available=time.time() - facts.checked_at < 60,  # it answered just now
         detail=f"Context window {window} tokens ({source}); prompts counted with "
         f"{_counting_in_words(facts.tokenize, tokenizer)}; server {when}.{fix}",
