@@ -14,7 +14,8 @@ Servers word the refusal of a too-long prompt differently:
 - a proxy in front of any of them: HTTP 413 (request entity too large).
 
 `overflow_from_error` turns such a body (or message) into an `Overflow` with
-the window and prompt length it names, or None when it is some other error.
+the window and prompt length it names, or None when it is some other error;
+`overflow_error` words it for the person, with the setting that fixes it.
 """
 
 from __future__ import annotations
@@ -23,6 +24,8 @@ import json
 import re
 from dataclasses import dataclass
 from typing import Any
+
+from recursa.agent.errors import ContextOverflowError
 
 # Each pattern's first group is the context window the server states.
 _WINDOW_PATTERNS = (
@@ -85,6 +88,49 @@ def overflow_from_error(status: int | None, content: bytes | str) -> Overflow | 
     if status == 413 or window is not None or (marked and (prompt is not None or _refusal(status))):
         return Overflow(window=window, prompt_tokens=prompt, said=" ".join(message.split())[:300])
     return None
+
+
+def overflow_error(
+    overflow: Overflow, *, base_url: str, local_count: int, window_setting: int | None
+) -> ContextOverflowError:
+    """The error for a prompt of about `local_count` tokens that `base_url` refused.
+
+    `window_setting` is the runtime.context_window a person set, if any: the fix
+    then names it.
+    """
+    window = overflow.window
+    prompt = overflow.prompt_tokens
+    seen = f"{prompt} tokens by its count" if prompt else f"about {local_count} tokens"
+    # The server's words often end without a full stop (llama.cpp's "try
+    # increasing it"); what follows this message must not run into them.
+    words = overflow.said.rstrip()
+    said = f" It said: {words}{'' if words.endswith(('.', '!', '?')) else '.'}" if words else ""
+    if window is None:
+        head = (
+            f"The server at {base_url} refused a prompt of {seen} as too long, "
+            "without saying its context window."
+        )
+        fix = (
+            "Set runtime.context_window (RECURSA_RUNTIME__CONTEXT_WINDOW) to the "
+            "server's real window (vLLM --max-model-len, llama.cpp -c, Ollama num_ctx)."
+        )
+    else:
+        head = (
+            f"The server at {base_url} refused a prompt of {seen}: its context "
+            f"window is {window} tokens."
+        )
+        if window_setting:
+            fix = (
+                f"runtime.context_window is set to {window_setting}; set it to {window} or "
+                f"less (RECURSA_RUNTIME__CONTEXT_WINDOW={window}), or unset it to use "
+                "the server's own."
+            )
+        else:
+            fix = (
+                f"recursa now budgets prompts for {window} tokens; to fix it yourself, set "
+                f"runtime.context_window (RECURSA_RUNTIME__CONTEXT_WINDOW) to {window} or less."
+            )
+    return ContextOverflowError(f"{head} {fix}{said}", window=window, prompt_tokens=prompt)
 
 
 def _refusal(status: int | None) -> bool:
