@@ -84,14 +84,17 @@ class BackgroundMixin(AgentBase):
             self._background.submit("warm", conversation_id)
 
     def _embed_missing(self, conversation_id: int, settings: Settings) -> None:
-        """Store the vectors of the conversation's messages that lack one (the last turn's).
+        """Store the vectors the last turn's messages lack, as the turn itself would have.
 
-        A failure only defers them: recall makes missing vectors on first use.
+        The newest four messages cover the turn even when the next message is
+        already stored; older messages without vectors (an import) are left to
+        their first search or `backfill_embeddings`. A failure only defers them.
         """
         try:
             index = self._vectors_for(settings)
             if index is not None:
-                index.backfill(conversation_id)
+                recent = self._store.messages(conversation_id, limit=4, newest_first=True)
+                index.embed_messages(recent)
         except RecursaError as exc:
             log.warning(
                 "Embedding the new messages of conversation %s failed, deferred to their "
